@@ -1,0 +1,132 @@
+"""Write an artifact folder as docs/ARTIFACT.md specifies: manifest.json, weight shards, kernels.
+
+The folder is written under a temporary name beside the destination and renamed into place at the
+end, so a failure never leaves a half-written artifact, and an existing artifact is replaced only
+once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tvm
+
+from . import __version__
+from .compile import CompiledModule
+from .errors import WebrtError
+
+FORMAT = "webrt-artifact"
+FORMAT_VERSION = 1
+SHARD_BYTES = 32 << 20
+WEIGHT_ALIGN = 64   # every tensor starts on a 64-byte boundary inside its shard
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_destination(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise WebrtError(f"output {out} is a file: give a folder path for the artifact")
+    if out.is_dir() and any(out.iterdir()) and not _is_artifact(out):
+        raise WebrtError(f"output folder {out} is not empty and holds no webrt artifact: "
+                         "choose an empty or new folder, so nothing of yours is overwritten")
+
+
+def _is_artifact(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _make_staging(out: Path) -> Path:
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    except OSError as err:
+        raise WebrtError(f"cannot write the output folder {out} ({err.strerror}): "
+                         "choose a folder you can write to") from None
+
+
+def write_shards(staging: Path, weights: dict[str, np.ndarray]) -> dict:
+    tensors, shards = [], []
+    buf = bytearray()
+
+    def flush():
+        if buf:
+            name = f"weights/shard-{len(shards):04d}.bin"
+            (staging / name).write_bytes(buf)
+            shards.append({"file": name, "bytes": len(buf), "sha256": sha256(bytes(buf))})
+            buf.clear()
+
+    (staging / "weights").mkdir()
+    for name, array in weights.items():
+        data = array.tobytes()
+        if buf and len(buf) + len(data) > SHARD_BYTES:
+            flush()
+        buf.extend(b"\0" * (-len(buf) % WEIGHT_ALIGN))
+        tensors.append({"name": name, "shape": list(array.shape), "dtype": str(array.dtype),
+                        "shard": len(shards), "offset": len(buf), "bytes": len(data)})
+        buf.extend(data)
+    flush()
+    return {"shards": shards, "tensors": tensors}
+
+
+def device_requirements(compiled: CompiledModule) -> dict:
+    kernels = compiled.kernels.values()
+    return {
+        "maxComputeWorkgroupStorageSize": max(k.workgroup_storage_bytes for k in kernels),
+        "maxComputeInvocationsPerWorkgroup": max(k.workgroup_size[0] * k.workgroup_size[1] *
+                                                 k.workgroup_size[2] for k in kernels),
+        "maxStorageBuffersPerShaderStage": max(len(k.storage_bindings) for k in kernels),
+    }
+
+
+def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: dict[str, np.ndarray],
+                   extra_files: list[Path] = ()) -> Path:
+    _check_destination(out)
+    staging = _make_staging(out)
+    try:
+        (staging / "kernels").mkdir()
+        kernels = {}
+        for name, kernel in compiled.kernels.items():
+            entry = kernel.to_json()
+            (staging / entry["file"]).write_text(kernel.wgsl)
+            entry["sha256"] = sha256(kernel.wgsl.encode())
+            kernels[name] = entry
+        files = []
+        for path in extra_files:
+            shutil.copyfile(path, staging / path.name)
+            files.append({"file": path.name, "bytes": path.stat().st_size,
+                          "sha256": sha256(path.read_bytes())})
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_by": {"webrt": __version__, "tvm": tvm.__version__},
+            "model": model,
+            "device": {"backend": "webgpu", "requires": device_requirements(compiled)},
+            "entries": compiled.entries,
+            "functions": compiled.functions,
+            "kernels": kernels,
+            "weights": write_shards(staging, weights),
+            "files": files,
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        os.chmod(staging, 0o755)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+        return out
+    except OSError as err:
+        raise WebrtError(f"cannot write the artifact to {out} ({err.strerror}): "
+                         "check free space and permissions") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

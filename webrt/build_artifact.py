@@ -1,0 +1,43 @@
+"""`webrt compile` as a list of named stages: checkpoint -> model -> compiled kernels -> artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .artifact import write_artifact
+from .compile import compile_module
+from .errors import WebrtError
+from .importers.hf import load_weights, open_hf_folder
+from .models.llama import LlamaForCausalLM
+
+QUANTIZATIONS = ("f32",)
+COMPUTED_WEIGHTS = ("rope.cos", "rope.sin")
+
+
+def compile_hf(model_dir: Path, out: Path, quantization: str = "f32",
+               stage: Callable[[str], None] = lambda name: None) -> Path:
+    """Compile a Hugging Face folder into an artifact at `out`; `stage` is told each stage's name."""
+    if quantization not in QUANTIZATIONS:
+        raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
+    stage("reading checkpoint")
+    ckpt = open_hf_folder(model_dir)
+    cfg = ckpt.config
+    model = LlamaForCausalLM(cfg)
+    expected = {name: (tuple(int(d) for d in p.shape), p.dtype)
+                for name, p in model.named_parameters() if name not in COMPUTED_WEIGHTS}
+    weights = load_weights(ckpt, expected)
+    weights["rope.cos"], weights["rope.sin"] = cfg.rope_tables()
+
+    stage("exporting the model to Relax")
+    mod, params = model.export_tvm(spec=model.get_default_spec())
+    param_names = [name for name, _ in params]
+    weights = {name: weights[name] for name in param_names}
+
+    stage("compiling kernels (Relax + TIR + WGSL)")
+    compiled = compile_module(mod, {"forward": ["input_ids", *param_names]})
+
+    stage("writing the artifact")
+    meta = {"name": model_dir.resolve().name, "source": "huggingface", "quantization": quantization,
+            "config": cfg.to_json()}
+    return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files)

@@ -1,0 +1,40 @@
+"""The Relax pipeline: a visible list of passes, each doing one job.
+
+After it, the entry functions are flat lists of alloc_storage / alloc_tensor / reshape / kernel calls,
+which webrt.compile.plan turns into the artifact's execution plan.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax
+
+from .schedule import apply_gpu_schedules
+
+
+def relax_passes() -> list[tuple[str, tvm.transform.Pass]]:
+    return [
+        # x @ W^T as one kernel, instead of a transpose of every weight per call
+        ("fuse transpose into matmul", relax.transform.FuseTransposeMatmul()),
+        ("legalize ops to TIR", relax.transform.LegalizeOps()),
+        ("annotate op patterns", relax.transform.AnnotateTIROpPattern()),
+        ("fold constants", relax.transform.FoldConstant()),
+        ("fuse ops", relax.transform.FuseOps()),
+        ("fuse TIR", relax.transform.FuseTIR()),
+        ("schedule with dlight GPU rules", apply_gpu_schedules()),
+        ("reshapes to views", relax.transform.RewriteDataflowReshape()),
+        ("leave dataflow form", relax.transform.ToNonDataflow()),
+        ("drop purity checks", relax.transform.RemovePurityChecking()),
+        ("explicit output buffers", relax.transform.CallTIRRewrite()),
+        ("static memory plan", relax.transform.StaticPlanBlockMemory()),
+        ("dead code elimination", relax.transform.DeadCodeElimination()),
+        # the TIR pipeline fails on functions without a global symbol
+        ("attach global symbols", relax.transform.AttachGlobalSymbol()),
+    ]
+
+
+def run_relax_pipeline(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    with target:
+        for _name, rewrite in relax_passes():
+            mod = rewrite(mod)
+    return mod
