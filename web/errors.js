@@ -1,0 +1,26 @@
+// One named Error class per failure. Each message says what was wrong and what to do about it.
+
+export class WebrtError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+
+/** The artifact's format version is not one this shell can read. */
+export class ArtifactFormatError extends WebrtError {}
+
+/** A downloaded file does not match the hash the manifest records for it. */
+export class IntegrityError extends WebrtError {}
+
+/** A file of the artifact could not be fetched. */
+export class FetchError extends WebrtError {}
+
+/** The browser has no WebGPU adapter, or one without the limits the kernels need. */
+export class WebGPUUnavailableError extends WebrtError {}
+
+/** A kernel failed to compile into a pipeline, or the device reported an error while running. */
+export class DeviceError extends WebrtError {}
+
+/** Inputs given to an entry do not match what the plan expects. */
+export class InputError extends WebrtError {}

@@ -1,0 +1,146 @@
+// WebGPU backend: the device, one compute pipeline per kernel, GPU buffers, and one submission per run.
+
+import { DeviceError, WebGPUUnavailableError } from "./errors.js";
+
+const MAX_GRID_X = 65535;
+const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256 everywhere
+
+export async function createDevice(requires) {
+  if (!globalThis.navigator?.gpu) {
+    throw new WebGPUUnavailableError("this browser has no WebGPU (navigator.gpu is missing); " +
+      "use a browser with WebGPU enabled");
+  }
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) throw new WebGPUUnavailableError("no WebGPU adapter is available on this device");
+  const requiredLimits = {
+    maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    maxBufferSize: adapter.limits.maxBufferSize,
+  };
+  for (const [name, need] of Object.entries(requires)) {
+    if (adapter.limits[name] < need) {
+      throw new WebGPUUnavailableError(`the WebGPU adapter allows ${name}=${adapter.limits[name]}, ` +
+        `the kernels need ${need}`);
+    }
+    requiredLimits[name] = Math.max(need, requiredLimits[name] ?? 0);
+  }
+  const device = await adapter.requestDevice({ requiredLimits });
+  const info = adapter.info ?? {};
+  return { device, adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description } };
+}
+
+function bindGroupLayout(device, kernel) {
+  const entries = kernel.storage_bindings.map((b) => ({
+    binding: b.binding,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type: b.access === "read" ? "read-only-storage" : "storage" },
+  }));
+  if (kernel.pod_binding !== null) {
+    entries.push({ binding: kernel.pod_binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } });
+  }
+  return device.createBindGroupLayout({ entries });
+}
+
+/** Create every kernel's pipeline concurrently; resolves to {name: {pipeline, layout, kernel}}. */
+export async function createPipelines(device, kernels, sources) {
+  const entries = await Promise.all(Object.entries(kernels).map(async ([name, kernel]) => {
+    const layout = bindGroupLayout(device, kernel);
+    const module = device.createShaderModule({ code: sources[name], label: name });
+    try {
+      const pipeline = await device.createComputePipelineAsync({
+        label: name,
+        layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: kernel.entry },
+      });
+      return [name, { pipeline, layout, kernel }];
+    } catch (err) {
+      const info = await module.getCompilationInfo();
+      const messages = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
+      throw new DeviceError(`kernel ${name} failed to compile: ${err.message} ${messages}`);
+    }
+  }));
+  return Object.fromEntries(entries);
+}
+
+export function createBuffer(device, bytes, label) {
+  return device.createBuffer({
+    label,
+    size: Math.max(16, Math.ceil(bytes / 16) * 16),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+}
+
+export function uploadBuffer(device, bytes, label) {
+  const buffer = device.createBuffer({
+    label,
+    size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    mappedAtCreation: true,
+  });
+  new Uint8Array(buffer.getMappedRange()).set(bytes);
+  buffer.unmap();
+  return buffer;
+}
+
+/**
+ * Encode a list of dispatches ({pipeline entry, buffers: [{binding, buffer, offset, size}], pods, grid})
+ * into reusable GPU objects: bind groups and one uniform buffer holding every dispatch's POD arguments.
+ */
+export function encodeDispatches(device, pipelines, dispatches) {
+  const uniform = device.createBuffer({
+    label: "pod-args",
+    size: Math.max(UNIFORM_SLOT, dispatches.length * UNIFORM_SLOT),
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+  });
+  const podBytes = new ArrayBuffer(dispatches.length * UNIFORM_SLOT);
+  const view = new DataView(podBytes);
+  const encoded = dispatches.map((d, i) => {
+    const { pipeline, layout, kernel } = pipelines[d.kernel];
+    let [x, y, z] = d.grid;
+    // Grids wider than the x limit fold into z; the kernel rebuilds x = z * gridDim.x + x and
+    // returns when x > packGridDimX, so packGridDimX holds the last valid index.
+    const packGridDimX = x - 1;
+    if (x > MAX_GRID_X) {
+      if (z !== 1) throw new DeviceError(`kernel ${d.kernel}: grid ${d.grid} is too large`);
+      z = Math.ceil(x / MAX_GRID_X);
+      x = MAX_GRID_X;
+    }
+    const entries = d.buffers.map((b) => ({ binding: b.binding, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
+    if (kernel.pod_binding !== null) {
+      const base = i * UNIFORM_SLOT;
+      kernel.pod_fields.forEach((field, j) => {
+        const value = field.name === "packGridDimX" ? packGridDimX : d.pods[j];
+        if (field.type === "f32") view.setFloat32(base + 4 * j, value, true);
+        else if (field.type === "u32") view.setUint32(base + 4 * j, value, true);
+        else view.setInt32(base + 4 * j, value, true);
+      });
+      entries.push({ binding: kernel.pod_binding, resource: { buffer: uniform, offset: base, size: 16 * Math.ceil(kernel.pod_fields.length / 4) } });
+    }
+    return { pipeline, bindGroup: device.createBindGroup({ layout, entries }), grid: [x, y, z] };
+  });
+  device.queue.writeBuffer(uniform, 0, podBytes);
+  return { encoded, uniform };
+}
+
+/** Run encoded dispatches in one compute pass and one submission; read back `output` (a tensor). */
+export async function submit(device, encoded, readback) {
+  const staging = readback && device.createBuffer({ size: readback.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  device.pushErrorScope("validation");
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  for (const d of encoded) {
+    pass.setPipeline(d.pipeline);
+    pass.setBindGroup(0, d.bindGroup);
+    pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+  }
+  pass.end();
+  if (staging) encoder.copyBufferToBuffer(readback.buffer, readback.offset, staging, 0, readback.size);
+  device.queue.submit([encoder.finish()]);
+  const error = await device.popErrorScope();
+  if (error) throw new DeviceError(`the device rejected the forward pass: ${error.message}`);
+  if (!staging) return null;
+  await staging.mapAsync(GPUMapMode.READ);
+  const bytes = staging.getMappedRange().slice(0);
+  staging.unmap();
+  staging.destroy();
+  return bytes;
+}

@@ -1,0 +1,105 @@
+"""Drive the JS shell in headless Chromium through Playwright, for `webrt run` and the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import WebrtError
+from .server import create_app, serve_in_background
+
+# Flags verified in ../shared/NOTES.md: WebGPU through SwiftShader without a GPU, and no background
+# networking (the closed network otherwise floods with refused connections).
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan,WebGPUService", "--use-webgpu-adapter=swiftshader",
+]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("WEBRT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        raise WebrtError(f"Chromium not found at {path}: install it (apt-get install chromium) "
+                         "or set WEBRT_CHROMIUM to its path")
+    return path
+
+
+@contextmanager
+def shell_page(artifact_dir: Path):
+    """A headless Chromium page with the shell loaded; yields (page, model_url)."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="webrt-chromium-")
+    try:
+        with serve_in_background(create_app(artifact_dir)) as base, sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=chromium_path(), headless=True,
+                args=[f for f in CHROMIUM_FLAGS if f != "--headless"])
+            try:
+                page = context.new_page()
+                page.goto(f"{base}/shell/run.html")
+                page.wait_for_function("window.webrtReady === true")
+                yield page, f"{base}/model/"
+            finally:
+                context.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+_FORWARD_JS = """
+async ([url, device, tokenLists]) => {
+  try {
+    const model = await window.webrt.loadModel(url, { device });
+    const results = [];
+    for (const tokens of tokenLists) {
+      const { logits, forward_ms } = await model.forward(tokens);
+      results.push({ logits: logits.map((row) => Array.from(row)), forward_ms });
+    }
+    const info = { device: model.device, adapter: model.adapter, timings: model.timings, results };
+    model.unload();
+    return info;
+  } catch (err) {
+    return { error: `${err.name}: ${err.message}` };
+  }
+}
+"""
+
+_ENTRY_JS = """
+async ([url, device, entry, inputs]) => {
+  try {
+    const model = await window.webrt.loadModel(url, { device });
+    const typed = {};
+    for (const [name, x] of Object.entries(inputs)) {
+      const Typed = x.dtype === "int32" ? Int32Array : Float32Array;
+      typed[name] = { data: Typed.from(x.data), shape: x.shape };
+    }
+    const out = await model.run(entry, typed);
+    model.unload();
+    return { data: Array.from(out.data), shape: out.shape };
+  } catch (err) {
+    return { error: `${err.name}: ${err.message}` };
+  }
+}
+"""
+
+
+def _checked(result: dict) -> dict:
+    if "error" in result:
+        raise WebrtError(f"in the browser: {result['error']}")
+    return result
+
+
+def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = "webgpu") -> dict:
+    """Load the artifact once and return logits for each token list, with device and timings."""
+    with shell_page(artifact_dir) as (page, url):
+        return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists]))
+
+
+def run_entry(artifact_dir: Path, entry: str, inputs: dict, device: str = "webgpu") -> dict:
+    """Run one entry with {name: {data: flat list, shape, dtype}} inputs; returns {data, shape}."""
+    with shell_page(artifact_dir) as (page, url):
+        return _checked(page.evaluate(_ENTRY_JS, [url, device, entry, inputs]))
