@@ -46,6 +46,26 @@ def _is_artifact(folder: Path) -> bool:
         return False
 
 
+def read_manifest(folder: Path) -> dict:
+    """The manifest of an artifact folder, refusing anything this webrt cannot load."""
+    path = folder / "manifest.json"
+    if not folder.is_dir():
+        raise WebrtError(f"{folder} is not a folder: give an artifact folder written by `webrt compile`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WebrtError(f"{folder} has no manifest.json: give an artifact folder written by `webrt compile`") from None
+    except (OSError, ValueError) as err:
+        raise WebrtError(f"{path} cannot be read ({err}): compile the artifact again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise WebrtError(f"{path} is not a webrt artifact manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        made_by = manifest.get("created_by", {}).get("webrt", "an unknown version")
+        raise WebrtError(f"{folder} has artifact format version {manifest.get('format_version')} "
+                         f"(made by webrt {made_by}); this webrt reads version {FORMAT_VERSION}: recompile it")
+    return manifest
+
+
 def _make_staging(out: Path) -> Path:
     parent = out.parent
     try:

@@ -68,18 +68,22 @@ async ([url, device, tokenLists]) => {
 }
 """
 
-_ENTRY_JS = """
-async ([url, device, entry, inputs]) => {
+_ENTRIES_JS = """
+async ([url, device, jobs]) => {
   try {
     const model = await window.webrt.loadModel(url, { device });
-    const typed = {};
-    for (const [name, x] of Object.entries(inputs)) {
-      const Typed = x.dtype === "int32" ? Int32Array : Float32Array;
-      typed[name] = { data: Typed.from(x.data), shape: x.shape };
+    const outputs = [];
+    for (const [entry, inputs] of jobs) {
+      const typed = {};
+      for (const [name, x] of Object.entries(inputs)) {
+        const Typed = x.dtype === "int32" ? Int32Array : Float32Array;
+        typed[name] = { data: Typed.from(x.data), shape: x.shape };
+      }
+      const out = await model.run(entry, typed);
+      outputs.push({ data: Array.from(out.data), shape: out.shape });
     }
-    const out = await model.run(entry, typed);
     model.unload();
-    return { data: Array.from(out.data), shape: out.shape };
+    return { outputs };
   } catch (err) {
     return { error: `${err.name}: ${err.message}` };
   }
@@ -99,7 +103,8 @@ def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = 
         return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists]))
 
 
-def run_entry(artifact_dir: Path, entry: str, inputs: dict, device: str = "webgpu") -> dict:
-    """Run one entry with {name: {data: flat list, shape, dtype}} inputs; returns {data, shape}."""
+def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = "webgpu") -> list[dict]:
+    """Run entries in one page load. A job is (entry, {name: {data: flat list, shape, dtype}});
+    each result is {data: flat list, shape}."""
     with shell_page(artifact_dir) as (page, url):
-        return _checked(page.evaluate(_ENTRY_JS, [url, device, entry, inputs]))
+        return _checked(page.evaluate(_ENTRIES_JS, [url, device, jobs]))["outputs"]

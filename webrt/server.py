@@ -6,6 +6,7 @@ cross-origin isolation headers wasm threads need, and the MIME types browsers in
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import threading
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ def create_app(artifact_dir: Path) -> Flask:
 @contextmanager
 def serve_in_background(app: Flask, host: str = "127.0.0.1", port: int = 0):
     """Run the app on a thread; yields its base URL."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,0 +1,32 @@
+"""Shared fixtures: random-weight models and their compiled artifacts, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.models import make_hf_model
+from webrt.build_artifact import compile_hf
+
+
+@pytest.fixture(scope="session")
+def llama_dir(tmp_path_factory) -> Path:
+    return make_hf_model(tmp_path_factory.mktemp("hf") / "llama", "llama", tie_word_embeddings=False)
+
+
+@pytest.fixture(scope="session")
+def qwen2_dir(tmp_path_factory) -> Path:
+    return make_hf_model(tmp_path_factory.mktemp("hf") / "qwen2", "qwen2", tie_word_embeddings=True,
+                         num_hidden_layers=3)
+
+
+@pytest.fixture(scope="session")
+def llama_artifact(llama_dir, tmp_path_factory) -> Path:
+    return compile_hf(llama_dir, tmp_path_factory.mktemp("art") / "llama")
+
+
+@pytest.fixture(scope="session")
+def qwen2_artifact(qwen2_dir, tmp_path_factory) -> Path:
+    return compile_hf(qwen2_dir, tmp_path_factory.mktemp("art") / "qwen2")
+

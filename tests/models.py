@@ -1,0 +1,44 @@
+"""Small random-weight Hugging Face models built on the fly, and the transformers reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+# Larger-than-default init spreads the logits, so argmax comparisons are meaningful.
+INIT_RANGE = 0.1
+
+
+def make_hf_model(folder: Path, arch: str, **overrides) -> Path:
+    """Save a random-weight model of `arch` ("llama", "qwen2" or "mistral") with transformers."""
+    import transformers
+
+    common = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=2048, max_position_embeddings=256,
+                  initializer_range=INIT_RANGE)
+    common.update(overrides)
+    config_cls, model_cls = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+    }[arch]
+    torch.manual_seed(0)
+    model = model_cls(config_cls(**common)).eval()
+    model.save_pretrained(folder)
+    return folder
+
+
+def reference_logits(folder: Path, tokens: list[int]):
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(torch.tensor([tokens])).logits[0].numpy()
+
+
+
+
+def read_config(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())

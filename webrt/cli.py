@@ -1,0 +1,120 @@
+"""The `webrt` command line. Bad input ends with one `webrt: error: ...` line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .errors import WebrtError
+
+console = Console(stderr=True)
+
+
+class StageReporter:
+    """Shows the running stage with a spinner and, when it ends, its duration."""
+
+    def __init__(self):
+        self.status = None
+        self.name = None
+        self.started = 0.0
+
+    def __call__(self, name: str) -> None:
+        self.finish()
+        self.name, self.started = name, time.perf_counter()
+        self.status = console.status(f"{name}…")
+        self.status.start()
+
+    def finish(self, ok: bool = True) -> None:
+        if self.status:
+            self.status.stop()
+            if ok:
+                console.print(f"[green]✓[/green] {self.name} ({time.perf_counter() - self.started:.1f}s)")
+            self.status = None
+
+
+@click.group()
+@click.version_option(package_name="webrt")
+def cli():
+    """Compile models through Apache TVM into WebGPU kernels and run them in the browser."""
+
+
+@cli.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write the artifact into (created, or replaced if it holds an artifact).")
+@click.option("--quantization", default="f32", show_default=True, help="Weight format: f32.")
+def compile_cmd(model: Path, out: Path, quantization: str):
+    """Compile a Hugging Face model folder (config.json + *.safetensors) into an artifact."""
+    from .build_artifact import compile_hf
+
+    reporter = StageReporter()
+    try:
+        compile_hf(model, out, quantization, stage=reporter)
+    except BaseException:
+        reporter.finish(ok=False)
+        raise
+    reporter.finish()
+    console.print(f"artifact written to {out}")
+
+
+def parse_tokens(text: str) -> list[int]:
+    try:
+        tokens = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise WebrtError(f"--tokens {text!r} is not a comma-separated list of integers, e.g. 5,17,300") from None
+    if not tokens:
+        raise WebrtError("--tokens is empty: give at least one token id, e.g. 5,17,300")
+    return tokens
+
+
+@cli.command("run")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--tokens", required=True, help="Comma-separated token ids, e.g. 5,17,300.")
+@click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu"]))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with logits and timings.")
+def run_cmd(artifact: Path, tokens: str, device: str, as_json: bool):
+    """Run the artifact's forward pass on TOKENS in headless Chromium and print the logits."""
+    from .artifact import read_manifest
+    from .browser import run_forward
+
+    ids = parse_tokens(tokens)
+    manifest = read_manifest(artifact)
+    vocab = manifest["model"]["config"]["vocab_size"]
+    if any(t < 0 or t >= vocab for t in ids):
+        raise WebrtError(f"--tokens holds ids outside the vocabulary: each must be in [0, {vocab})")
+    result = run_forward(artifact, [ids], device)
+    forward = result["results"][0]
+    timings = {**{k: result["timings"][k] for k in ("load_ms", "pipelines_ms")},
+               "forward_ms": forward["forward_ms"]}
+    if as_json:
+        print(json.dumps({"device": result["device"], "adapter": result["adapter"], "tokens": ids,
+                          "logits": forward["logits"], "timings": timings}))
+        return
+    console.print(f"device: {result['device']} ({result['adapter'].get('architecture') or 'unknown adapter'})")
+    for pos, row in enumerate(forward["logits"]):
+        best = max(range(len(row)), key=row.__getitem__)
+        print(f"position {pos}: token {ids[pos]} -> argmax {best} (logit {row[best]:.4f})")
+    console.print(", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except WebrtError as err:
+        print(f"webrt: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except click.UsageError as err:
+        print(f"webrt: error: {err.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except (click.Abort, KeyboardInterrupt):
+        print("webrt: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
