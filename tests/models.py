@@ -42,3 +42,11 @@ def reference_logits(folder: Path, tokens: list[int]):
 
 def read_config(folder: Path) -> dict:
     return json.loads((folder / "config.json").read_text())
+
+
+if __name__ == "__main__":
+    # python -m tests.models OUT [llama|qwen2|mistral]: save a random-weight model for trying webrt out
+    import sys
+
+    make_hf_model(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "llama")
+    print(f"saved a random-weight model to {sys.argv[1]}")
