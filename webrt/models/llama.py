@@ -7,25 +7,30 @@ the final norm and the LM head. The sequence length is symbolic ("seq_len").
 
 from __future__ import annotations
 
+from tvm import relax as rx
 from tvm import te, tirx
 from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn import op
+from tvm.script import tirx as T
 
 from ..config import ModelConfig
 
 
-def apply_rope(x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor, head_dim: int) -> nn.Tensor:
-    """Rotate-half RoPE: x*cos + rotate_half(x)*sin, with host-computed tables [positions, head_dim]."""
+def apply_rope(x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor, head_dim: int, offset=0) -> nn.Tensor:
+    """Rotate-half RoPE at positions offset..offset+s-1: x*cos + rotate_half(x)*sin, with
+    host-computed tables [positions, head_dim]."""
     half = head_dim // 2
 
-    def compute(x: te.Tensor, cos: te.Tensor, sin: te.Tensor):
+    def compute(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, offset=0):
         def value(b, s, h, d):
             rotated = tirx.if_then_else(d < half, -x[b, s, h, d + half], x[b, s, h, d - half])
-            return x[b, s, h, d] * cos[s, d] + rotated * sin[s, d]
+            return x[b, s, h, d] * cos[offset + s, d] + rotated * sin[offset + s, d]
 
         return te.compute(x.shape, value, name="rope")
 
-    return op.tensor_expr_op(compute, "rope", [x, cos, sin])
+    # the offset is passed as an argument, so the kernel receives it as a scalar
+    args = [x, cos, sin] if isinstance(offset, int) and offset == 0 else [x, cos, sin, offset]
+    return op.tensor_expr_op(compute, "rope", args)
 
 
 def causal_mask(scores: nn.Tensor) -> nn.Tensor:
@@ -55,6 +60,65 @@ def embed(weight: nn.Tensor, ids: nn.Tensor) -> nn.Tensor:
     return op.tensor_expr_op(compute, "embed", [weight, ids])
 
 
+def cache_append(cache: nn.Tensor, new: nn.Tensor, offset) -> nn.Tensor:
+    """Write new [1, n, kv_heads, head_dim] into cache [capacity, kv_heads, head_dim] at row offset,
+    in place: after CallTIRRewrite this is one kernel and no allocation."""
+    capacity, heads, dim = (int(v) for v in cache.shape)
+
+    @T.prim_func(private=True, s_tir=True)
+    def append(var_cache: T.handle, var_new: T.handle, offset: T.int64):
+        T.func_attr({"tirx.noalias": True})
+        n = T.int64()
+        dst = T.match_buffer(var_cache, (capacity, heads, dim), "float32")
+        src = T.match_buffer(var_new, (1, n, heads, dim), "float32")
+        for s, h, d in T.grid(n, heads, dim):
+            with T.sblock("append"):
+                vs, vh, vd = T.axis.remap("SSS", [s, h, d])
+                dst[offset + vs, vh, vd] = src[0, vs, vh, vd]
+
+    return op.tensor_ir_inplace_op(append, "cache_append", [cache, new, rx.ShapeExpr([offset])], 0,
+                                   nn.Tensor.placeholder(cache.shape, cache.dtype))
+
+
+def cached_attention(q: nn.Tensor, k_cache: nn.Tensor, v_cache: nn.Tensor, offset, groups: int) -> nn.Tensor:
+    """Causal attention of q [1, n, heads, hd] (positions offset..offset+n-1) over the first
+    offset+n rows of the caches [capacity, kv_heads, hd]; returns [1, n, heads, hd].
+
+    Each kernel takes the offset as a scalar argument: TIR functions may only use variables their
+    arguments define."""
+    heads, hd = (int(v) for v in q.shape[2:])
+    scale = float(hd) ** -0.5
+
+    # shapes come from the te tensors, whose variables are the kernel's own
+    def scores(q: te.Tensor, k: te.Tensor, offset):
+        n = q.shape[1]
+        d = te.reduce_axis((0, hd), name="d")
+        return te.compute((1, heads, n, offset + n), lambda b, h, i, j: te.sum(
+            q[b, i, h, d] * k[j, h // groups, d], axis=d), name="scores")
+
+    def masked(s: te.Tensor, offset):
+        lowest = tirx.min_value(s.dtype)
+        return te.compute(s.shape, lambda b, h, i, j: tirx.if_then_else(
+            j <= offset + i, s[b, h, i, j] * tirx.const(scale, s.dtype), lowest), name="masked")
+
+    def weighted(p: te.Tensor, v: te.Tensor, offset):
+        n = p.shape[2]
+        j = te.reduce_axis((0, offset + n), name="j")
+        return te.compute((1, n, heads, hd), lambda b, i, h, d: te.sum(
+            p[b, h, i, j] * v[j, h // groups, d], axis=j), name="weighted")
+
+    s = op.tensor_expr_op(scores, "attn_scores", [q, k_cache, offset])
+    p = op.softmax(op.tensor_expr_op(masked, "attn_mask", [s, offset]), axis=-1)
+    return op.tensor_expr_op(weighted, "attn_values", [p, v_cache, offset])
+
+
+def last_position(x: nn.Tensor) -> nn.Tensor:
+    """x [b, n, h] -> [b, 1, h]: only the last position's logits are needed to generate."""
+    return op.tensor_expr_op(lambda t: te.compute((t.shape[0], 1, t.shape[2]),
+                                                  lambda b, _, h: t[b, t.shape[1] - 1, h], name="last"),
+                             "last_position", [x])
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         self.num_heads = cfg.num_attention_heads
@@ -81,6 +145,19 @@ class Attention(nn.Module):
         out = op.permute_dims(op.matmul(probs, v), (0, 2, 1, 3))
         return self.o_proj(op.reshape(out, (b, s, self.num_heads * hd)))
 
+    def forward_cached(self, x: nn.Tensor, cos, sin, k_cache, v_cache, offset) -> tuple:
+        """Attention for new tokens at positions offset.., appending their K/V to the caches."""
+        b, s, _ = x.shape
+        hd = self.head_dim
+        q = op.reshape(self.q_proj(x), (b, s, self.num_heads, hd))
+        k = op.reshape(self.k_proj(x), (b, s, self.num_kv_heads, hd))
+        v = op.reshape(self.v_proj(x), (b, s, self.num_kv_heads, hd))
+        q, k = apply_rope(q, cos, sin, hd, offset), apply_rope(k, cos, sin, hd, offset)
+        k_cache = cache_append(k_cache, k, offset)
+        v_cache = cache_append(v_cache, v, offset)
+        out = cached_attention(q, k_cache, v_cache, offset, self.num_heads // self.num_kv_heads)
+        return self.o_proj(op.reshape(out, (b, s, self.num_heads * hd)))
+
 
 class MLP(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -104,6 +181,10 @@ class DecoderLayer(nn.Module):
         x = x + self.self_attn(self.input_layernorm(x), cos, sin)
         return x + self.mlp(self.post_attention_layernorm(x))
 
+    def forward_cached(self, x, cos, sin, k_cache, v_cache, offset) -> nn.Tensor:
+        x = x + self.self_attn.forward_cached(self.input_layernorm(x), cos, sin, k_cache, v_cache, offset)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
 
 class RopeTables(nn.Module):
     """Host-computed cos/sin tables, stored with the weights (see ModelConfig.rope_tables)."""
@@ -111,6 +192,22 @@ class RopeTables(nn.Module):
     def __init__(self, cfg: ModelConfig):
         self.cos = nn.Parameter((cfg.context_window, cfg.head_dim), "float32")
         self.sin = nn.Parameter((cfg.context_window, cfg.head_dim), "float32")
+
+
+class KVCache(nn.Module):
+    """Per-layer key and value caches [capacity, kv_heads, head_dim]. They are entry inputs like the
+    weights, but the artifact lists them as state: the shell allocates them zeroed, once, and the
+    prefill/decode kernels update them in place."""
+
+    def __init__(self, cfg: ModelConfig, capacity: int):
+        shape = (capacity, cfg.num_key_value_heads, cfg.head_dim)
+        self.k = nn.ModuleList([_State(shape) for _ in range(cfg.num_hidden_layers)])
+        self.v = nn.ModuleList([_State(shape) for _ in range(cfg.num_hidden_layers)])
+
+
+class _State(nn.Module):
+    def __init__(self, shape):
+        self.data = nn.Parameter(shape, "float32")
 
 
 class LlamaModel(nn.Module):
@@ -121,9 +218,11 @@ class LlamaModel(nn.Module):
 
 
 class LlamaForCausalLM(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, kv_capacity: int | None = None):
         self.cfg = cfg
+        self.kv_capacity = kv_capacity or cfg.context_window
         self.model = LlamaModel(cfg)
+        self.kv_cache = KVCache(cfg, self.kv_capacity)
         self.rope = RopeTables(cfg)
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size,
                                                                        bias=False)
@@ -133,16 +232,30 @@ class LlamaForCausalLM(nn.Module):
         x = embed(self.model.embed_tokens.weight, input_ids)
         for layer in self.model.layers:
             x = layer(x, self.rope.cos, self.rope.sin)
-        x = self.model.norm(x)
+        return self.logits(self.model.norm(x))
+
+    def logits(self, x: nn.Tensor) -> nn.Tensor:
         if self.lm_head is None:
             return op.matmul(x, op.permute_dims(self.model.embed_tokens.weight))
         return self.lm_head(x)
 
+    def prefill(self, input_ids: nn.Tensor, offset: int) -> nn.Tensor:
+        """Logits [1, 1, vocab] of the last of tokens [1, n] at positions offset..offset+n-1;
+        their keys and values are appended to the caches."""
+        x = embed(self.model.embed_tokens.weight, input_ids)
+        for layer, k, v in zip(self.model.layers, self.kv_cache.k, self.kv_cache.v):
+            x = layer.forward_cached(x, self.rope.cos, self.rope.sin, k.data, v.data, offset)
+        return self.logits(self.model.norm(last_position(x)))
+
+    def decode(self, input_ids: nn.Tensor, offset: int) -> nn.Tensor:
+        """prefill for exactly one token: a static shape, so GEMV schedules apply."""
+        return self.prefill(input_ids, offset)
+
     def get_default_spec(self) -> nn.spec.ModuleSpec:
+        mode = {"param_mode": "plain", "effect_mode": "none"}
         spec = {
-            "forward": {
-                "input_ids": nn.spec.Tensor([1, "seq_len"], "int32"),
-                "$": {"param_mode": "plain", "effect_mode": "none"},
-            }
+            "forward": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "$": mode},
+            "prefill": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "offset": nn.spec.Int(), "$": mode},
+            "decode": {"input_ids": nn.spec.Tensor([1, 1], "int32"), "offset": nn.spec.Int(), "$": mode},
         }
         return nn.spec.ModuleSpec.from_raw(spec, self)
