@@ -7,7 +7,7 @@
 import { InputError, WebGPUUnavailableError } from "./errors.js";
 import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
-import { createDevice, createPipelines, uploadBuffer } from "./webgpu_backend.js";
+import { createBuffer, createDevice, createPipelines, uploadBuffer } from "./webgpu_backend.js";
 
 export * from "./errors.js";
 export { FORMAT_VERSION } from "./loader.js";
@@ -22,16 +22,20 @@ export async function loadModel(url, { device = "webgpu", onProgress = () => {} 
   const { base, manifest } = await fetchManifest(url);
   const gpu = await createDevice(manifest.device.requires);
   const { kernels, weights } = await fetchArtifact(base, manifest, onProgress);
-  const gpuWeights = {};
+  const bound = {};
   for (const [name, w] of Object.entries(weights)) {
-    gpuWeights[name] = { buffer: uploadBuffer(gpu.device, w.bytes, name), shape: w.shape, dtype: w.dtype };
+    bound[name] = { buffer: uploadBuffer(gpu.device, w.bytes, name), shape: w.shape, dtype: w.dtype };
+  }
+  // state (the KV cache) starts zeroed: WebGPU zero-initializes new buffers
+  for (const s of manifest.state ?? []) {
+    bound[s.name] = { buffer: createBuffer(gpu.device, s.shape.reduce((a, b) => a * b, 1) * 4, s.name), shape: s.shape, dtype: s.dtype };
   }
   const t1 = now();
   onProgress({ stage: "pipelines", loaded: 0, total: Object.keys(kernels).length });
   const pipelines = await createPipelines(gpu.device, manifest.kernels, kernels);
   const t2 = now();
   onProgress({ stage: "ready" });
-  return new Model(manifest, gpu, new PlanExecutor(gpu.device, manifest, pipelines, gpuWeights),
+  return new Model(manifest, gpu, new PlanExecutor(gpu.device, manifest, pipelines, bound),
     { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
 }
 

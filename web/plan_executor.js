@@ -1,76 +1,84 @@
-// Runs an entry's execution plan (docs/ARTIFACT.md, "Plan"): binds shape variables from the actual
-// inputs, allocates the planned storage, and turns every call step into kernel dispatches.
-// A prepared program is kept per input shape, so repeated runs of one shape only upload and submit.
+// Runs an entry's execution plan (docs/ARTIFACT.md, "Plan").
+//
+// A program is prepared once per entry and size bucket: every shape variable is rounded up to a
+// power of two, storage is allocated for those upper bounds, and each launch gets its bind group.
+// A run then only evaluates the launches' POD arguments and grids for the actual shapes, writes
+// them into one uniform buffer, and submits every dispatch at once. So decoding token after token
+// (offset 17, 18, ...) reuses one program and allocates nothing.
 
 import { InputError } from "./errors.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
-import { createBuffer, encodeDispatches, submit } from "./webgpu_backend.js";
+import { bindGroupFor, createBuffer, submit, writePods } from "./webgpu_backend.js";
 
 const DTYPE_BYTES = { float32: 4, int32: 4, uint32: 4, float16: 2, int8: 1, uint8: 1 };
 const TYPED_ARRAY = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array };
-const MAX_PROGRAMS = 4;
+const MAX_PROGRAMS = 6;
 
-function tensorBytes(shape, dtype) {
-  return shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
-}
-
-/** A tensor is a placed view: {buffer, offset, shape, dtype}. Bindings round the size up to 4 bytes. */
-function binding(tensor) {
-  return { buffer: tensor.buffer, offset: tensor.offset, size: Math.ceil(tensorBytes(tensor.shape, tensor.dtype) / 4) * 4 };
-}
+const product = (shape) => shape.reduce((a, b) => a * b, 1);
+const tensorBytes = (shape, dtype) => product(shape) * DTYPE_BYTES[dtype];
+const bucket = (n) => (n <= 1 ? n : 2 ** Math.ceil(Math.log2(n)));
 
 export class PlanExecutor {
-  constructor(device, manifest, pipelines, weights) {
+  constructor(device, manifest, pipelines, bound) {
     this.device = device;
     this.manifest = manifest;
     this.pipelines = pipelines;
-    this.weights = weights; // name -> {buffer, shape, dtype}
+    this.bound = bound; // name -> {buffer, shape, dtype}: weights and state, bound to inputs by name
     this.programs = new Map();
   }
 
-  /** inputs: {name: {data: TypedArray, shape: number[]}} for every non-weight input of the entry. */
-  async run(entryName, inputs) {
+  /**
+   * inputs: for every entry input that is neither a weight nor state, either
+   * {data: TypedArray, shape: number[]} for a tensor or {values: number[]} for integers (an offset).
+   * Returns the output read back as {data, shape, dtype}, or null with {readback: false}.
+   */
+  async run(entryName, inputs, { readback = true } = {}) {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = this.bindShapeVars(plan, inputs);
-    const key = `${entryName}:${JSON.stringify(env)}`;
-    let program = this.programs.get(key);
-    if (!program) {
-      program = this.prepare(plan, env);
-      this.remember(key, program);
-    }
+    const program = this.programFor(entryName, plan, env);
     for (const input of plan.inputs) {
-      if (input.name in this.weights) continue;
+      if (input.name in this.bound || input.values) continue;
       const data = inputs[input.name].data;
       this.device.queue.writeBuffer(program.tensors[input.id].buffer, 0, data.buffer, data.byteOffset, data.byteLength);
     }
+    const dispatches = program.launches.map((launch) => {
+      const local = {};
+      for (const [name, expr] of launch.locals) local[name] = evaluate(expr, env);
+      return { launch, pods: launch.pods.map((p) => evaluate(p, local)), grid: launch.grid.map((g) => evaluate(g, local)) };
+    });
+    writePods(this.device, program.uniform, dispatches);
     const output = program.tensors[plan.output];
-    const bytes = await submit(this.device, program.encoded, binding(output));
-    const Typed = TYPED_ARRAY[output.dtype];
-    return { data: new Typed(bytes, 0, output.shape.reduce((a, b) => a * b, 1)), shape: output.shape, dtype: output.dtype };
+    const shape = evaluateShape(output.shape, env);
+    const bytes = await submit(this.device, dispatches, readback && { buffer: output.buffer, offset: output.offset, size: Math.ceil(tensorBytes(shape, output.dtype) / 4) * 4 });
+    if (!readback) return null;
+    return { data: new TYPED_ARRAY[output.dtype](bytes, 0, product(shape)), shape, dtype: output.dtype };
   }
 
   bindShapeVars(plan, inputs) {
-    const env = {};
     for (const input of plan.inputs) {
-      if (input.name in this.weights) continue;
+      if (input.name in this.bound) continue;
       const given = inputs[input.name];
       if (!given) throw new InputError(`entry input ${input.name} is missing`);
-      if (given.shape.length !== input.shape.length) {
-        throw new InputError(`input ${input.name} has rank ${given.shape.length}, the plan expects shape ${JSON.stringify(input.shape)}`);
-      }
-      if (!(given.data instanceof TYPED_ARRAY[input.dtype])) {
-        throw new InputError(`input ${input.name} must be a ${TYPED_ARRAY[input.dtype].name}`);
+      if (input.values) {
+        if (!Array.isArray(given.values) || given.values.length !== input.values.length || !given.values.every(Number.isInteger)) {
+          throw new InputError(`input ${input.name} must be {values: [${input.values.length} integers]}`);
+        }
+      } else if (!(given.data instanceof TYPED_ARRAY[input.dtype]) || given.shape?.length !== input.shape.length) {
+        throw new InputError(`input ${input.name} must be a ${TYPED_ARRAY[input.dtype].name} of shape ${JSON.stringify(input.shape)}`);
       }
     }
+    const env = {};
     for (const [name, where] of Object.entries(plan.shape_vars)) {
-      env[name] = inputs[plan.inputs[where.input].name].shape[where.dim];
+      const input = plan.inputs[where.input];
+      const given = inputs[input.name] ?? this.bound[input.name];
+      env[name] = input.values ? given.values[where.dim] : given.shape[where.dim];
     }
     for (const input of plan.inputs) {
-      if (input.name in this.weights) continue;
+      if (input.name in this.bound || input.values) continue;
       const given = inputs[input.name];
       const expected = evaluateShape(input.shape, env);
-      if (expected.some((d, i) => d !== given.shape[i]) || given.data.length !== expected.reduce((a, b) => a * b, 1)) {
+      if (expected.some((d, i) => d !== given.shape[i]) || given.data.length !== product(expected)) {
         throw new InputError(`input ${input.name} has shape ${JSON.stringify(given.shape)} and ${given.data.length} ` +
           `values, the plan expects ${JSON.stringify(expected)}`);
       }
@@ -78,95 +86,89 @@ export class PlanExecutor {
     return env;
   }
 
-  remember(key, program) {
-    this.programs.set(key, program);
-    if (this.programs.size > MAX_PROGRAMS) {
-      const [oldKey, old] = this.programs.entries().next().value;
-      this.programs.delete(oldKey);
-      old.buffers.forEach((b) => b.destroy());
-      old.uniform.destroy();
+  programFor(entryName, plan, env) {
+    const capacity = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, bucket(v)]));
+    const key = `${entryName}:${JSON.stringify(capacity)}`;
+    let program = this.programs.get(key);
+    if (!program) {
+      program = this.prepare(plan, capacity);
+      this.programs.set(key, program);
+      if (this.programs.size > MAX_PROGRAMS) this.forget(this.programs.keys().next().value);
     }
+    return program;
   }
 
-  /** Walk the plan once for these shapes: allocate, place tensors, and encode every launch. */
-  prepare(plan, env) {
-    const device = this.device;
-    const tensors = {};
-    const storages = {};
+  forget(key) {
+    const program = this.programs.get(key);
+    this.programs.delete(key);
+    program.buffers.forEach((b) => b.destroy());
+  }
+
+  /** Walk the plan once: allocate for the capacity env, place tensors, make each launch's bind group. */
+  prepare(plan, capacity) {
     const buffers = [];
-    const dispatches = [];
     const allocate = (bytes, label) => {
-      const buffer = createBuffer(device, bytes, label);
+      const buffer = createBuffer(this.device, bytes, label);
       buffers.push(buffer);
       return buffer;
     };
+    // tensors keep their symbolic shape; bindings span from the tensor's offset to its buffer's end
+    const tensors = {};
+    const storages = {};
+    const launches = [];
     for (const input of plan.inputs) {
-      const shape = evaluateShape(input.shape, env);
-      const weight = this.weights[input.name];
-      tensors[input.id] = weight
-        ? { buffer: weight.buffer, offset: 0, shape, dtype: input.dtype }
-        : { buffer: allocate(tensorBytes(shape, input.dtype), input.name), offset: 0, shape, dtype: input.dtype };
+      if (input.values) continue;
+      const known = this.bound[input.name];
+      const buffer = known ? known.buffer : allocate(tensorBytes(evaluateShape(input.shape, capacity), input.dtype), input.name);
+      tensors[input.id] = { buffer, offset: 0, shape: input.shape, dtype: input.dtype };
     }
     for (const step of plan.steps) {
-      switch (step.op) {
-        case "storage":
-          storages[step.id] = allocate(evaluate(step.bytes, env), step.id);
-          break;
-        case "tensor":
-          tensors[step.id] = { buffer: storages[step.storage], offset: evaluate(step.offset, env), shape: evaluateShape(step.shape, env), dtype: step.dtype };
-          break;
-        case "alloc": {
-          const shape = evaluateShape(step.shape, env);
-          tensors[step.id] = { buffer: allocate(tensorBytes(shape, step.dtype), step.id), offset: 0, shape, dtype: step.dtype };
-          break;
-        }
-        case "view":
-          tensors[step.id] = { ...tensors[step.source], shape: evaluateShape(step.shape, env) };
-          break;
-        case "call":
-          this.launchesOf(step, tensors, env, allocate).forEach((d) => dispatches.push(d));
-          break;
-        default:
-          throw new Error(`unknown plan step ${step.op}`);
-      }
+      if (step.op === "storage") storages[step.id] = allocate(evaluate(step.bytes, capacity), step.id);
+      else if (step.op === "tensor") tensors[step.id] = { buffer: storages[step.storage], offset: evaluate(step.offset, capacity), shape: step.shape, dtype: step.dtype };
+      else if (step.op === "alloc") tensors[step.id] = { buffer: allocate(tensorBytes(evaluateShape(step.shape, capacity), step.dtype), step.id), offset: 0, shape: step.shape, dtype: step.dtype };
+      else if (step.op === "view") tensors[step.id] = { ...tensors[step.source], shape: step.shape };
+      else if (step.op === "call") launches.push(...this.launchesOf(step, tensors, capacity, allocate));
+      else throw new Error(`unknown plan step ${step.op}`);
     }
-    const { encoded, uniform } = encodeDispatches(device, this.pipelines, dispatches);
-    return { tensors, buffers, encoded, uniform };
+    const uniform = this.device.createBuffer({
+      label: "pod-args", size: Math.max(1, launches.length) * 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    buffers.push(uniform);
+    launches.forEach((launch, i) => {
+      const compiled = this.pipelines[launch.kernel];
+      launch.slot = i;
+      launch.pipeline = compiled.pipeline;
+      launch.podFields = compiled.kernel.pod_binding === null ? [] : compiled.kernel.pod_fields;
+      launch.bindGroup = bindGroupFor(this.device, compiled, launch.buffers, uniform, i);
+    });
+    return { tensors, launches, uniform, buffers };
   }
 
-  /** One call step -> its function's launches, with the function's own shape variables bound. */
-  launchesOf(step, tensors, env, allocate) {
+  /** A call step's launches; each function variable is kept as an expression over the entry's variables. */
+  launchesOf(step, tensors, capacity, allocate) {
     const func = this.manifest.functions[step.func];
     const args = step.args.map((id) => tensors[id]);
-    const scalars = step.scalars.map((s) => evaluate(s, env));
-    const local = {};
-    for (const [name, where] of Object.entries(func.vars)) {
-      const param = func.params[where.param];
-      local[name] = param.scalar ? scalars[func.params.slice(0, where.param).filter((p) => p.scalar).length]
-        : args[this.tensorIndex(func, where.param)].shape[where.dim];
-    }
-    const scratch = func.scratch.map((s, i) => allocate(evaluate(s.bytes, local), `${step.func}.scratch${i}`));
+    const tensorIndex = (param) => func.params.slice(0, param).filter((p) => !p.scalar).length;
+    const scalarIndex = (param) => func.params.slice(0, param).filter((p) => p.scalar).length;
+    const locals = Object.entries(func.vars).map(([name, where]) => [name, func.params[where.param].scalar
+      ? step.scalars[scalarIndex(where.param)]
+      : args[tensorIndex(where.param)].shape[where.dim]]);
+    const localCapacity = Object.fromEntries(locals.map(([name, expr]) => [name, evaluate(expr, capacity)]));
+    const scratch = func.scratch.map((s, i) => allocate(evaluate(s.bytes, localCapacity), `${step.func}.scratch${i}`));
     return func.launches.map((launch) => ({
       kernel: launch.kernel,
+      func: step.func,
+      locals,
+      pods: launch.pods,
+      grid: launch.grid,
       buffers: launch.buffers.map((b) => {
-        if (b.scratch !== undefined) return { binding: b.binding, buffer: scratch[b.scratch], offset: 0, size: scratch[b.scratch].size };
-        return { binding: b.binding, ...binding(args[this.tensorIndex(func, b.param)]) };
+        const { buffer, offset } = b.scratch !== undefined ? { buffer: scratch[b.scratch], offset: 0 } : args[tensorIndex(b.param)];
+        return { binding: b.binding, buffer, offset, size: buffer.size - offset };
       }),
-      pods: launch.pods.map((p) => evaluate(p, local)),
-      grid: launch.grid.map((g) => evaluate(g, local)),
     }));
   }
 
-  /** Position of a buffer parameter among the call's tensor arguments (scalars are passed apart). */
-  tensorIndex(func, param) {
-    return func.params.slice(0, param).filter((p) => !p.scalar).length;
-  }
-
   destroy() {
-    for (const program of this.programs.values()) {
-      program.buffers.forEach((b) => b.destroy());
-      program.uniform.destroy();
-    }
-    this.programs.clear();
+    for (const key of [...this.programs.keys()]) this.forget(key);
   }
 }

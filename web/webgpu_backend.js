@@ -81,56 +81,53 @@ export function uploadBuffer(device, bytes, label) {
   return buffer;
 }
 
-/**
- * Encode a list of dispatches ({pipeline entry, buffers: [{binding, buffer, offset, size}], pods, grid})
- * into reusable GPU objects: bind groups and one uniform buffer holding every dispatch's POD arguments.
- */
-export function encodeDispatches(device, pipelines, dispatches) {
-  const uniform = device.createBuffer({
-    label: "pod-args",
-    size: Math.max(UNIFORM_SLOT, dispatches.length * UNIFORM_SLOT),
-    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-  });
-  const podBytes = new ArrayBuffer(dispatches.length * UNIFORM_SLOT);
-  const view = new DataView(podBytes);
-  const encoded = dispatches.map((d, i) => {
-    const { pipeline, layout, kernel } = pipelines[d.kernel];
-    let [x, y, z] = d.grid;
-    // Grids wider than the x limit fold into z; the kernel rebuilds x = z * gridDim.x + x and
-    // returns when x > packGridDimX, so packGridDimX holds the last valid index.
-    const packGridDimX = x - 1;
-    if (x > MAX_GRID_X) {
-      if (z !== 1) throw new DeviceError(`kernel ${d.kernel}: grid ${d.grid} is too large`);
-      z = Math.ceil(x / MAX_GRID_X);
-      x = MAX_GRID_X;
-    }
-    const entries = d.buffers.map((b) => ({ binding: b.binding, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
-    if (kernel.pod_binding !== null) {
-      const base = i * UNIFORM_SLOT;
-      kernel.pod_fields.forEach((field, j) => {
-        const value = field.name === "packGridDimX" ? packGridDimX : d.pods[j];
-        if (field.type === "f32") view.setFloat32(base + 4 * j, value, true);
-        else if (field.type === "u32") view.setUint32(base + 4 * j, value, true);
-        else view.setInt32(base + 4 * j, value, true);
-      });
-      entries.push({ binding: kernel.pod_binding, resource: { buffer: uniform, offset: base, size: 16 * Math.ceil(kernel.pod_fields.length / 4) } });
-    }
-    return { pipeline, bindGroup: device.createBindGroup({ layout, entries }), grid: [x, y, z] };
-  });
-  device.queue.writeBuffer(uniform, 0, podBytes);
-  return { encoded, uniform };
+/** The bind group of one launch: its buffers, and its slot of the program's uniform buffer. */
+export function bindGroupFor(device, { layout, kernel }, buffers, uniform, slot) {
+  const entries = buffers.map((b) => ({ binding: b.binding, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
+  if (kernel.pod_binding !== null) {
+    entries.push({ binding: kernel.pod_binding, resource: { buffer: uniform, offset: slot * UNIFORM_SLOT, size: 16 * Math.ceil(kernel.pod_fields.length / 4) } });
+  }
+  return device.createBindGroup({ layout, entries });
 }
 
-/** Run encoded dispatches in one compute pass and one submission; read back `output` (a tensor). */
-export async function submit(device, encoded, readback) {
+/**
+ * Grids wider than the x limit fold into z: the kernel rebuilds x = z * gridDim.x + x and returns
+ * when x > packGridDimX, so packGridDimX holds the last valid index. Returns [x, y, z, packGridDimX].
+ */
+function foldGrid([x, y, z], name) {
+  if (x <= MAX_GRID_X) return [x, y, z, x - 1];
+  if (z !== 1) throw new DeviceError(`kernel ${name}: grid ${[x, y, z]} is too large`);
+  return [MAX_GRID_X, y, Math.ceil(x / MAX_GRID_X), x - 1];
+}
+
+/** Write every dispatch's POD arguments (and packGridDimX) into its slot of the uniform buffer. */
+export function writePods(device, uniform, dispatches) {
+  const bytes = new ArrayBuffer(uniform.size);
+  const view = new DataView(bytes);
+  for (const d of dispatches) {
+    d.folded = foldGrid(d.grid, d.launch.kernel);
+    const fields = d.launch.podFields;
+    const base = d.launch.slot * UNIFORM_SLOT;
+    fields.forEach((field, j) => {
+      const value = field.name === "packGridDimX" ? d.folded[3] : d.pods[j];
+      if (field.type === "f32") view.setFloat32(base + 4 * j, value, true);
+      else if (field.type === "u32") view.setUint32(base + 4 * j, value, true);
+      else view.setInt32(base + 4 * j, value, true);
+    });
+  }
+  device.queue.writeBuffer(uniform, 0, bytes);
+}
+
+/** Run the dispatches in one compute pass and one submission; optionally read back a byte range. */
+export async function submit(device, dispatches, readback) {
   const staging = readback && device.createBuffer({ size: readback.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   device.pushErrorScope("validation");
   const encoder = device.createCommandEncoder();
   const pass = encoder.beginComputePass();
-  for (const d of encoded) {
-    pass.setPipeline(d.pipeline);
-    pass.setBindGroup(0, d.bindGroup);
-    pass.dispatchWorkgroups(d.grid[0], d.grid[1], d.grid[2]);
+  for (const d of dispatches) {
+    pass.setPipeline(d.launch.pipeline);
+    pass.setBindGroup(0, d.launch.bindGroup);
+    pass.dispatchWorkgroups(d.folded[0], d.folded[1], d.folded[2]);
   }
   pass.end();
   if (staging) encoder.copyBufferToBuffer(readback.buffer, readback.offset, staging, 0, readback.size);

@@ -111,7 +111,8 @@ def device_requirements(compiled: CompiledModule) -> dict:
 
 
 def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: dict[str, np.ndarray],
-                   extra_files: list[Path] = ()) -> Path:
+                   extra_files: list[Path] = (), state: dict | None = None) -> Path:
+    """state: name -> (shape, dtype) of tensors the shell allocates zeroed and the plan updates."""
     _check_destination(out)
     staging = _make_staging(out)
     try:
@@ -137,6 +138,8 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
             "functions": compiled.functions,
             "kernels": kernels,
             "weights": write_shards(staging, weights),
+            "state": [{"name": name, "shape": list(shape), "dtype": dtype}
+                      for name, (shape, dtype) in (state or {}).items()],
             "files": files,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -13,31 +13,44 @@ from .models.llama import LlamaForCausalLM
 
 QUANTIZATIONS = ("f32",)
 COMPUTED_WEIGHTS = ("rope.cos", "rope.sin")
+STATE_PREFIX = "kv_cache."
 
 
-def compile_hf(model_dir: Path, out: Path, quantization: str = "f32",
+def compile_hf(model_dir: Path, out: Path, quantization: str = "f32", context_window: int | None = None,
                stage: Callable[[str], None] = lambda name: None) -> Path:
-    """Compile a Hugging Face folder into an artifact at `out`; `stage` is told each stage's name."""
+    """Compile a Hugging Face folder into an artifact at `out`; `stage` is told each stage's name.
+    context_window caps the KV cache below the model's own context length."""
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
     stage("reading checkpoint")
     ckpt = open_hf_folder(model_dir)
     cfg = ckpt.config
+    if context_window is not None:
+        if not 1 <= context_window <= cfg.context_window:
+            raise WebrtError(f"--context-window {context_window} is outside [1, {cfg.context_window}], "
+                             "the model's context length")
+        cfg.context_window = context_window
     model = LlamaForCausalLM(cfg)
-    expected = {name: (tuple(int(d) for d in p.shape), p.dtype)
-                for name, p in model.named_parameters() if name not in COMPUTED_WEIGHTS}
+    state = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()
+             if name.startswith(STATE_PREFIX)}
+    expected = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()
+                if name not in COMPUTED_WEIGHTS and name not in state}
     weights = load_weights(ckpt, expected)
     weights["rope.cos"], weights["rope.sin"] = cfg.rope_tables()
 
     stage("exporting the model to Relax")
     mod, params = model.export_tvm(spec=model.get_default_spec())
     param_names = [name for name, _ in params]
-    weights = {name: weights[name] for name in param_names}
+    weights = {name: weights[name] for name in param_names if name not in state}
 
     stage("compiling kernels (Relax + TIR + WGSL)")
-    compiled = compile_module(mod, {"forward": ["input_ids", *param_names]})
+    compiled = compile_module(mod, {
+        "forward": ["input_ids", *param_names],
+        "prefill": ["input_ids", "offset", *param_names],
+        "decode": ["input_ids", "offset", *param_names],
+    })
 
     stage("writing the artifact")
     meta = {"name": model_dir.resolve().name, "source": "huggingface", "quantization": quantization,
             "config": cfg.to_json()}
-    return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files)
+    return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files, state)

@@ -48,13 +48,15 @@ def cli():
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
               help="Folder to write the artifact into (created, or replaced if it holds an artifact).")
 @click.option("--quantization", default="f32", show_default=True, help="Weight format: f32.")
-def compile_cmd(model: Path, out: Path, quantization: str):
+@click.option("--context-window", type=int, default=None,
+              help="KV cache length in tokens (default: the model's context length).")
+def compile_cmd(model: Path, out: Path, quantization: str, context_window: int | None):
     """Compile a Hugging Face model folder (config.json + *.safetensors) into an artifact."""
     from .build_artifact import compile_hf
 
     reporter = StageReporter()
     try:
-        compile_hf(model, out, quantization, stage=reporter)
+        compile_hf(model, out, quantization, context_window, stage=reporter)
     except BaseException:
         reporter.finish(ok=False)
         raise

@@ -80,7 +80,9 @@ def _normalized(kernel_name: str, wgsl: str) -> str:
     return re.sub(rf"\b{re.escape(kernel_name)}\b", "KERNEL", body)
 
 
-def extract_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> KernelSet:
+def lower_tir(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.IRModule, dict[str, str]]:
+    """Run the TIR pipeline on the module's PrimFuncs. Returns the module as it was right after
+    SplitHostDevice (host functions with their launches) and the WGSL of every device kernel."""
     prim_funcs = {gv: f for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
     tir_mod = tirx.transform.BindTarget(target)(tvm.IRModule(prim_funcs))
     pipeline, _finalize_host, finalize_device = tirx.get_tir_pipeline("s_tir")
@@ -95,22 +97,28 @@ def extract_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> KernelSet:
 
     with tvm.transform.PassContext(instruments=[KeepAfterSplit()]):
         lowered = pipeline(tir_mod)
-    split = KeepAfterSplit.split
-
-    # WGSL per device kernel, deduplicated by text
     _host, device_mods = split_host_device_mods(lowered)
-    by_name: dict[str, Kernel] = {}
-    by_text: dict[str, Kernel] = {}
-    kernels = KernelSet()
+    wgsl = {}
     for dev_target, device_mod in device_mods.items():
         device_mod = finalize_device()(device_mod)
         for gv, func in device_mod.functions.items():
-            wgsl = codegen_build(tvm.IRModule({gv: func}), dev_target).inspect_source()
-            key = hashlib.sha256(_normalized(gv.name_hint, wgsl).encode()).hexdigest()
-            if key not in by_text:
-                by_text[key] = parse_wgsl(gv.name_hint, wgsl)
-                kernels.kernels[gv.name_hint] = by_text[key]
-            by_name[gv.name_hint] = by_text[key]
+            wgsl[gv.name_hint] = codegen_build(tvm.IRModule({gv: func}), dev_target).inspect_source()
+    return KeepAfterSplit.split, wgsl
+
+
+def extract_kernels(mod: tvm.IRModule, target: tvm.target.Target) -> KernelSet:
+    split, sources = lower_tir(mod, target)
+
+    # kernels with the same code (up to their name) are stored once
+    by_name: dict[str, Kernel] = {}
+    by_text: dict[str, Kernel] = {}
+    kernels = KernelSet()
+    for name, wgsl in sources.items():
+        key = hashlib.sha256(_normalized(name, wgsl).encode()).hexdigest()
+        if key not in by_text:
+            by_text[key] = parse_wgsl(name, wgsl)
+            kernels.kernels[name] = by_text[key]
+        by_name[name] = by_text[key]
 
     device_params = {gv.name_hint: f.params for gv, f in split.functions.items()
                      if f.attrs.get("calling_conv") == 2}

@@ -46,9 +46,14 @@ def entry_plan(func: relax.Function, param_names: list[str]) -> dict:
     inputs, shape_vars = [], {}
     for i, (param, external) in enumerate(zip(func.params, param_names)):
         ty = param.ty
-        inputs.append({"id": names.define(param), "name": external, "shape": shape_to_json(ty.shape),
-                       "dtype": str(ty.dtype)})
-        for j, dim in enumerate(ty.shape):
+        if isinstance(ty, relax.ShapeType):  # integers passed by value, e.g. a position offset
+            dims = ty.values
+            inputs.append({"id": names.define(param), "name": external, "values": shape_to_json(dims)})
+        else:
+            dims = ty.shape
+            inputs.append({"id": names.define(param), "name": external, "shape": shape_to_json(dims),
+                           "dtype": str(ty.dtype)})
+        for j, dim in enumerate(dims):
             if isinstance(dim, tvm.tirx.Var) and dim.name not in shape_vars:
                 shape_vars[dim.name] = {"input": i, "dim": j}
 
@@ -74,8 +79,10 @@ def _step(var, value, names: _Names) -> list[dict]:
         for arg in value.args:
             if isinstance(arg, relax.ShapeExpr):
                 scalars.extend(expr_to_json(v) for v in arg.values)
-            else:
+            elif isinstance(getattr(arg, "ty", None), relax.TensorType):
                 tensors.append(names[arg])
+            else:  # a scalar: an integer expression over the entry's shape variables
+                scalars.append(expr_to_json(arg))
         names.define(var)
         return [{"op": "call", "func": op.name_hint, "args": tensors, "scalars": scalars}]
     kind = op.name

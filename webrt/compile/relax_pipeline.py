@@ -21,7 +21,7 @@ def relax_passes() -> list[tuple[str, tvm.transform.Pass]]:
         ("fold constants", relax.transform.FoldConstant()),
         ("fuse ops", relax.transform.FuseOps()),
         ("fuse TIR", relax.transform.FuseTIR()),
-        ("schedule with dlight GPU rules", apply_gpu_schedules()),
+        ("schedule with dlight GPU rules", apply_gpu_schedules),
         ("reshapes to views", relax.transform.RewriteDataflowReshape()),
         ("leave dataflow form", relax.transform.ToNonDataflow()),
         ("drop purity checks", relax.transform.RemovePurityChecking()),
