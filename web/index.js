@@ -10,6 +10,8 @@ import { PlanExecutor } from "./plan_executor.js";
 import { createBuffer, createDevice, createPipelines, uploadBuffer } from "./webgpu_backend.js";
 
 export * from "./errors.js";
+export { Generator } from "./generator.js";
+export { Sampler } from "./sampler.js";
 export { FORMAT_VERSION } from "./loader.js";
 
 const now = () => performance.now();
@@ -49,10 +51,10 @@ export class Model {
     this.timings = timings;
   }
 
-  /** Run any entry of the plan; inputs: {name: {data: TypedArray, shape}}. */
-  async run(entry, inputs) {
+  /** Run any entry of the plan (see PlanExecutor.run); resolves to one item per output. */
+  async run(entry, inputs, options) {
     const t0 = now();
-    const out = await this.executor.run(entry, inputs);
+    const out = await this.executor.run(entry, inputs, options);
     this.timings.last_run_ms = now() - t0;
     return out;
   }
@@ -66,7 +68,7 @@ export class Model {
     if (tokens.length > this.manifest.model.config.context_window) {
       throw new InputError(`${tokens.length} tokens exceed the context window of ${this.manifest.model.config.context_window}`);
     }
-    const out = await this.run("forward", { input_ids: { data: Int32Array.from(tokens), shape: [1, tokens.length] } });
+    const [out] = await this.run("forward", { input_ids: { data: Int32Array.from(tokens), shape: [1, tokens.length] } });
     const logits = [];
     for (let i = 0; i < tokens.length; i++) logits.push(out.data.subarray(i * vocab, (i + 1) * vocab));
     return { logits, forward_ms: this.timings.last_run_ms };

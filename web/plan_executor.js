@@ -30,9 +30,10 @@ export class PlanExecutor {
   /**
    * inputs: for every entry input that is neither a weight nor state, either
    * {data: TypedArray, shape: number[]} for a tensor or {values: number[]} for integers (an offset).
-   * Returns the output read back as {data, shape, dtype}, or null with {readback: false}.
+   * Returns one item per entry output: {data, shape, dtype} for the outputs listed in `readback`
+   * (output indices; default all), null for the others, which stay on the device.
    */
-  async run(entryName, inputs, { readback = true } = {}) {
+  async run(entryName, inputs, { readback } = {}) {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = this.bindShapeVars(plan, inputs);
@@ -46,13 +47,21 @@ export class PlanExecutor {
       const local = {};
       for (const [name, expr] of launch.locals) local[name] = evaluate(expr, env);
       return { launch, pods: launch.pods.map((p) => evaluate(p, local)), grid: launch.grid.map((g) => evaluate(g, local)) };
-    });
+    }).filter((d) => d.grid.every((n) => n > 0)); // e.g. no penalized tokens: nothing to launch
     writePods(this.device, program.uniform, dispatches);
-    const output = program.tensors[plan.output];
-    const shape = evaluateShape(output.shape, env);
-    const bytes = await submit(this.device, dispatches, readback && { buffer: output.buffer, offset: output.offset, size: Math.ceil(tensorBytes(shape, output.dtype) / 4) * 4 });
-    if (!readback) return null;
-    return { data: new TYPED_ARRAY[output.dtype](bytes, 0, product(shape)), shape, dtype: output.dtype };
+    const wanted = readback ?? plan.outputs.map((_, i) => i);
+    const outputs = plan.outputs.map((id) => {
+      const tensor = program.tensors[id];
+      const shape = evaluateShape(tensor.shape, env);
+      return { tensor, shape, size: Math.ceil(tensorBytes(shape, tensor.dtype) / 4) * 4 };
+    });
+    const regions = wanted.map((i) => ({ buffer: outputs[i].tensor.buffer, offset: outputs[i].tensor.offset, size: outputs[i].size }));
+    const bytes = await submit(this.device, dispatches, regions);
+    return outputs.map((out, i) => {
+      const j = wanted.indexOf(i);
+      if (j < 0) return null;
+      return { data: new TYPED_ARRAY[out.tensor.dtype](bytes[j], 0, product(out.shape)), shape: out.shape, dtype: out.tensor.dtype };
+    });
   }
 
   bindShapeVars(plan, inputs) {

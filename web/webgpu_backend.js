@@ -118,9 +118,11 @@ export function writePods(device, uniform, dispatches) {
   device.queue.writeBuffer(uniform, 0, bytes);
 }
 
-/** Run the dispatches in one compute pass and one submission; optionally read back a byte range. */
-export async function submit(device, dispatches, readback) {
-  const staging = readback && device.createBuffer({ size: readback.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+/** Run the dispatches in one compute pass and one submission, then read back the byte regions
+ * [{buffer, offset, size}] (through one staging buffer); resolves to one ArrayBuffer per region. */
+export async function submit(device, dispatches, regions) {
+  const total = regions.reduce((sum, r) => sum + r.size, 0);
+  const staging = total > 0 && device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   device.pushErrorScope("validation");
   const encoder = device.createCommandEncoder();
   const pass = encoder.beginComputePass();
@@ -130,14 +132,24 @@ export async function submit(device, dispatches, readback) {
     pass.dispatchWorkgroups(d.folded[0], d.folded[1], d.folded[2]);
   }
   pass.end();
-  if (staging) encoder.copyBufferToBuffer(readback.buffer, readback.offset, staging, 0, readback.size);
+  let at = 0;
+  for (const r of regions) {
+    encoder.copyBufferToBuffer(r.buffer, r.offset, staging, at, r.size);
+    at += r.size;
+  }
   device.queue.submit([encoder.finish()]);
   const error = await device.popErrorScope();
   if (error) throw new DeviceError(`the device rejected the forward pass: ${error.message}`);
-  if (!staging) return null;
+  if (!staging) return [];
   await staging.mapAsync(GPUMapMode.READ);
-  const bytes = staging.getMappedRange().slice(0);
+  const mapped = staging.getMappedRange();
+  at = 0;
+  const out = regions.map((r) => {
+    const bytes = mapped.slice(at, at + r.size);
+    at += r.size;
+    return bytes;
+  });
   staging.unmap();
   staging.destroy();
-  return bytes;
+  return out;
 }

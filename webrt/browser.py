@@ -79,7 +79,7 @@ async ([url, device, jobs]) => {
         const Typed = x.dtype === "int32" ? Int32Array : Float32Array;
         typed[name] = { data: Typed.from(x.data), shape: x.shape };
       }
-      const out = await model.run(entry, typed);
+      const [out] = await model.run(entry, typed);
       outputs.push({ data: Array.from(out.data), shape: out.shape });
     }
     model.unload();

@@ -9,7 +9,7 @@ from .artifact import write_artifact
 from .compile import compile_module
 from .errors import WebrtError
 from .importers.hf import load_weights, open_hf_folder
-from .models.llama import LlamaForCausalLM
+from .models.llama import GENERATE_INPUTS, LlamaForCausalLM
 
 QUANTIZATIONS = ("f32",)
 COMPUTED_WEIGHTS = ("rope.cos", "rope.sin")
@@ -46,8 +46,8 @@ def compile_hf(model_dir: Path, out: Path, quantization: str = "f32", context_wi
     stage("compiling kernels (Relax + TIR + WGSL)")
     compiled = compile_module(mod, {
         "forward": ["input_ids", *param_names],
-        "prefill": ["input_ids", "offset", *param_names],
-        "decode": ["input_ids", "offset", *param_names],
+        "prefill": [*GENERATE_INPUTS, *param_names],
+        "decode": [*GENERATE_INPUTS, *param_names],
     })
 
     stage("writing the artifact")

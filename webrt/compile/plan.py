@@ -61,15 +61,21 @@ def entry_plan(func: relax.Function, param_names: list[str]) -> dict:
     for block in func.body.blocks:
         for binding in block.bindings:
             steps.extend(_step(binding.var, binding.value, names))
-    output = func.body.body
-    if not isinstance(output, relax.Var):
-        raise WebrtError("internal: entries must return a single tensor")
-    return {"inputs": inputs, "shape_vars": shape_vars, "steps": steps, "output": names[output]}
+    result = func.body.body
+    ids = [names[f] for f in result.fields] if isinstance(result, relax.Tuple) else names[result]
+    outputs = ids if isinstance(ids, list) else [ids]
+    return {"inputs": inputs, "shape_vars": shape_vars, "steps": steps, "outputs": outputs}
 
 
 def _step(var, value, names: _Names) -> list[dict]:
     if isinstance(value, relax.Var):  # alias: the new name refers to the same tensor
         names.ids[var] = names[value]
+        return []
+    if isinstance(value, relax.Tuple):  # a tuple of tensors: kept as the list of their ids
+        names.ids[var] = [names[f] for f in value.fields]
+        return []
+    if isinstance(value, relax.TupleGetItem):
+        names.ids[var] = names[value.tuple_value][value.index]
         return []
     if not isinstance(value, relax.Call):
         raise WebrtError(f"internal: unsupported binding {var.name} = {type(value).__name__}")

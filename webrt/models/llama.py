@@ -14,6 +14,10 @@ from tvm.relax.frontend.nn import op
 from tvm.script import tirx as T
 
 from ..config import ModelConfig
+from .sampling import SAMPLING_PARAMS, choose, penalize
+
+# The inputs of the prefill/decode entries that are not weights or state, in order.
+GENERATE_INPUTS = ["input_ids", "offset", "penalty_ids", "penalty_counts", "sampling", "seed"]
 
 
 def apply_rope(x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor, head_dim: int, offset=0) -> nn.Tensor:
@@ -239,23 +243,32 @@ class LlamaForCausalLM(nn.Module):
             return op.matmul(x, op.permute_dims(self.model.embed_tokens.weight))
         return self.lm_head(x)
 
-    def prefill(self, input_ids: nn.Tensor, offset: int) -> nn.Tensor:
-        """Logits [1, 1, vocab] of the last of tokens [1, n] at positions offset..offset+n-1;
-        their keys and values are appended to the caches."""
+    def prefill(self, input_ids: nn.Tensor, offset: int, penalty_ids: nn.Tensor, penalty_counts: nn.Tensor,
+                sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
+        """Tokens [1, n] at positions offset..offset+n-1: their keys and values are appended to the
+        caches, and the next token is sampled from the last position's logits (see sampling.py).
+        Returns (token [1] int32, penalized logits [1, 1, vocab]); the shell reads back the token,
+        and the logits only when it samples with top-k / top-p itself."""
         x = embed(self.model.embed_tokens.weight, input_ids)
         for layer, k, v in zip(self.model.layers, self.kv_cache.k, self.kv_cache.v):
             x = layer.forward_cached(x, self.rope.cos, self.rope.sin, k.data, v.data, offset)
-        return self.logits(self.model.norm(last_position(x)))
+        logits = penalize(self.logits(self.model.norm(last_position(x))), penalty_ids, penalty_counts, sampling)
+        return choose(logits, sampling, seed), logits
 
-    def decode(self, input_ids: nn.Tensor, offset: int) -> nn.Tensor:
+    def decode(self, input_ids: nn.Tensor, offset: int, penalty_ids: nn.Tensor, penalty_counts: nn.Tensor,
+               sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
         """prefill for exactly one token: a static shape, so GEMV schedules apply."""
-        return self.prefill(input_ids, offset)
+        return self.prefill(input_ids, offset, penalty_ids, penalty_counts, sampling, seed)
 
     def get_default_spec(self) -> nn.spec.ModuleSpec:
         mode = {"param_mode": "plain", "effect_mode": "none"}
+        sampling = {"penalty_ids": nn.spec.Tensor(["num_penalized"], "int32"),
+                    "penalty_counts": nn.spec.Tensor(["num_penalized"], "float32"),
+                    "sampling": nn.spec.Tensor([SAMPLING_PARAMS], "float32"), "seed": nn.spec.Int()}
         spec = {
             "forward": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "$": mode},
-            "prefill": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "offset": nn.spec.Int(), "$": mode},
-            "decode": {"input_ids": nn.spec.Tensor([1, 1], "int32"), "offset": nn.spec.Int(), "$": mode},
+            "prefill": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "offset": nn.spec.Int(),
+                        **sampling, "$": mode},
+            "decode": {"input_ids": nn.spec.Tensor([1, 1], "int32"), "offset": nn.spec.Int(), **sampling, "$": mode},
         }
         return nn.spec.ModuleSpec.from_raw(spec, self)

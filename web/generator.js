@@ -1,0 +1,57 @@
+// Token-level generation over the prefill/decode entries, with the KV cache's bookkeeping.
+// `cached` lists the tokens whose keys and values sit in the cache, in position order; a new
+// prompt that starts with them only prefills the rest (prefix reuse across chat turns).
+
+import { InputError } from "./errors.js";
+
+export class Generator {
+  constructor(model, { prefillChunk = 128 } = {}) {
+    this.model = model;
+    this.prefillChunk = prefillChunk;
+    this.contextWindow = model.manifest.model.config.context_window;
+    this.cached = [];
+  }
+
+  reset() {
+    this.cached = [];
+  }
+
+  /** Feed the prompt (reusing the cached prefix) and return the first sampled token. */
+  async prefill(tokens, sampler) {
+    if (!tokens.length) throw new InputError("the prompt is empty");
+    if (tokens.length > this.contextWindow) {
+      throw new InputError(`the prompt has ${tokens.length} tokens, the context window is ${this.contextWindow}`);
+    }
+    let start = 0;
+    while (start < this.cached.length && start < tokens.length && this.cached[start] === tokens[start]) start++;
+    if (start === tokens.length) start -= 1; // the last token must run again to give logits
+    this.cached = tokens.slice(0, start);
+    let token = null;
+    for (let at = start; at < tokens.length; at += this.prefillChunk) {
+      const chunk = tokens.slice(at, Math.min(at + this.prefillChunk, tokens.length));
+      const last = at + chunk.length === tokens.length;
+      token = await this.step("prefill", chunk, sampler, last);
+    }
+    return { token, reused: start };
+  }
+
+  /** Append one token and return the next sampled one. */
+  async decode(token, sampler) {
+    if (this.cached.length >= this.contextWindow) {
+      throw new InputError(`the context window of ${this.contextWindow} tokens is full`);
+    }
+    return this.step("decode", [token], sampler, true);
+  }
+
+  async step(entry, chunk, sampler, sample) {
+    const offset = this.cached.length;
+    const readback = !sample ? [] : sampler.needsLogits ? [0, 1] : [0];
+    const [token, logits] = await this.model.run(entry, {
+      input_ids: { data: Int32Array.from(chunk), shape: [1, chunk.length] },
+      offset: { values: [offset] },
+      ...sampler.inputs(),
+    }, { readback });
+    this.cached.push(...chunk);
+    return sample ? sampler.pick(token.data[0], logits?.data) : null;
+  }
+}

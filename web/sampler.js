@@ -1,0 +1,81 @@
+// Sampling settings and state for one generation. The device does the common cases (penalties,
+// greedy, temperature via Gumbel-max) and returns one token id; with top-k or top-p the sampler
+// reads the penalized logits back and samples here. See webrt/models/sampling.py.
+
+import { InputError } from "./errors.js";
+
+/** mulberry32: a small seeded PRNG, so a seed reproduces a reply. */
+function mulberry32(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export const DEFAULT_SAMPLING = {
+  temperature: 1.0, top_p: 1.0, top_k: 0, repetition_penalty: 1.0, frequency_penalty: 0.0, presence_penalty: 0.0,
+};
+
+export class Sampler {
+  constructor(options = {}, promptTokens = []) {
+    const o = { ...DEFAULT_SAMPLING, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== null)) };
+    if (!(o.temperature >= 0)) throw new InputError(`temperature must be >= 0, got ${o.temperature}`);
+    if (!(o.top_p > 0 && o.top_p <= 1)) throw new InputError(`top_p must be in (0, 1], got ${o.top_p}`);
+    if (!(Number.isInteger(o.top_k) && o.top_k >= 0)) throw new InputError(`top_k must be an integer >= 0, got ${o.top_k}`);
+    if (!(o.repetition_penalty > 0)) throw new InputError(`repetition_penalty must be > 0, got ${o.repetition_penalty}`);
+    this.options = o;
+    this.random = mulberry32(o.seed ?? Math.floor(Math.random() * 2 ** 31));
+    this.seen = new Map(); // token id -> count in the reply (0 for prompt-only tokens)
+    if (o.repetition_penalty !== 1) for (const t of promptTokens) if (!this.seen.has(t)) this.seen.set(t, 0);
+  }
+
+  get penalized() {
+    const o = this.options;
+    return o.repetition_penalty !== 1 || o.frequency_penalty !== 0 || o.presence_penalty !== 0;
+  }
+
+  /** Top-k / top-p need the distribution's order: the logits are read back for them. */
+  get needsLogits() {
+    return this.options.temperature > 0 && (this.options.top_k > 0 || this.options.top_p < 1);
+  }
+
+  /** The sampling inputs of the prefill/decode entries for the next step. */
+  inputs() {
+    const ids = this.penalized ? [...this.seen.keys()] : [];
+    const o = this.options;
+    return {
+      penalty_ids: { data: Int32Array.from(ids), shape: [ids.length] },
+      penalty_counts: { data: Float32Array.from(ids.map((t) => this.seen.get(t))), shape: [ids.length] },
+      sampling: { data: Float32Array.of(o.temperature, o.repetition_penalty, o.frequency_penalty, o.presence_penalty), shape: [4] },
+      seed: { values: [Math.floor(this.random() * 2 ** 31)] },
+    };
+  }
+
+  /** The next token: the device's choice, or a top-k / top-p draw from the read-back logits. */
+  pick(deviceToken, logits) {
+    if (!this.needsLogits) return deviceToken;
+    const { temperature, top_k, top_p } = this.options;
+    let order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
+    if (top_k > 0) order = order.slice(0, top_k);
+    const max = logits[order[0]];
+    const weights = order.map((t) => Math.exp((logits[t] - max) / temperature));
+    const total = weights.reduce((a, b) => a + b, 0);
+    let kept = 0;
+    let mass = 0;
+    while (kept < order.length && mass < top_p * total) mass += weights[kept++];
+    let r = this.random() * mass;
+    for (let i = 0; i < kept; i++) {
+      r -= weights[i];
+      if (r <= 0) return order[i];
+    }
+    return order[kept - 1];
+  }
+
+  accept(token) {
+    this.seen.set(token, (this.seen.get(token) ?? 0) + 1);
+  }
+}
