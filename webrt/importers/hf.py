@@ -12,7 +12,7 @@ from safetensors import SafetensorError, safe_open
 from ..config import ModelConfig, read_hf_config
 from ..errors import WebrtError
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model")
 
 
@@ -23,6 +23,13 @@ class HFCheckpoint:
     files: list[Path]           # the safetensors files
     tokenizer_files: list[Path]
 
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    def load_weights(self, expected: dict) -> dict[str, np.ndarray]:
+        return load_weights(self, expected)
+
 
 def open_hf_folder(path: Path) -> HFCheckpoint:
     if not path.exists():
@@ -30,7 +37,7 @@ def open_hf_folder(path: Path) -> HFCheckpoint:
                          "(config.json plus *.safetensors)")
     if not path.is_dir():
         raise WebrtError(f"{path} is a file: expected a Hugging Face model folder "
-                         "(config.json plus *.safetensors)")
+                         "(config.json plus *.safetensors) or a .gguf file")
     config = read_hf_config(path)
     files = sorted(path.glob("*.safetensors"))
     if not files:

@@ -1,0 +1,143 @@
+"""Import a LLaMA-architecture GGUF file (llama.cpp's format), with the `gguf` library.
+
+Tensors in Q4_0, Q4_1, Q8_0, F16 and F32 are read; quantized ones are dequantized here to float32
+(the q4 modes keep Q4_0/Q4_1 blocks as they are instead, see webrt/quantize.py). The tokenizer and
+chat template embedded in the file are written out as Hugging Face tokenizer files, converted by
+transformers, so the browser loads them exactly like a Hugging Face checkpoint's.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig, config_from_dict
+from ..errors import WebrtError
+
+SUPPORTED_TYPES = ("F32", "F16", "Q4_0", "Q4_1", "Q8_0")
+_LAYER_NAMES = {
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+                 "output.weight": "lm_head.weight"}
+
+
+def hf_name(gguf_name: str) -> str | None:
+    if gguf_name in _GLOBAL_NAMES:
+        return _GLOBAL_NAMES[gguf_name]
+    parts = gguf_name.split(".")
+    if len(parts) == 4 and parts[0] == "blk" and parts[2] in _LAYER_NAMES:
+        return f"model.layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{parts[3]}"
+    return None
+
+
+def unpermute_rows(rows: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp interleaves the two rotary halves of each q/k head's rows; Hugging Face keeps
+    them apart. Undo it (rows only, so quantized blocks, which run along a row, move whole)."""
+    n = rows.shape[0]
+    return rows.reshape(heads, n // heads // 2, 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
+
+
+@dataclass
+class GGUFCheckpoint:
+    path: Path
+    config: ModelConfig
+    reader: object
+    tokenizer_files: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def raw_tensors(self) -> dict:
+        """HF name -> (the gguf tensor, heads to unpermute by or None)."""
+        cfg = self.config
+        out = {}
+        for t in self.reader.tensors:
+            name = hf_name(t.name)
+            if name is None:
+                continue
+            heads = cfg.num_attention_heads if ".q_proj." in name else \
+                cfg.num_key_value_heads if ".k_proj." in name else None
+            out[name] = (t, heads)
+        return out
+
+    def load_weights(self, expected: dict) -> dict[str, np.ndarray]:
+        import gguf
+
+        raw = self.raw_tensors()
+        weights = {}
+        for name, (shape, dtype) in expected.items():
+            if name not in raw:
+                raise WebrtError(f"{self.path}: tensor for {name!r} is missing from the GGUF file")
+            tensor, heads = raw[name]
+            array = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(dtype)
+            if tuple(array.shape) != tuple(shape):
+                raise WebrtError(f"{self.path}: tensor {tensor.name} has shape {list(array.shape)}, "
+                                 f"the file's metadata implies {list(shape)}")
+            weights[name] = np.ascontiguousarray(unpermute_rows(array, heads) if heads else array)
+        return weights
+
+
+def open_gguf(path: Path, workdir: Path | None = None) -> GGUFCheckpoint:
+    import gguf
+
+    if not path.is_file():
+        raise WebrtError(f"{path} does not exist: expected a .gguf file")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as err:  # noqa: BLE001 - the reader raises many kinds of errors on bad files
+        raise WebrtError(f"{path} is not a readable GGUF file ({err})") from None
+
+    def meta(key, default=None):
+        f = reader.fields.get(key)
+        return default if f is None else f.contents()
+
+    arch = meta("general.architecture")
+    if arch != "llama":
+        raise WebrtError(f"{path}: GGUF architecture {arch!r} is not supported; supported: llama")
+    kinds = {t.tensor_type.name for t in reader.tensors}
+    if kinds - set(SUPPORTED_TYPES):
+        raise WebrtError(f"{path}: tensor types {sorted(kinds - set(SUPPORTED_TYPES))} are not supported; "
+                         f"supported: {', '.join(SUPPORTED_TYPES)}")
+    tokens = meta("tokenizer.ggml.tokens") or []
+    heads = meta("llama.attention.head_count")
+    hidden = meta("llama.embedding_length")
+    raw = {
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": meta("llama.vocab_size", len(tokens)),
+        "hidden_size": hidden,
+        "intermediate_size": meta("llama.feed_forward_length"),
+        "num_hidden_layers": meta("llama.block_count"),
+        "num_attention_heads": heads,
+        "num_key_value_heads": meta("llama.attention.head_count_kv", heads),
+        "head_dim": meta("llama.rope.dimension_count", hidden // heads if heads else None),
+        "rms_norm_eps": meta("llama.attention.layer_norm_rms_epsilon"),
+        "max_position_embeddings": meta("llama.context_length"),
+        "rope_theta": meta("llama.rope.freq_base", 10000.0),
+        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
+    }
+    config = config_from_dict(raw, str(path))
+    ckpt = GGUFCheckpoint(path, config, reader)
+    ckpt.tokenizer_files = _write_tokenizer(path, workdir or Path(tempfile.mkdtemp(prefix="webrt-tok-")))
+    return ckpt
+
+
+def _write_tokenizer(path: Path, workdir: Path) -> list[Path]:
+    """tokenizer.json, tokenizer_config.json and the chat template, converted by transformers."""
+    from transformers import AutoTokenizer
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as err:  # noqa: BLE001
+        raise WebrtError(f"{path}: the embedded tokenizer cannot be converted ({err})") from None
+    tokenizer.save_pretrained(str(workdir))
+    return sorted(p for p in workdir.iterdir() if p.is_file())
