@@ -33,7 +33,7 @@ export class PlanExecutor {
    * Returns one item per entry output: {data, shape, dtype} for the outputs listed in `readback`
    * (output indices; default all), null for the others, which stay on the device.
    */
-  async run(entryName, inputs, { readback } = {}) {
+  async run(entryName, inputs, { readback, profile } = {}) {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = this.bindShapeVars(plan, inputs);
@@ -49,6 +49,7 @@ export class PlanExecutor {
       return { launch, pods: launch.pods.map((p) => evaluate(p, local)), grid: launch.grid.map((g) => evaluate(g, local)) };
     }).filter((d) => d.grid.every((n) => n > 0)); // e.g. no penalized tokens: nothing to launch
     writePods(this.device, program.uniform, dispatches);
+    if (profile) await this.profile(dispatches, profile);
     const wanted = readback ?? plan.outputs.map((_, i) => i);
     const outputs = plan.outputs.map((id) => {
       const tensor = program.tensors[id];
@@ -62,6 +63,16 @@ export class PlanExecutor {
       if (j < 0) return null;
       return { data: new TYPED_ARRAY[out.tensor.dtype](bytes[j], 0, product(out.shape)), shape: out.shape, dtype: out.tensor.dtype };
     });
+  }
+
+  /** Time each dispatch alone (one submission each); adds milliseconds per function to `into`. */
+  async profile(dispatches, into) {
+    for (const d of dispatches) {
+      const t0 = performance.now();
+      await submit(this.device, [d], []);
+      await this.device.queue.onSubmittedWorkDone();
+      into[d.launch.func] = (into[d.launch.func] ?? 0) + performance.now() - t0;
+    }
   }
 
   bindShapeVars(plan, inputs) {

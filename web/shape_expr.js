@@ -1,5 +1,5 @@
-// Evaluates the artifact's shape expressions (docs/ARTIFACT.md, "Shape expressions"):
-// an integer, a variable name, or [op, a, b] with op in add sub mul floordiv floormod div mod min max.
+// Evaluates the artifact's shape expressions (docs/ARTIFACT.md, "Shape expressions"): an integer,
+// a variable name, or [op, ...operands]: arithmetic, comparisons (0/1), not, and select.
 
 const OPS = {
   add: (a, b) => a + b,
@@ -11,6 +11,15 @@ const OPS = {
   mod: (a, b) => a % b,
   min: Math.min,
   max: Math.max,
+  lt: (a, b) => +(a < b),
+  le: (a, b) => +(a <= b),
+  gt: (a, b) => +(a > b),
+  ge: (a, b) => +(a >= b),
+  eq: (a, b) => +(a === b),
+  ne: (a, b) => +(a !== b),
+  and: (a, b) => +(a && b),
+  or: (a, b) => +(a || b),
+  not: (a) => +!a,
 };
 
 export function evaluate(expr, env) {
@@ -20,10 +29,11 @@ export function evaluate(expr, env) {
     if (value === undefined) throw new Error(`shape variable ${expr} is not bound`);
     return value;
   }
-  const [op, a, b] = expr;
+  const [op, ...operands] = expr;
+  if (op === "select") return evaluate(operands[0], env) ? evaluate(operands[1], env) : evaluate(operands[2], env);
   const fn = OPS[op];
   if (!fn) throw new Error(`unknown shape operator ${op}`);
-  return fn(evaluate(a, env), evaluate(b, env));
+  return fn(...operands.map((x) => evaluate(x, env)));
 }
 
 export function evaluateShape(shape, env) {

@@ -8,6 +8,7 @@ from typing import Callable
 
 from .artifact import write_artifact
 from .compile import compile_module
+from .compile.schedule import SCHEDULES
 from .errors import WebrtError
 from .default_model import default_model_path
 from .importers.gguf_file import open_gguf
@@ -27,22 +28,24 @@ def open_checkpoint(source: Path, workdir: Path):
 
 
 def compile_model(source: Path | None, out: Path, quantization: str = "f32", context_window: int | None = None,
-                  stage: Callable[[str], None] = lambda name: None) -> Path:
+                  stage: Callable[[str], None] = lambda name: None, schedule: str = "portable") -> Path:
     """Compile a Hugging Face folder or GGUF file (default: the default model) into an artifact at
     `out`; `stage` is told each stage's name. context_window caps the KV cache below the model's
     own context length."""
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
+    if schedule not in SCHEDULES:
+        raise WebrtError(f"schedule {schedule!r} is not known; choose one of: {', '.join(SCHEDULES)}")
     stage("reading checkpoint")
     with tempfile.TemporaryDirectory(prefix="webrt-compile-") as workdir:
         ckpt = open_checkpoint(source or default_model_path(), Path(workdir))
-        return _compile(ckpt, out, quantization, context_window, stage)
+        return _compile(ckpt, out, quantization, context_window, stage, schedule)
 
 
 compile_hf = compile_model  # the tests' and benchmarks' name for it
 
 
-def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage) -> Path:
+def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage, schedule: str) -> Path:
     cfg = ckpt.config
     if context_window is not None:
         if not 1 <= context_window <= cfg.context_window:
@@ -67,9 +70,9 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
         "forward": ["input_ids", *param_names],
         "prefill": [*GENERATE_INPUTS, *param_names],
         "decode": [*GENERATE_INPUTS, *param_names],
-    })
+    }, schedule)
 
     stage("writing the artifact")
     meta = {"name": ckpt.name, "source": "gguf" if ckpt.path.suffix == ".gguf" else "huggingface",
-            "quantization": quantization, "config": cfg.to_json()}
+            "quantization": quantization, "schedule": schedule, "config": cfg.to_json()}
     return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files, state)

