@@ -24,3 +24,9 @@ export class DeviceError extends WebrtError {}
 
 /** Inputs given to an entry do not match what the plan expects. */
 export class InputError extends WebrtError {}
+
+/** Prompt plus max_tokens do not fit the model's context window. */
+export class ContextWindowError extends WebrtError {}
+
+/** The engine was used after unload(), or while another request is running. */
+export class EngineStateError extends WebrtError {}

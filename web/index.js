@@ -1,81 +1,16 @@
 // webrt's JS shell: load a compiled artifact and run it in the browser.
 //
-//   import { loadModel } from "webrt";
-//   const model = await loadModel("./my-model/", { device: "webgpu" });
-//   const { logits } = await model.forward([5, 17, 300]);
-
-import { InputError, WebGPUUnavailableError } from "./errors.js";
-import { fetchArtifact, fetchManifest } from "./loader.js";
-import { PlanExecutor } from "./plan_executor.js";
-import { createBuffer, createDevice, createPipelines, uploadBuffer } from "./webgpu_backend.js";
+//   import { createEngine } from "webrt";
+//   const engine = await createEngine("./SmolLM2-135M-Instruct-q4f32/");
+//   const reply = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi!" }] });
+//
+//   import { loadModel } from "webrt";            // lower level: logits for token ids
+//   const { logits } = await (await loadModel("./out/")).forward([5, 17, 300]);
 
 export * from "./errors.js";
+export { createEngine, Engine } from "./engine.js";
 export { Generator } from "./generator.js";
-export { Sampler } from "./sampler.js";
 export { FORMAT_VERSION } from "./loader.js";
-
-const now = () => performance.now();
-
-export async function loadModel(url, { device = "webgpu", onProgress = () => {} } = {}) {
-  if (device !== "webgpu") {
-    throw new WebGPUUnavailableError(`device ${JSON.stringify(device)} is not available in this build; use "webgpu"`);
-  }
-  const t0 = now();
-  const { base, manifest } = await fetchManifest(url);
-  const gpu = await createDevice(manifest.device.requires);
-  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress);
-  const bound = {};
-  for (const [name, w] of Object.entries(weights)) {
-    bound[name] = { buffer: uploadBuffer(gpu.device, w.bytes, name), shape: w.shape, dtype: w.dtype };
-  }
-  // state (the KV cache) starts zeroed: WebGPU zero-initializes new buffers
-  for (const s of manifest.state ?? []) {
-    bound[s.name] = { buffer: createBuffer(gpu.device, s.shape.reduce((a, b) => a * b, 1) * 4, s.name), shape: s.shape, dtype: s.dtype };
-  }
-  const t1 = now();
-  onProgress({ stage: "pipelines", loaded: 0, total: Object.keys(kernels).length });
-  const pipelines = await createPipelines(gpu.device, manifest.kernels, kernels);
-  const t2 = now();
-  onProgress({ stage: "ready" });
-  return new Model(manifest, gpu, new PlanExecutor(gpu.device, manifest, pipelines, bound),
-    { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
-}
-
-export class Model {
-  constructor(manifest, gpu, executor, timings) {
-    this.manifest = manifest;
-    this.device = "webgpu";
-    this.adapter = gpu.adapter;
-    this.gpu = gpu.device;
-    this.executor = executor;
-    this.timings = timings;
-  }
-
-  /** Run any entry of the plan (see PlanExecutor.run); resolves to one item per output. */
-  async run(entry, inputs, options) {
-    const t0 = now();
-    const out = await this.executor.run(entry, inputs, options);
-    this.timings.last_run_ms = now() - t0;
-    return out;
-  }
-
-  /** Logits for token ids at positions 0..n-1: one array of vocab floats per position. */
-  async forward(tokens) {
-    const vocab = this.manifest.model.config.vocab_size;
-    if (!tokens.length || tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= vocab)) {
-      throw new InputError(`tokens must be a non-empty list of integers in [0, ${vocab})`);
-    }
-    if (tokens.length > this.manifest.model.config.context_window) {
-      throw new InputError(`${tokens.length} tokens exceed the context window of ${this.manifest.model.config.context_window}`);
-    }
-    const [out] = await this.run("forward", { input_ids: { data: Int32Array.from(tokens), shape: [1, tokens.length] } });
-    const logits = [];
-    for (let i = 0; i < tokens.length; i++) logits.push(out.data.subarray(i * vocab, (i + 1) * vocab));
-    return { logits, forward_ms: this.timings.last_run_ms };
-  }
-
-  unload() {
-    this.executor.destroy();
-    this.gpu.destroy();
-  }
-}
+export { loadModel, Model } from "./model.js";
+export { Sampler } from "./sampler.js";
+export { ChatTokenizer } from "./tokenizer.js";

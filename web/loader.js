@@ -24,7 +24,7 @@ async function sha256Hex(bytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function fetchVerified(base, file, expected) {
+export async function fetchVerified(base, file, expected) {
   const url = new URL(file, base).href;
   const bytes = await fetchBytes(url);
   if (bytes.byteLength !== expected.bytes && expected.bytes !== undefined) {

@@ -41,8 +41,15 @@ def shell_page(artifact_dir: Path):
                 args=[f for f in CHROMIUM_FLAGS if f != "--headless"])
             try:
                 page = context.new_page()
+                errors = []
+                page.on("pageerror", lambda err: errors.append(str(err)))
+                page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
                 page.goto(f"{base}/shell/run.html")
-                page.wait_for_function("window.webrtReady === true")
+                try:
+                    page.wait_for_function("window.webrtReady === true", timeout=30_000)
+                except Exception:  # noqa: BLE001 - playwright's timeout; the page's own errors say why
+                    raise WebrtError(f"the JS shell did not load: {'; '.join(errors) or 'no error reported'} "
+                                     "(run `npm ci` in the webrt folder for its JS dependencies)") from None
                 yield page, f"{base}/model/"
             finally:
                 context.close()

@@ -15,7 +15,9 @@ from pathlib import Path
 from flask import Flask, send_from_directory
 from werkzeug.serving import make_server
 
-WEB_DIR = Path(__file__).resolve().parent / "web"
+WEB_DIR = (Path(__file__).parent / "web").resolve()  # the repo's web/, through the package link
+# the shell's npm dependencies (tokenizer, template engine), installed by `npm ci` at the repo root
+NODE_MODULES = WEB_DIR.parent / "node_modules"
 MIME_TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
               ".json": "application/json", ".wgsl": "text/wgsl"}
 for _suffix, _mime in MIME_TYPES.items():  # send_from_directory picks the type from mimetypes
@@ -28,6 +30,10 @@ def create_app(artifact_dir: Path) -> Flask:
     @app.get("/shell/<path:name>")
     def shell(name):
         return send_from_directory(WEB_DIR, name)
+
+    @app.get("/node_modules/<path:name>")
+    def node_modules(name):
+        return send_from_directory(NODE_MODULES, name)
 
     @app.get("/model/<path:name>")
     def model(name):

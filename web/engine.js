@@ -1,0 +1,163 @@
+// The engine: an OpenAI-shaped API over a loaded model. It is a thin coordinator; the tokenizer,
+// sampler, generator (KV cache bookkeeping), text stream and protocol live in their own modules.
+//
+//   const engine = await createEngine("./SmolLM2-135M-Instruct-q4f32/", { onProgress });
+//   const reply = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }] });
+//   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) ...
+
+import { ContextWindowError, EngineStateError } from "./errors.js";
+import { Generator } from "./generator.js";
+import { loadModel } from "./model.js";
+import {
+  chatChunk, chatCompletion, newId, parseChatRequest, parseCompletionRequest, textChunk, textCompletion,
+} from "./openai_protocol.js";
+import { Sampler } from "./sampler.js";
+import { TextStream } from "./text_stream.js";
+import { ChatTokenizer } from "./tokenizer.js";
+
+export async function createEngine(url, { device = "webgpu", onProgress = () => {}, prefillChunk = 128, contextPolicy = "error" } = {}) {
+  const model = await loadModel(url, { device, onProgress });
+  const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
+  return new Engine(model, tokenizer, { prefillChunk, contextPolicy });
+}
+
+export class Engine {
+  constructor(model, tokenizer, { prefillChunk = 128, contextPolicy = "error" } = {}) {
+    if (!["error", "sliding"].includes(contextPolicy)) {
+      throw new EngineStateError(`contextPolicy must be "error" or "sliding", got ${JSON.stringify(contextPolicy)}`);
+    }
+    this.model = model;
+    this.tokenizer = tokenizer;
+    this.generator = new Generator(model, { prefillChunk });
+    this.contextPolicy = contextPolicy;
+    this.contextWindow = model.manifest.model.config.context_window;
+    this.modelName = model.manifest.model.name;
+    this.busy = false;
+    this.interrupted = false;
+    this.chat = { completions: { create: (request) => this.start(parseChatRequest(request), "chat") } };
+    this.completions = { create: (request) => this.start(parseCompletionRequest(request), "text") };
+  }
+
+  get info() {
+    return { model: this.modelName, device: this.model.device, adapter: this.model.adapter, timings: this.model.timings };
+  }
+
+  /** Stop the running generation after the current token; its finish_reason is "abort". */
+  interrupt() {
+    this.interrupted = true;
+  }
+
+  /** Forget the conversation held in the KV cache. */
+  resetChat() {
+    this.generator.reset();
+  }
+
+  unload() {
+    this.model?.unload();
+    this.model = null;
+  }
+
+  start(request, kind) {
+    if (!this.model) throw new EngineStateError("the engine was unloaded; create a new one");
+    const steps = this.generate(request, kind);
+    if (request.stream) return Promise.resolve(steps);
+    return (async () => {
+      let text = "";
+      let last;
+      for await (const chunk of steps) {
+        text += kind === "chat" ? chunk.choices[0].delta.content ?? "" : chunk.choices[0].text;
+        last = chunk;
+      }
+      const result = { id: last.id, model: this.modelName, text, finishReason: last.choices[0].finish_reason, usage: last.usage };
+      return kind === "chat" ? chatCompletion(result) : textCompletion(result);
+    })();
+  }
+
+  /** Prompt tokens for the request, dropping the oldest turns under the sliding policy. */
+  promptTokens(request, kind) {
+    const maxTokens = request.maxTokens ?? 1;
+    const encode = (messages) => this.tokenizer.encode(this.tokenizer.applyChatTemplate(messages));
+    if (kind === "text") {
+      const tokens = this.tokenizer.encode(request.prompt);
+      this.checkFits(tokens.length, maxTokens);
+      return tokens;
+    }
+    let messages = request.messages;
+    let tokens = encode(messages);
+    while (tokens.length + maxTokens > this.contextWindow && this.contextPolicy === "sliding") {
+      const first = messages.findIndex((m) => m.role !== "system");
+      if (first < 0 || first === messages.length - 1) break; // only the newest message is left
+      messages = messages.filter((_, i) => i !== first);
+      tokens = encode(messages);
+    }
+    this.checkFits(tokens.length, maxTokens);
+    return tokens;
+  }
+
+  checkFits(promptTokens, maxTokens) {
+    if (promptTokens + maxTokens > this.contextWindow) {
+      throw new ContextWindowError(`prompt tokens (${promptTokens}) + max_tokens (${maxTokens}) exceed the context ` +
+        `window of ${this.contextWindow}; shorten the prompt, lower max_tokens, or create the engine with ` +
+        `contextPolicy: "sliding" to drop the oldest turns`);
+    }
+  }
+
+  async *generate(request, kind) {
+    if (this.busy) throw new EngineStateError("a request is already running; await it or call interrupt()");
+    this.busy = true;
+    this.interrupted = false;
+    try {
+      const id = newId(kind === "chat" ? "chatcmpl" : "cmpl");
+      const prompt = this.promptTokens(request, kind);
+      const maxTokens = request.maxTokens ?? this.contextWindow - prompt.length;
+      const sampler = new Sampler(request.sampling, prompt);
+      const text = new TextStream(this.tokenizer, request.stop);
+      const chunk = (delta, finishReason = null, usage) => (kind === "chat"
+        ? chatChunk({ id, model: this.modelName, delta: delta === null ? {} : { content: delta }, finishReason, usage })
+        : textChunk({ id, model: this.modelName, text: delta ?? "", finishReason, usage }));
+
+      const t0 = performance.now();
+      if (kind === "chat") yield chatChunk({ id, model: this.modelName, delta: { role: "assistant", content: "" } });
+      let { token, reused } = await this.generator.prefill(prompt, sampler);
+      const tFirst = performance.now();
+      let generated = 0;
+      let finishReason = "length";
+      while (true) {
+        if (this.tokenizer.stopIds.has(token)) {
+          finishReason = "stop";
+          break;
+        }
+        generated += 1;
+        sampler.accept(token);
+        const delta = text.push(token);
+        if (delta) yield chunk(delta);
+        if (text.stopped) {
+          finishReason = "stop";
+          break;
+        }
+        if (this.interrupted) {
+          finishReason = "abort";
+          break;
+        }
+        if (generated >= maxTokens || this.generator.cached.length >= this.contextWindow) break;
+        token = await this.generator.decode(token, sampler);
+      }
+      const tail = text.flush();
+      if (tail) yield chunk(tail);
+      const tEnd = performance.now();
+      const usage = {
+        prompt_tokens: prompt.length, completion_tokens: generated, total_tokens: prompt.length + generated,
+        extra: {
+          prefix_reused_tokens: reused,
+          time_to_first_token_ms: tFirst - t0,
+          prefill_tokens_per_s: (prompt.length - reused) / ((tFirst - t0) / 1000),
+          decode_tokens_per_s: generated > 1 ? (generated - 1) / ((tEnd - tFirst) / 1000) : null,
+          total_ms: tEnd - t0,
+        },
+      };
+      yield chunk(null, finishReason, usage);
+    } finally {
+      this.busy = false;
+    }
+  }
+}

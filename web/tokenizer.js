@@ -1,0 +1,56 @@
+// The model's tokenizer (tokenizer.json through @huggingface/tokenizers) and chat template
+// (rendered with @huggingface/jinja), loaded from the artifact's files.
+
+import { Template } from "@huggingface/jinja";
+import { Tokenizer } from "@huggingface/tokenizers";
+
+import { ArtifactFormatError } from "./errors.js";
+import { fetchVerified } from "./loader.js";
+
+async function fileText(base, manifest, name) {
+  const entry = (manifest.files ?? []).find((f) => f.file === name);
+  return entry ? new TextDecoder().decode(await fetchVerified(base, entry.file, entry)) : null;
+}
+
+function tokenText(token) {
+  return typeof token === "string" ? token : token?.content;
+}
+
+export class ChatTokenizer {
+  static async load(base, manifest) {
+    const [json, configText, templateText, generationText] = await Promise.all(
+      ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"].map((f) => fileText(base, manifest, f)));
+    if (!json) throw new ArtifactFormatError("the artifact has no tokenizer.json; compile it from a checkpoint that has one");
+    const config = configText ? JSON.parse(configText) : {};
+    const generation = generationText ? JSON.parse(generationText) : {};
+    return new ChatTokenizer(JSON.parse(json), config, templateText ?? config.chat_template ?? null, generation);
+  }
+
+  constructor(json, config, template, generation) {
+    this.tokenizer = new Tokenizer(json, config);
+    this.config = config;
+    this.template = template ? new Template(template) : null;
+    this.bosToken = tokenText(config.bos_token);
+    this.eosToken = tokenText(config.eos_token);
+    // generation stops at the tokenizer's eos token and at generation_config's eos ids
+    const ids = [generation.eos_token_id ?? []].flat();
+    if (this.eosToken) ids.push(this.tokenizer.token_to_id(this.eosToken));
+    this.stopIds = new Set(ids.filter((id) => id !== undefined && id !== null));
+  }
+
+  encode(text) {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids) {
+    return this.tokenizer.decode(ids, { skip_special_tokens: true });
+  }
+
+  /** The prompt text for a conversation, ending with the assistant's turn opening. */
+  applyChatTemplate(messages) {
+    if (!this.template) return messages.map((m) => m.content).join("\n");
+    return this.template.render({
+      messages, add_generation_prompt: true, bos_token: this.bosToken ?? "", eos_token: this.eosToken ?? "",
+    });
+  }
+}
