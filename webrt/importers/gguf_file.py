@@ -68,6 +68,25 @@ class GGUFCheckpoint:
             out[name] = (t, heads)
         return out
 
+    def code_bits(self) -> dict[str, int]:
+        """Code width of the tensors stored in blocks webrt keeps exactly (q4 modes)."""
+        widths = {"Q4_0": 4, "Q4_1": 4, "Q8_0": 8}
+        return {name: widths[t.tensor_type.name] for name, (t, _) in self.raw_tensors().items()
+                if t.tensor_type.name in widths}
+
+    def quantized(self, name: str):
+        """The tensor's own Q4_0 / Q4_1 / Q8_0 blocks, unpermuted like load_weights; None for
+        float tensors."""
+        from ..quantize import Quantized, from_gguf_blocks
+
+        tensor, heads = self.raw_tensors()[name]
+        if tensor.tensor_type.name not in ("Q4_0", "Q4_1", "Q8_0"):
+            return None
+        q = from_gguf_blocks(np.asarray(tensor.data), tensor.tensor_type.name)
+        if heads:
+            q = Quantized(*(unpermute_rows(a, heads) for a in (q.codes, q.scales, q.mins)), q.bits)
+        return q
+
     def load_weights(self, expected: dict) -> dict[str, np.ndarray]:
         import gguf
 

@@ -30,6 +30,12 @@ class HFCheckpoint:
     def load_weights(self, expected: dict) -> dict[str, np.ndarray]:
         return load_weights(self, expected)
 
+    def code_bits(self) -> dict[str, int]:
+        return {}  # float checkpoints: every matrix is quantized here, to 4 bits
+
+    def quantized(self, name: str):
+        return None
+
 
 def open_hf_folder(path: Path) -> HFCheckpoint:
     if not path.exists():

@@ -14,6 +14,7 @@ from tvm.relax.frontend.nn import op
 from tvm.script import tirx as T
 
 from ..config import ModelConfig
+from .quantized import QLinear, QuantizedWeight, quantized_embed, quantized_matmul
 from .sampling import SAMPLING_PARAMS, choose, penalize
 
 # The inputs of the prefill/decode entries that are not weights or state, in order.
@@ -124,14 +125,14 @@ def last_position(x: nn.Tensor) -> nn.Tensor:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, linear, prefix: str):
         self.num_heads = cfg.num_attention_heads
         self.num_kv_heads = cfg.num_key_value_heads
         self.head_dim = cfg.head_dim
-        self.q_proj = nn.Linear(cfg.hidden_size, self.num_heads * self.head_dim, bias=cfg.qkv_bias)
-        self.k_proj = nn.Linear(cfg.hidden_size, self.num_kv_heads * self.head_dim, bias=cfg.qkv_bias)
-        self.v_proj = nn.Linear(cfg.hidden_size, self.num_kv_heads * self.head_dim, bias=cfg.qkv_bias)
-        self.o_proj = nn.Linear(self.num_heads * self.head_dim, cfg.hidden_size, bias=cfg.o_bias)
+        self.q_proj = linear(f"{prefix}.q_proj", cfg.hidden_size, self.num_heads * self.head_dim, cfg.qkv_bias)
+        self.k_proj = linear(f"{prefix}.k_proj", cfg.hidden_size, self.num_kv_heads * self.head_dim, cfg.qkv_bias)
+        self.v_proj = linear(f"{prefix}.v_proj", cfg.hidden_size, self.num_kv_heads * self.head_dim, cfg.qkv_bias)
+        self.o_proj = linear(f"{prefix}.o_proj", self.num_heads * self.head_dim, cfg.hidden_size, cfg.o_bias)
 
     def forward(self, x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor) -> nn.Tensor:
         b, s, _ = x.shape
@@ -164,22 +165,22 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.mlp_bias)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.mlp_bias)
+    def __init__(self, cfg: ModelConfig, linear, prefix: str):
+        self.gate_proj = linear(f"{prefix}.gate_proj", cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias)
+        self.up_proj = linear(f"{prefix}.up_proj", cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias)
+        self.down_proj = linear(f"{prefix}.down_proj", cfg.intermediate_size, cfg.hidden_size, cfg.mlp_bias)
 
     def forward(self, x: nn.Tensor) -> nn.Tensor:
         return self.down_proj(op.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, linear, prefix: str):
         self.input_layernorm = nn.RMSNorm(cfg.hidden_size, axes=-1, epsilon=cfg.rms_norm_eps, bias=False)
-        self.self_attn = Attention(cfg)
+        self.self_attn = Attention(cfg, linear, f"{prefix}.self_attn")
         self.post_attention_layernorm = nn.RMSNorm(cfg.hidden_size, axes=-1, epsilon=cfg.rms_norm_eps,
                                                    bias=False)
-        self.mlp = MLP(cfg)
+        self.mlp = MLP(cfg, linear, f"{prefix}.mlp")
 
     def forward(self, x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor) -> nn.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin)
@@ -215,33 +216,49 @@ class _State(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
-        self.layers = nn.ModuleList([DecoderLayer(cfg) for _ in range(cfg.num_hidden_layers)])
+    def __init__(self, cfg: ModelConfig, linear, embed_bits: int | None):
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size) if embed_bits is None else \
+            QuantizedWeight(cfg.vocab_size, cfg.hidden_size, embed_bits)
+        self.layers = nn.ModuleList([DecoderLayer(cfg, linear, f"model.layers.{i}")
+                                     for i in range(cfg.num_hidden_layers)])
         self.norm = nn.RMSNorm(cfg.hidden_size, axes=-1, epsilon=cfg.rms_norm_eps, bias=False)
 
 
 class LlamaForCausalLM(nn.Module):
-    def __init__(self, cfg: ModelConfig, kv_capacity: int | None = None):
+    def __init__(self, cfg: ModelConfig, bits: dict[str, int] | None = None):
+        """bits: None for float32 weights, else the code width (4 or 8) of each quantized matrix,
+        by its Hugging Face weight name; matrices not listed there are quantized to 4 bits."""
         self.cfg = cfg
-        self.kv_capacity = kv_capacity or cfg.context_window
-        self.model = LlamaModel(cfg)
-        self.kv_cache = KVCache(cfg, self.kv_capacity)
+        self.quantized = bits is not None
+
+        def linear(name: str, in_features: int, out_features: int, bias: bool):
+            if bits is None:
+                return nn.Linear(in_features, out_features, bias=bias)
+            return QLinear(in_features, out_features, bias, bits.get(f"{name}.weight", 4))
+
+        self.model = LlamaModel(cfg, linear, None if bits is None else bits.get("model.embed_tokens.weight", 4))
+        self.kv_cache = KVCache(cfg, cfg.context_window)
         self.rope = RopeTables(cfg)
-        self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size,
-                                                                       bias=False)
+        self.lm_head = None if cfg.tie_word_embeddings else linear("lm_head", cfg.hidden_size, cfg.vocab_size, False)
 
     def forward(self, input_ids: nn.Tensor) -> nn.Tensor:
         """Logits [1, seq_len, vocab] for token ids [1, seq_len] at positions 0..seq_len-1."""
-        x = embed(self.model.embed_tokens.weight, input_ids)
+        x = self.embed(input_ids)
         for layer in self.model.layers:
             x = layer(x, self.rope.cos, self.rope.sin)
         return self.logits(self.model.norm(x))
 
+    def embed(self, input_ids: nn.Tensor) -> nn.Tensor:
+        if self.quantized:
+            return quantized_embed(self.model.embed_tokens, input_ids)
+        return embed(self.model.embed_tokens.weight, input_ids)
+
     def logits(self, x: nn.Tensor) -> nn.Tensor:
-        if self.lm_head is None:
-            return op.matmul(x, op.permute_dims(self.model.embed_tokens.weight))
-        return self.lm_head(x)
+        if self.lm_head is not None:
+            return self.lm_head(x)
+        if self.quantized:  # tied: the embedding table is the LM head
+            return quantized_matmul(x, self.model.embed_tokens)
+        return op.matmul(x, op.permute_dims(self.model.embed_tokens.weight))
 
     def prefill(self, input_ids: nn.Tensor, offset: int, penalty_ids: nn.Tensor, penalty_counts: nn.Tensor,
                 sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
@@ -249,7 +266,7 @@ class LlamaForCausalLM(nn.Module):
         caches, and the next token is sampled from the last position's logits (see sampling.py).
         Returns (token [1] int32, penalized logits [1, 1, vocab]); the shell reads back the token,
         and the logits only when it samples with top-k / top-p itself."""
-        x = embed(self.model.embed_tokens.weight, input_ids)
+        x = self.embed(input_ids)
         for layer, k, v in zip(self.model.layers, self.kv_cache.k, self.kv_cache.v):
             x = layer.forward_cached(x, self.rope.cos, self.rope.sin, k.data, v.data, offset)
         logits = penalize(self.logits(self.model.norm(last_position(x))), penalty_ids, penalty_counts, sampling)

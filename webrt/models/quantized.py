@@ -1,0 +1,61 @@
+"""Layers over group-quantized weights (layout: webrt/quantize.py). Dequantization happens inside
+the matmul / gather kernels: no dequantized copy of a weight ever exists on the device."""
+
+from __future__ import annotations
+
+from tvm import te, tirx
+from tvm.relax.frontend import nn
+from tvm.relax.frontend.nn import op
+
+from ..quantize import GROUP
+
+
+class QuantizedWeight(nn.Module):
+    def __init__(self, rows: int, cols: int, bits: int):
+        self.rows, self.cols, self.bits = rows, cols, bits
+        self.qweight = nn.Parameter((rows, cols * bits // 32), "uint32")
+        self.scales = nn.Parameter((rows, cols // GROUP), "float32")
+        self.mins = nn.Parameter((rows, cols // GROUP), "float32")
+
+
+def _dequant(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: int, row, col):
+    per_word = 32 // bits
+    word = qweight[row, col // per_word]
+    code = (word >> tirx.Cast("uint32", (col % per_word) * bits)) & tirx.const((1 << bits) - 1, "uint32")
+    value = tirx.Cast("float32", code)
+    if bits == 8:  # signed bytes
+        value = tirx.Select(code >= tirx.const(128, "uint32"), value - tirx.const(256.0, "float32"), value)
+    return value * scales[row, col // GROUP] + mins[row, col // GROUP]
+
+
+def quantized_matmul(x: nn.Tensor, w: QuantizedWeight) -> nn.Tensor:
+    """x [b, s, cols] @ W^T -> [b, s, rows]."""
+    bits, cols, rows = w.bits, w.cols, w.rows
+
+    def compute(x: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
+        k = te.reduce_axis((0, cols), name="k")
+        return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
+            x[b, s, k] * _dequant(qweight, scales, mins, bits, n, k), axis=k), name="qmatmul")
+
+    return op.tensor_expr_op(compute, "qmatmul", [x, w.qweight, w.scales, w.mins])
+
+
+def quantized_embed(w: QuantizedWeight, ids: nn.Tensor) -> nn.Tensor:
+    """Rows of the table for token ids [b, s] -> [b, s, cols]."""
+    bits = w.bits
+
+    def compute(ids: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
+        return te.compute((ids.shape[0], ids.shape[1], w.cols), lambda b, s, h: _dequant(
+            qweight, scales, mins, bits, ids[b, s], h), name="qembed")
+
+    return op.tensor_expr_op(compute, "qembed", [ids, w.qweight, w.scales, w.mins])
+
+
+class QLinear(nn.Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool, bits: int):
+        self.weight = QuantizedWeight(out_features, in_features, bits)
+        self.bias = nn.Parameter((out_features,), "float32") if bias else None
+
+    def forward(self, x: nn.Tensor) -> nn.Tensor:
+        y = quantized_matmul(x, self.weight)
+        return y + self.bias if self.bias is not None else y
