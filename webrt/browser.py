@@ -115,3 +115,37 @@ def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = 
     each result is {data: flat list, shape}."""
     with shell_page(artifact_dir) as (page, url):
         return _checked(page.evaluate(_ENTRIES_JS, [url, device, jobs]))["outputs"]
+
+
+_CHAT_JS = """
+async ([url, device, request, options]) => {
+  try {
+    const engine = await window.webrt.createEngine(url, { device, ...options });
+    let last = null;
+    let text = "";
+    for await (const chunk of await engine.chat.completions.create({ ...request, stream: true })) {
+      const delta = chunk.choices[0].delta.content;
+      if (delta) {
+        text += delta;
+        await window.webrtEmit(delta);
+      }
+      last = chunk;
+    }
+    const info = engine.info;
+    engine.unload();
+    return { text, finish_reason: last.choices[0].finish_reason, usage: last.usage, device: info.device,
+             adapter: info.adapter, timings: info.timings };
+  } catch (err) {
+    return { error: `${err.name}: ${err.message}` };
+  }
+}
+"""
+
+
+def run_chat(artifact_dir: Path, request: dict, on_delta=lambda text: None, device: str = "webgpu",
+             engine_options: dict | None = None) -> dict:
+    """One chat completion through the engine in headless Chromium; each text delta is passed to
+    on_delta as it streams. Returns {text, finish_reason, usage, device, adapter, timings}."""
+    with shell_page(artifact_dir) as (page, url):
+        page.expose_function("webrtEmit", on_delta)
+        return _checked(page.evaluate(_CHAT_JS, [url, device, request, engine_options or {}]))

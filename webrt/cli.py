@@ -115,6 +115,46 @@ def run_cmd(artifact: Path, tokens: str, device: str, as_json: bool):
     console.print(", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
 
 
+@cli.command("generate")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--prompt", required=True, help="The user's message.")
+@click.option("--system", default=None, help="A system message before it.")
+@click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu"]))
+@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="0 is greedy.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Makes sampling reproducible.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (reply, usage, timings) at the end.")
+def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, max_tokens: int,
+                 temperature: float, top_p: float, seed: int | None, as_json: bool):
+    """Chat with the artifact's model in headless Chromium; the reply streams to stdout."""
+    from .artifact import read_manifest
+    from .browser import run_chat
+
+    read_manifest(artifact)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    request = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+               **({"seed": seed} if seed is not None else {})}
+
+    def show(delta: str) -> None:
+        if not as_json:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+
+    result = run_chat(artifact, request, show, device)
+    if as_json:
+        print(json.dumps(result))
+        return
+    print()
+    extra = result["usage"]["extra"]
+    decode = extra["decode_tokens_per_s"]
+    console.print(f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}, "
+                  f"first token {extra['time_to_first_token_ms'] / 1000:.1f}s, "
+                  f"decode {decode:.2f} tok/s, device {result['device']}[/dim]" if decode else
+                  f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}[/dim]")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
