@@ -14,3 +14,4 @@ export { FORMAT_VERSION } from "./loader.js";
 export { loadModel, Model } from "./model.js";
 export { Sampler } from "./sampler.js";
 export { ChatTokenizer } from "./tokenizer.js";
+export { createWorkerEngine } from "./worker_engine.js";

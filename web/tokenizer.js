@@ -1,9 +1,7 @@
 // The model's tokenizer (tokenizer.json through @huggingface/tokenizers) and chat template
 // (rendered with @huggingface/jinja), loaded from the artifact's files.
 
-import { Template } from "@huggingface/jinja";
-import { Tokenizer } from "@huggingface/tokenizers";
-
+import { tokenizerLibraries } from "./dependencies.js";
 import { ArtifactFormatError } from "./errors.js";
 import { fetchVerified } from "./loader.js";
 
@@ -23,10 +21,11 @@ export class ChatTokenizer {
     if (!json) throw new ArtifactFormatError("the artifact has no tokenizer.json; compile it from a checkpoint that has one");
     const config = configText ? JSON.parse(configText) : {};
     const generation = generationText ? JSON.parse(generationText) : {};
-    return new ChatTokenizer(JSON.parse(json), config, templateText ?? config.chat_template ?? null, generation);
+    const libraries = await tokenizerLibraries();
+    return new ChatTokenizer(libraries, JSON.parse(json), config, templateText ?? config.chat_template ?? null, generation);
   }
 
-  constructor(json, config, template, generation) {
+  constructor({ Tokenizer, Template }, json, config, template, generation) {
     this.tokenizer = new Tokenizer(json, config);
     this.config = config;
     this.template = template ? new Template(template) : null;

@@ -1,0 +1,48 @@
+// The engine inside a Web Worker, so the page stays responsive. Pair it with createWorkerEngine
+// (worker_engine.js), which gives the page the same API as createEngine.
+//
+// Messages in:  {id, method: "load" | "chat" | "completion" | "interrupt" | "resetChat" | "unload", args}
+// Messages out: {id, progress} while loading, {id, chunk} while streaming, then {id, result} or
+//               {id, error: {name, message}}.
+
+import { useDependencyUrls } from "./dependencies.js";
+import { createEngine } from "./engine.js";
+
+let engine = null;
+
+const post = (message) => self.postMessage(message);
+
+async function handle(id, method, args) {
+  switch (method) {
+    case "load":
+      useDependencyUrls(args.dependencies);
+      engine = await createEngine(args.url, { ...args.options, onProgress: (progress) => post({ id, progress }) });
+      return engine.info;
+    case "chat":
+    case "completion": {
+      const api = method === "chat" ? engine.chat.completions : engine.completions;
+      const result = await api.create(args.request);
+      if (!args.request.stream) return result;
+      for await (const chunk of result) post({ id, chunk });
+      return null;
+    }
+    case "interrupt":
+      return engine?.interrupt();
+    case "resetChat":
+      return engine?.resetChat();
+    case "unload":
+      engine?.unload();
+      engine = null;
+      return null;
+    default:
+      throw new Error(`unknown method ${method}`);
+  }
+}
+
+self.onmessage = async ({ data: { id, method, args } }) => {
+  try {
+    post({ id, result: await handle(id, method, args ?? {}) });
+  } catch (err) {
+    post({ id, error: { name: err.name, message: err.message } });
+  }
+};
