@@ -50,3 +50,23 @@ if __name__ == "__main__":
 
     make_hf_model(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "llama")
     print(f"saved a random-weight model to {sys.argv[1]}")
+
+
+def default_gguf() -> Path:
+    from webrt.default_model import default_model_path
+
+    return default_model_path()
+
+
+def make_tiny_chat_model(folder: Path) -> Path:
+    """A random-weight LLaMA (hidden 64, 2 layers) that carries the default model's real tokenizer
+    and chat template: fast to compile and run, for engine tests where the words do not matter."""
+    import transformers
+
+    gguf = default_gguf()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    make_hf_model(folder, "llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
+                  max_position_embeddings=96, tie_word_embeddings=True, initializer_range=0.02)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,187 @@
+"""The chat engine: tokenizer and template against Hugging Face, the OpenAI-shaped API, context
+policy, stop strings, interrupt, the Worker, and the default model answering in the browser."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tokenizers import Tokenizer
+
+from webrt.browser import shell_page
+
+CORPUS = [
+    "Hello, world!",
+    "  leading and trailing spaces   ",
+    "tabs\tand\nnewlines\n\n\nand   runs     of spaces",
+    "Unicode: naïve café, Ærøskøbing, 北京欢迎你, русский текст, العربية",
+    "Emoji: 🤗🚀 👩‍👩‍👧‍👦 🇫🇷 ✨",
+    "Numbers 3.14159 and 1234567890, code: def f(x): return x**2  # ok",
+    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+    "special tokens glued<|im_end|>to text<|endoftext|>",
+    "",
+]
+
+ENCODE_JS = """
+async ([url, texts, messages]) => {
+  const model = await window.webrt.loadModel(url);
+  const tokenizer = await window.webrt.ChatTokenizer.load(model.base, model.manifest);
+  model.unload();
+  return { ids: texts.map((t) => tokenizer.encode(t)), prompt: tokenizer.applyChatTemplate(messages),
+           decoded: tokenizer.decode(tokenizer.encode(texts[3])) };
+}
+"""
+
+ENGINE_JS = """
+async ([url, options, calls]) => {
+  const engine = await window.webrt.createEngine(url, options);
+  const results = [];
+  for (const [method, request] of calls) {
+    try {
+      const api = method === "chat" ? engine.chat.completions : engine.completions;
+      if (request.stream) {
+        const chunks = [];
+        for await (const chunk of await api.create(request)) {
+          chunks.push(chunk);
+          if (request.interruptAfter && chunks.length === request.interruptAfter) engine.interrupt();
+        }
+        results.push({ chunks });
+      } else {
+        results.push(await api.create(request));
+      }
+    } catch (err) {
+      results.push({ error: `${err.name}: ${err.message}` });
+    }
+  }
+  engine.unload();
+  return results;
+}
+"""
+
+
+def run_engine(artifact, calls, options=None):
+    with shell_page(artifact) as (page, url):
+        return page.evaluate(ENGINE_JS, [url, options or {}, calls])
+
+
+def test_tokenizer_and_template_match_hugging_face(tiny_chat_artifact):
+    import transformers
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi 👋 there"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "What is 2+2?"}]
+    with shell_page(tiny_chat_artifact) as (page, url):
+        ours = page.evaluate(ENCODE_JS, [url, CORPUS, messages])
+    reference = Tokenizer.from_file(str(tiny_chat_artifact / "tokenizer.json"))
+    for text, ids in zip(CORPUS, ours["ids"]):
+        assert ids == reference.encode(text, add_special_tokens=False).ids, text
+    hf = transformers.AutoTokenizer.from_pretrained(tiny_chat_artifact)
+    assert ours["prompt"] == hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert ours["decoded"] == CORPUS[3]
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
+
+
+def test_openai_shaped_responses_usage_and_streaming(tiny_chat_artifact):
+    plain, streamed, text = run_engine(tiny_chat_artifact, [
+        ("chat", {"messages": user("Hi"), "max_tokens": 5, "temperature": 0}),
+        ("chat", {"messages": user("Hi"), "max_tokens": 5, "temperature": 0, "stream": True}),
+        ("text", {"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0}),
+    ])
+    assert plain["object"] == "chat.completion"
+    assert plain["choices"][0]["message"]["role"] == "assistant"
+    assert plain["usage"]["completion_tokens"] <= 5
+    assert plain["usage"]["prompt_tokens"] > 0
+    assert plain["usage"]["extra"]["time_to_first_token_ms"] > 0
+    chunks = streamed["chunks"]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == \
+        plain["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert chunks[-1]["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+    assert streamed["chunks"][-1]["usage"]["extra"]["prefix_reused_tokens"] > 0  # same prompt again
+    assert text["object"] == "text_completion" and text["usage"]["completion_tokens"] == 4
+
+
+def test_context_overflow_errors_or_slides(tiny_chat_artifact):
+    long_history = []
+    for i in range(6):
+        long_history += [{"role": "user", "content": f"Tell me fact number {i} about the sea."},
+                         {"role": "assistant", "content": f"Fact {i}: the sea is large and salty."}]
+    request = {"messages": long_history + user("And one more?"), "max_tokens": 8, "temperature": 0}
+    (refused,) = run_engine(tiny_chat_artifact, [("chat", request)])
+    assert refused["error"].startswith("ContextWindowError: prompt tokens (")
+    assert "exceed the context window of 96" in refused["error"]
+    (slid,) = run_engine(tiny_chat_artifact, [("chat", request)], {"contextPolicy": "sliding"})
+    assert slid["usage"]["prompt_tokens"] + 8 <= 96
+    assert slid["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_stop_strings_max_tokens_interrupt_and_bad_requests(tiny_chat_artifact):
+    free, = run_engine(tiny_chat_artifact, [("text", {"prompt": "a b c", "max_tokens": 12, "temperature": 0})])
+    text = free["choices"][0]["text"]
+    assert free["usage"]["completion_tokens"] == 12 and free["choices"][0]["finish_reason"] == "length"
+    stop = text[len(text) // 2:][:3].strip() or text[-2:]
+    stopped, interrupted, bad = run_engine(tiny_chat_artifact, [
+        ("text", {"prompt": "a b c", "max_tokens": 12, "temperature": 0, "stop": [stop]}),
+        ("text", {"prompt": "a b c", "max_tokens": 12, "temperature": 0, "stream": True, "interruptAfter": 2}),
+        ("chat", {"messages": [{"role": "robot", "content": "hi"}]}),
+    ])
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    assert stopped["choices"][0]["text"] == text[:text.index(stop)]
+    assert interrupted["chunks"][-1]["choices"][0]["finish_reason"] == "abort"
+    assert interrupted["chunks"][-1]["usage"]["completion_tokens"] < 12
+    assert bad["error"].startswith("InputError: messages[0] must be")
+
+
+WORKER_JS = """
+async ([url]) => {
+  const worker = new Worker("./worker.js", { type: "module" });
+  const stages = new Set();
+  const engine = await window.webrt.createWorkerEngine(worker, url, { onProgress: (p) => stages.add(p.stage) });
+  const first = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
+  const chunks = [];
+  for await (const chunk of await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0, stream: true })) chunks.push(chunk);
+  let error = null;
+  try { await engine.chat.completions.create({ messages: [] }); } catch (err) { error = `${err.name}: ${err.message}`; }
+  await engine.unload();
+  return { first, chunks, error, stages: [...stages], info: engine.info };
+}
+"""
+
+
+def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact):
+    with shell_page(tiny_chat_artifact) as (page, url):
+        out = page.evaluate(WORKER_JS, [url])
+    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in out["chunks"])
+    assert streamed == out["first"]["choices"][0]["message"]["content"]
+    assert out["error"].startswith("InputError: messages must be")
+    assert {"download", "pipelines"} <= set(out["stages"])
+    assert out["info"]["device"] == "webgpu"
+
+
+def test_default_model_answers_paris_through_webrt_generate(default_artifact):
+    result = subprocess.run([sys.executable, "-m", "webrt.cli", "generate", str(default_artifact), "--prompt",
+                             "What is the capital of France?", "--max-tokens", "16", "--json"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "Paris" in reply["text"]
+    assert reply["finish_reason"] == "stop"
+    assert reply["device"] == "webgpu"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", "hi", "--max-tokens", "0"], "--max-tokens"),
+    (["--prompt", "hi", "--temperature", "-1"], "--temperature"),
+])
+def test_generate_rejects_bad_options(default_artifact, args, message):
+    result = subprocess.run([sys.executable, "-m", "webrt.cli", "generate", str(default_artifact), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("webrt: error:") and message in result.stderr
+    assert "Traceback" not in result.stderr
