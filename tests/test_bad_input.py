@@ -147,3 +147,46 @@ def test_run_refuses_other_format_version(tmp_path, llama_artifact):
     manifest["format_version"] = 999
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_error(webrt("run", str(copy), "--tokens", "1,2"), "format version 999", "recompile")
+
+
+def write_gguf(path: Path, arch: str, tensor_type: str = "F32") -> Path:
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_block_count(1)
+    writer.add_embedding_length(32)
+    writer.add_head_count(4)
+    kind = gguf.GGMLQuantizationType[tensor_type]
+    data = np.zeros((32, 32), np.float32) if tensor_type == "F32" else np.zeros((32, 22), np.uint8)
+    writer.add_tensor("blk.0.attn_q.weight", data, raw_dtype=None if tensor_type == "F32" else kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_with_unsupported_architecture(tmp_path):
+    out = tmp_path / "out"
+    model = write_gguf(tmp_path / "gpt2.gguf", "gpt2")
+    assert_one_line_error(webrt("compile", str(model), "-o", str(out)), "architecture 'gpt2'", "supported: llama")
+    assert_nothing_written(out)
+
+
+def test_gguf_with_unsupported_tensor_type(tmp_path):
+    out = tmp_path / "out"
+    model = write_gguf(tmp_path / "q5.gguf", "llama", "Q5_0")
+    assert_one_line_error(webrt("compile", str(model), "-o", str(out)), "Q5_0", "Q4_0, Q4_1, Q8_0")
+    assert_nothing_written(out)
+
+
+def test_truncated_gguf(tmp_path):
+    from tests.models import default_gguf
+
+    out = tmp_path / "out"
+    model = tmp_path / "cut.gguf"
+    with open(default_gguf(), "rb") as full:
+        model.write_bytes(full.read(3 << 20))
+    assert_one_line_error(webrt("compile", str(model), "-o", str(out)), "cut.gguf", "GGUF")
+    assert_nothing_written(out)

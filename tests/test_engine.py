@@ -126,16 +126,44 @@ def test_stop_strings_max_tokens_interrupt_and_bad_requests(tiny_chat_artifact):
     text = free["choices"][0]["text"]
     assert free["usage"]["completion_tokens"] == 12 and free["choices"][0]["finish_reason"] == "length"
     stop = text[len(text) // 2:][:3].strip() or text[-2:]
-    stopped, interrupted, bad = run_engine(tiny_chat_artifact, [
+    stopped, interrupted, after, bad, zero = run_engine(tiny_chat_artifact, [
         ("text", {"prompt": "a b c", "max_tokens": 12, "temperature": 0, "stop": [stop]}),
         ("text", {"prompt": "a b c", "max_tokens": 12, "temperature": 0, "stream": True, "interruptAfter": 2}),
+        ("text", {"prompt": "a b c", "max_tokens": 12, "temperature": 0}),
         ("chat", {"messages": [{"role": "robot", "content": "hi"}]}),
+        ("chat", {"messages": user("hi"), "max_tokens": 0}),
     ])
     assert stopped["choices"][0]["finish_reason"] == "stop"
     assert stopped["choices"][0]["text"] == text[:text.index(stop)]
     assert interrupted["chunks"][-1]["choices"][0]["finish_reason"] == "abort"
     assert interrupted["chunks"][-1]["usage"]["completion_tokens"] < 12
+    assert after["choices"][0]["text"] == text  # the engine works normally after an interrupt
     assert bad["error"].startswith("InputError: messages[0] must be")
+    assert zero["error"] == "InputError: max_tokens must be a positive integer, got 0"
+
+
+TURNS_JS = """
+async ([url]) => {
+  const engine = await window.webrt.createEngine(url, { contextPolicy: "sliding" });
+  const messages = [];
+  const bytes = [];
+  for (let i = 0; i < 50; i++) {
+    messages.push({ role: "user", content: `Turn ${i}: say something.` });
+    const reply = await engine.chat.completions.create({ messages, max_tokens: 3, temperature: 0 });
+    messages.push(reply.choices[0].message);
+    bytes.push(reply.usage.extra.gpu_bytes);
+  }
+  engine.unload();
+  return bytes;
+}
+"""
+
+
+def test_fifty_chat_turns_do_not_grow_gpu_memory(tiny_chat_artifact):
+    with shell_page(tiny_chat_artifact) as (page, url):
+        gpu_bytes = page.evaluate(TURNS_JS, [url])
+    assert len(gpu_bytes) == 50
+    assert max(gpu_bytes[25:]) <= max(gpu_bytes[:25]), gpu_bytes
 
 
 WORKER_JS = """

@@ -18,21 +18,26 @@ PROMPT = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]
 GENERATE_JS = """
 async ([url, runs]) => {
   const model = await window.webrt.loadModel(url);
-  const out = [];
-  for (const { prompt, n, sampling, chunk } of runs) {
-    const gen = new window.webrt.Generator(model, { prefillChunk: chunk });
+  const gen = new window.webrt.Generator(model);
+  async function generate(prompt, n, sampling) {
     const sampler = new window.webrt.Sampler(sampling, prompt);
-    let { token } = await gen.prefill(prompt, sampler);
+    let { token, reused } = await gen.prefill(prompt, sampler);
     const tokens = [token];
     while (tokens.length < n) {
       sampler.accept(token);
       token = await gen.decode(token, sampler);
       tokens.push(token);
     }
-    // a second turn that starts with the first: only the new tokens are prefilled
-    const next = [...prompt, ...tokens.slice(0, 4)];
-    const again = await gen.prefill(next, new window.webrt.Sampler(sampling, next));
-    out.push({ tokens, reused: again.reused, after: again.token });
+    return { tokens, reused };
+  }
+  const out = [];
+  for (const { prompt, n, sampling, chunk, nextTurn } of runs) {
+    gen.prefillChunk = chunk;
+    gen.reset();
+    const first = await generate(prompt, n, sampling);
+    // a second turn: the first turn's prompt and reply, then new tokens; only those are prefilled
+    const second = nextTurn ? await generate([...prompt, ...first.tokens.slice(0, -1), ...nextTurn], n, sampling) : null;
+    out.push({ tokens: first.tokens, second });
   }
   model.unload();
   return out;
@@ -45,17 +50,27 @@ def generate(artifact, runs):
         return page.evaluate(GENERATE_JS, [url, runs])
 
 
-def test_greedy_tokens_match_transformers_with_chunked_prefill_and_prefix_reuse(llama_dir, llama_artifact):
-    reference = transformers.AutoModelForCausalLM.from_pretrained(llama_dir).eval()
-    expected = reference.generate(torch.tensor([PROMPT]), do_sample=False, max_new_tokens=16,
-                                  pad_token_id=0)[0, len(PROMPT):].tolist()
+def hf_greedy(folder, prompt, n):
+    reference = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    return reference.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=n,
+                              pad_token_id=0)[0, len(prompt):].tolist()
+
+
+def test_greedy_tokens_match_transformers_across_chunks_and_turns(llama_dir, llama_artifact):
+    n, turn = 32, [77, 1888, 5]
+    expected = hf_greedy(llama_dir, PROMPT, n)
     greedy = {"temperature": 0}
-    whole, chunked = generate(llama_artifact, [{"prompt": PROMPT, "n": 16, "sampling": greedy, "chunk": 128},
-                                               {"prompt": PROMPT, "n": 16, "sampling": greedy, "chunk": 5}])
+    whole, chunked = generate(llama_artifact, [
+        {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 128, "nextTurn": turn},
+        {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 5, "nextTurn": turn},
+    ])
     assert whole["tokens"] == expected
-    assert chunked["tokens"] == expected
-    assert whole["reused"] == len(PROMPT) + 3  # the last token runs again to give logits
-    assert whole["after"] == expected[4]
+    assert chunked["tokens"] == expected  # prompt fed in chunks of 5: boundaries at 5 and 10
+    second_prompt = PROMPT + expected[:-1] + turn
+    expected_second = hf_greedy(llama_dir, second_prompt, n)
+    for run in (whole, chunked):
+        assert run["second"]["reused"] == len(PROMPT) + n - 1  # the whole first turn came from the cache
+        assert run["second"]["tokens"] == expected_second
 
 
 def test_seeded_sampling_is_reproducible_and_penalties_apply(llama_artifact):

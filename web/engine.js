@@ -121,6 +121,7 @@ export class Engine {
       let { token, reused } = await this.generator.prefill(prompt, sampler);
       const tFirst = performance.now();
       let generated = 0;
+      const tokenIds = [];
       let finishReason = "length";
       while (true) {
         if (this.tokenizer.stopIds.has(token)) {
@@ -128,6 +129,7 @@ export class Engine {
           break;
         }
         generated += 1;
+        tokenIds.push(token);
         sampler.accept(token);
         const delta = text.push(token);
         if (delta) yield chunk(delta);
@@ -153,6 +155,8 @@ export class Engine {
           prefill_tokens_per_s: (prompt.length - reused) / ((tFirst - t0) / 1000),
           decode_tokens_per_s: generated > 1 ? (generated - 1) / ((tEnd - tFirst) / 1000) : null,
           total_ms: tEnd - t0,
+          token_ids: tokenIds,
+          gpu_bytes: this.model.gpuBytes,
         },
       };
       yield chunk(null, finishReason, usage);

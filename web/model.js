@@ -4,7 +4,7 @@
 import { InputError, WebGPUUnavailableError } from "./errors.js";
 import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
-import { createBuffer, createDevice, createPipelines, uploadBuffer } from "./webgpu_backend.js";
+import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
 
 
 const now = () => performance.now();
@@ -43,6 +43,11 @@ export class Model {
     this.gpu = gpu.device;
     this.executor = executor;
     this.timings = timings;
+  }
+
+  /** Bytes in live GPU buffers: weights, state, planned storage, staging. */
+  get gpuBytes() {
+    return gpuBytes(this.gpu);
   }
 
   /** Run any entry of the plan (see PlanExecutor.run); resolves to one item per output. */

@@ -8,7 +8,7 @@
 
 import { InputError } from "./errors.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
-import { bindGroupFor, createBuffer, submit, writePods } from "./webgpu_backend.js";
+import { bindGroupFor, createBuffer, submit, trackedBuffer, writePods } from "./webgpu_backend.js";
 
 const DTYPE_BYTES = { float32: 4, int32: 4, uint32: 4, float16: 2, int8: 1, uint8: 1 };
 const TYPED_ARRAY = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array };
@@ -150,7 +150,7 @@ export class PlanExecutor {
       else if (step.op === "call") launches.push(...this.launchesOf(step, tensors, capacity, allocate));
       else throw new Error(`unknown plan step ${step.op}`);
     }
-    const uniform = this.device.createBuffer({
+    const uniform = trackedBuffer(this.device, {
       label: "pod-args", size: Math.max(1, launches.length) * 256, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
     buffers.push(uniform);

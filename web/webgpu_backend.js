@@ -61,8 +61,29 @@ export async function createPipelines(device, kernels, sources) {
   return Object.fromEntries(entries);
 }
 
+/** Bytes held in live GPU buffers per device: created through this module, not yet destroyed. */
+const liveBytes = new WeakMap();
+
+export function gpuBytes(device) {
+  return liveBytes.get(device) ?? 0;
+}
+
+/** device.createBuffer, counted in gpuBytes until the buffer's destroy(). */
+export function trackedBuffer(device, descriptor) {
+  const buffer = device.createBuffer(descriptor);
+  liveBytes.set(device, gpuBytes(device) + buffer.size);
+  const destroy = buffer.destroy.bind(buffer);
+  let destroyed = false;
+  buffer.destroy = () => {
+    if (!destroyed) liveBytes.set(device, gpuBytes(device) - buffer.size);
+    destroyed = true;
+    destroy();
+  };
+  return buffer;
+}
+
 export function createBuffer(device, bytes, label) {
-  return device.createBuffer({
+  return trackedBuffer(device, {
     label,
     size: Math.max(16, Math.ceil(bytes / 16) * 16),
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
@@ -70,7 +91,7 @@ export function createBuffer(device, bytes, label) {
 }
 
 export function uploadBuffer(device, bytes, label) {
-  const buffer = device.createBuffer({
+  const buffer = trackedBuffer(device, {
     label,
     size: Math.max(16, Math.ceil(bytes.byteLength / 16) * 16),
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
@@ -122,7 +143,7 @@ export function writePods(device, uniform, dispatches) {
  * [{buffer, offset, size}] (through one staging buffer); resolves to one ArrayBuffer per region. */
 export async function submit(device, dispatches, regions) {
   const total = regions.reduce((sum, r) => sum + r.size, 0);
-  const staging = total > 0 && device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const staging = total > 0 && trackedBuffer(device, { size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
   device.pushErrorScope("validation");
   const encoder = device.createCommandEncoder();
   const pass = encoder.beginComputePass();

@@ -133,7 +133,10 @@ async ([url, device, request, options]) => {
     }
     const info = engine.info;
     engine.unload();
-    return { text, finish_reason: last.choices[0].finish_reason, usage: last.usage, device: info.device,
+    const extra = last.usage.extra;
+    return { text, token_ids: extra.token_ids, finish_reason: last.choices[0].finish_reason,
+             prefill_tokens_per_s: extra.prefill_tokens_per_s, decode_tokens_per_s: extra.decode_tokens_per_s,
+             ttft_ms: extra.time_to_first_token_ms, usage: last.usage, device: info.device,
              adapter: info.adapter, timings: info.timings };
   } catch (err) {
     return { error: `${err.name}: ${err.message}` };

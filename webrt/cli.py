@@ -147,10 +147,9 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, m
         print(json.dumps(result))
         return
     print()
-    extra = result["usage"]["extra"]
-    decode = extra["decode_tokens_per_s"]
+    decode = result["decode_tokens_per_s"]
     console.print(f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}, "
-                  f"first token {extra['time_to_first_token_ms'] / 1000:.1f}s, "
+                  f"first token {result['ttft_ms'] / 1000:.1f}s, "
                   f"decode {decode:.2f} tok/s, device {result['device']}[/dim]" if decode else
                   f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}[/dim]")
 

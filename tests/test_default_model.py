@@ -1,0 +1,62 @@
+"""The default model (SmolLM2-135M-Instruct, Q4_1 GGUF compiled as q4f32 with its blocks kept)
+against transformers loading the same GGUF (which dequantizes to float32): greedy tokens of three
+chat prompts. A divergence must sit on a near-tie of the reference's top two logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import transformers
+
+from tests.models import default_gguf
+from webrt.browser import shell_page
+
+PROMPTS = ["What is the capital of France?", "Name three colors.", "Write one sentence about the sea."]
+NEW_TOKENS = 16
+NEAR_TIE = 0.01  # top-2 logit margin under which float rounding may pick either token
+
+GREEDY_JS = """
+async ([url, prompts, n]) => {
+  const model = await window.webrt.loadModel(url);
+  const gen = new window.webrt.Generator(model);
+  const out = [];
+  for (const prompt of prompts) {
+    gen.reset();
+    const sampler = new window.webrt.Sampler({ temperature: 0 }, prompt);
+    let { token } = await gen.prefill(prompt, sampler);
+    const tokens = [token];
+    while (tokens.length < n) tokens.push(token = await gen.decode(token, sampler));
+    out.push(tokens);
+  }
+  model.unload();
+  return out;
+}
+"""
+
+
+def test_greedy_tokens_match_transformers_on_the_gguf(default_artifact):
+    path = default_gguf()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                              dtype=torch.float32).eval()
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                             tokenize=True, return_dict=False) for p in PROMPTS]
+    prompts = [list(p["input_ids"]) if isinstance(p, dict) else list(p) for p in prompts]
+    with shell_page(default_artifact) as (page, url):
+        ours = page.evaluate(GREEDY_JS, [url, prompts, NEW_TOKENS])
+    for text, prompt, tokens in zip(PROMPTS, prompts, ours):
+        with torch.no_grad():
+            ref = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=NEW_TOKENS,
+                                 pad_token_id=tokenizer.eos_token_id)[0, len(prompt):].tolist()
+        n = min(len(ref), len(tokens))
+        first_diff = next((i for i in range(n) if ref[i] != tokens[i]), None)
+        if first_diff is None:
+            assert tokens[:n] == ref[:n]
+            continue
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + ref[:first_diff]])).logits[0, -1].numpy()
+        top2 = np.sort(logits)[-2:]
+        margin = float(top2[1] - top2[0])
+        print(f"{text!r}: diverges at token {first_diff}, reference top-2 margin {margin:.2e}")
+        assert margin < NEAR_TIE, f"{text!r}: diverges at {first_diff} without a near-tie (margin {margin})"
+    assert "Paris" in tokenizer.decode(ours[0])
