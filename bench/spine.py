@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.models import make_hf_model  # noqa: E402
 from webrt.browser import run_forward  # noqa: E402
-from webrt.build_artifact import compile_hf  # noqa: E402
+from webrt.build_artifact import compile_model  # noqa: E402
 
 MODELS = {
     "llama-h256-l4 (GQA, untied)": ("llama", {"tie_word_embeddings": False}),
@@ -33,7 +33,7 @@ REPEATS = 5
 def bench_model(arch: str, overrides: dict, work: Path) -> dict:
     folder = make_hf_model(work / "hf", arch, **overrides)
     t0 = time.perf_counter()
-    artifact = compile_hf(folder, work / "artifact")
+    artifact = compile_model(folder, work / "artifact")
     compile_s = time.perf_counter() - t0
     lists = [[1]] * (REPEATS + 1) + [list(range(64))] * (REPEATS + 1)
     result = run_forward(artifact, lists)

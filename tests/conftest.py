@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.models import default_gguf, make_hf_model, make_tiny_chat_model
-from webrt.build_artifact import compile_hf
+from webrt.build_artifact import compile_model
 
 
 @pytest.fixture(scope="session")
@@ -23,22 +23,22 @@ def qwen2_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_artifact(llama_dir, tmp_path_factory) -> Path:
-    return compile_hf(llama_dir, tmp_path_factory.mktemp("art") / "llama")
+    return compile_model(llama_dir, tmp_path_factory.mktemp("art") / "llama")
 
 
 @pytest.fixture(scope="session")
 def qwen2_artifact(qwen2_dir, tmp_path_factory) -> Path:
-    return compile_hf(qwen2_dir, tmp_path_factory.mktemp("art") / "qwen2")
+    return compile_model(qwen2_dir, tmp_path_factory.mktemp("art") / "qwen2")
 
 
 
 @pytest.fixture(scope="session")
 def tiny_chat_artifact(tmp_path_factory) -> Path:
     folder = make_tiny_chat_model(tmp_path_factory.mktemp("hf") / "tiny-chat")
-    return compile_hf(folder, tmp_path_factory.mktemp("art") / "tiny-chat")
+    return compile_model(folder, tmp_path_factory.mktemp("art") / "tiny-chat")
 
 
 @pytest.fixture(scope="session")
 def default_artifact(tmp_path_factory) -> Path:
     """The default model (SmolLM2-135M-Instruct, Q4_1 GGUF) as q4f32, with a 512-token cache."""
-    return compile_hf(default_gguf(), tmp_path_factory.mktemp("art") / "smollm2", "q4f32", 512)
+    return compile_model(default_gguf(), tmp_path_factory.mktemp("art") / "smollm2", "q4f32", 512)

@@ -10,7 +10,7 @@ import transformers
 
 from tests.models import make_hf_model
 from webrt.browser import run_forward, shell_page
-from webrt.build_artifact import compile_hf
+from webrt.build_artifact import compile_model
 from webrt.quantize import quantize_q4
 
 PROMPT = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]
@@ -89,7 +89,7 @@ def test_seeded_sampling_is_reproducible_and_penalties_apply(llama_artifact):
 
 def test_q4f32_matches_transformers_on_the_same_quantized_weights(tmp_path):
     folder = make_hf_model(tmp_path / "hf", "llama", num_hidden_layers=2)
-    artifact = compile_hf(folder, tmp_path / "q4", "q4f32")
+    artifact = compile_model(folder, tmp_path / "q4", "q4f32")
     model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
     with torch.no_grad():  # the reference holds exactly the weights the artifact encodes
         for name, param in model.named_parameters():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from webrt.browser import run_forward
-from webrt.build_artifact import compile_hf
+from webrt.build_artifact import compile_model
 
 from tests.models import make_hf_model, reference_logits
 
@@ -48,5 +48,5 @@ def test_qwen2_bias_tied_matches_transformers(qwen2_dir, qwen2_artifact):
 ])
 def test_other_variants_match_transformers(tmp_path, arch, overrides):
     folder = make_hf_model(tmp_path / "hf", arch, num_hidden_layers=2, **overrides)
-    artifact = compile_hf(folder, tmp_path / "artifact")
+    artifact = compile_model(folder, tmp_path / "artifact")
     assert_matches_reference(folder, artifact, [token_lists(2048)[1]])

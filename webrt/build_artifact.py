@@ -46,9 +46,6 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
         return _compile(ckpt, out, quantization, context_window, stage, schedule)
 
 
-compile_hf = compile_model  # the tests' and benchmarks' name for it
-
-
 def quantize_weights(ckpt, params: dict) -> dict[str, np.ndarray]:
     """The qweight / scales / mins tensors of every quantized matrix: the checkpoint's own blocks
     where it has them (GGUF), else its float weights quantized to 4 bits here."""

@@ -39,4 +39,4 @@ def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedu
     return CompiledModule(kernel_set.kernels, functions, entries)
 
 
-__all__ = ["CompiledModule", "compile_module", "webgpu_target", "relax"]
+__all__ = ["CompiledModule", "compile_module", "webgpu_target"]
