@@ -116,7 +116,7 @@ def test_context_overflow_errors_or_slides(tiny_chat_artifact):
     (refused,) = run_engine(tiny_chat_artifact, [("chat", request)])
     assert refused["error"].startswith("ContextWindowError: prompt tokens (")
     assert "exceed the context window of 96" in refused["error"]
-    (slid,) = run_engine(tiny_chat_artifact, [("chat", request)], {"contextPolicy": "sliding"})
+    (slid,) = run_engine(tiny_chat_artifact, [("chat", request)], {"context_policy": "sliding"})
     assert slid["usage"]["prompt_tokens"] + 8 <= 96
     assert slid["choices"][0]["finish_reason"] in ("stop", "length")
 

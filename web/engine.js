@@ -15,10 +15,14 @@ import { Sampler } from "./sampler.js";
 import { TextStream } from "./text_stream.js";
 import { ChatTokenizer } from "./tokenizer.js";
 
-export async function createEngine(url, { device = "webgpu", onProgress = () => {}, prefillChunk = 128, contextPolicy = "error" } = {}) {
+/**
+ * options: device ("webgpu"), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
+ * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy).
+ */
+export async function createEngine(url, { device = "webgpu", onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy } = {}) {
   const model = await loadModel(url, { device, onProgress });
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
-  return new Engine(model, tokenizer, { prefillChunk, contextPolicy });
+  return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error" });
 }
 
 export class Engine {
