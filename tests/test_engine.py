@@ -182,6 +182,24 @@ async ([url]) => {
 """
 
 
+AUTO_JS = """
+async ([url]) => {
+  const model = await window.webrt.loadModel(url, { device: "auto" });
+  const info = { device: model.device, reason: model.deviceReason };
+  model.unload();
+  try { await window.webrt.loadModel(url, { device: "cuda" }); } catch (err) { info.error = `${err.name}: ${err.message}`; }
+  return info;
+}
+"""
+
+
+def test_auto_device_reports_its_choice(tiny_chat_artifact):
+    with shell_page(tiny_chat_artifact) as (page, url):
+        info = page.evaluate(AUTO_JS, [url])
+    assert info["device"] == "webgpu" and "has the limits the kernels need" in info["reason"]
+    assert info["error"] == 'InputError: device must be one of webgpu, wasm, auto, got "cuda"'
+
+
 def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact):
     with shell_page(tiny_chat_artifact) as (page, url):
         out = page.evaluate(WORKER_JS, [url])
@@ -192,15 +210,18 @@ def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact):
     assert out["info"]["device"] == "webgpu"
 
 
-def test_default_model_answers_paris_through_webrt_generate(default_artifact):
+@pytest.mark.parametrize("device", ["webgpu", "wasm"])
+def test_default_model_answers_paris_through_webrt_generate(default_artifact, device):
     result = subprocess.run([sys.executable, "-m", "webrt.cli", "generate", str(default_artifact), "--prompt",
-                             "What is the capital of France?", "--max-tokens", "16", "--json"],
+                             "What is the capital of France?", "--max-tokens", "16", "--json", "--device", device],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout.strip().splitlines()[-1])
     assert "Paris" in reply["text"]
     assert reply["finish_reason"] == "stop"
-    assert reply["device"] == "webgpu"
+    assert reply["device"] == device
+    assert len(reply["token_ids"]) == reply["usage"]["completion_tokens"]
+    assert reply["ttft_ms"] > 0 and reply["decode_tokens_per_s"] > 0
 
 
 @pytest.mark.parametrize("args, message", [

@@ -16,8 +16,8 @@ from webrt.quantize import quantize_q4
 PROMPT = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]
 
 GENERATE_JS = """
-async ([url, runs]) => {
-  const model = await window.webrt.loadModel(url);
+async ([url, runs, device]) => {
+  const model = await window.webrt.loadModel(url, { device });
   const gen = new window.webrt.Generator(model);
   async function generate(prompt, n, sampling) {
     const sampler = new window.webrt.Sampler(sampling, prompt);
@@ -45,9 +45,9 @@ async ([url, runs]) => {
 """
 
 
-def generate(artifact, runs):
+def generate(artifact, runs, device="webgpu"):
     with shell_page(artifact) as (page, url):
-        return page.evaluate(GENERATE_JS, [url, runs])
+        return page.evaluate(GENERATE_JS, [url, runs, device])
 
 
 def hf_greedy(folder, prompt, n):
@@ -56,14 +56,15 @@ def hf_greedy(folder, prompt, n):
                               pad_token_id=0)[0, len(prompt):].tolist()
 
 
-def test_greedy_tokens_match_transformers_across_chunks_and_turns(llama_dir, llama_artifact):
+@pytest.mark.parametrize("device", ["webgpu", "wasm"])
+def test_greedy_tokens_match_transformers_across_chunks_and_turns(llama_dir, llama_artifact, device):
     n, turn = 32, [77, 1888, 5]
     expected = hf_greedy(llama_dir, PROMPT, n)
     greedy = {"temperature": 0}
     whole, chunked = generate(llama_artifact, [
         {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 128, "nextTurn": turn},
         {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 5, "nextTurn": turn},
-    ])
+    ], device)
     assert whole["tokens"] == expected
     assert chunked["tokens"] == expected  # prompt fed in chunks of 5: boundaries at 5 and 10
     second_prompt = PROMPT + expected[:-1] + turn

@@ -18,9 +18,9 @@ def token_lists(vocab: int) -> list[list[int]]:
     return [rng.integers(0, vocab, size=n).tolist() for n in SEQ_LENS]
 
 
-def assert_matches_reference(folder, artifact, lists):
-    result = run_forward(artifact, lists)
-    assert result["device"] == "webgpu"
+def assert_matches_reference(folder, artifact, lists, device="webgpu"):
+    result = run_forward(artifact, lists, device)
+    assert result["device"] == device
     for tokens, run in zip(lists, result["results"]):
         ours = np.array(run["logits"], dtype=np.float32)
         ref = reference_logits(folder, tokens)
@@ -30,12 +30,14 @@ def assert_matches_reference(folder, artifact, lists):
         assert (ours.argmax(-1) == ref.argmax(-1)).all(), f"seq {len(tokens)}: argmax differs"
 
 
-def test_llama_gqa_untied_matches_transformers(llama_dir, llama_artifact):
-    assert_matches_reference(llama_dir, llama_artifact, token_lists(2048))
+@pytest.mark.parametrize("device", ["webgpu", "wasm"])
+def test_llama_gqa_untied_matches_transformers(llama_dir, llama_artifact, device):
+    assert_matches_reference(llama_dir, llama_artifact, token_lists(2048), device)
 
 
-def test_qwen2_bias_tied_matches_transformers(qwen2_dir, qwen2_artifact):
-    assert_matches_reference(qwen2_dir, qwen2_artifact, token_lists(2048))
+@pytest.mark.parametrize("device", ["webgpu", "wasm"])
+def test_qwen2_bias_tied_matches_transformers(qwen2_dir, qwen2_artifact, device):
+    assert_matches_reference(qwen2_dir, qwen2_artifact, token_lists(2048), device)
 
 
 @pytest.mark.parametrize("arch, overrides", [

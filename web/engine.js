@@ -43,7 +43,8 @@ export class Engine {
   }
 
   get info() {
-    return { model: this.modelName, device: this.model.device, adapter: this.model.adapter, timings: this.model.timings };
+    return { model: this.modelName, device: this.model.device, device_reason: this.model.deviceReason,
+             adapter: this.model.adapter, timings: this.model.timings };
   }
 
   /** Stop the running generation after the current token; its finish_reason is "abort". */

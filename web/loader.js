@@ -54,8 +54,11 @@ export async function fetchManifest(url) {
   return { base, manifest };
 }
 
-/** Fetch kernels and shards in parallel; returns {kernels: {name: wgsl}, weights: {name: {bytes, shape, dtype}}}. */
-export async function fetchArtifact(base, manifest, onProgress = () => {}) {
+/**
+ * Fetch the shards and the chosen backend's kernels in parallel. Returns {kernels: {name: wgsl}
+ * (webgpu) or {wasm: bytes} (wasm), weights: {name: {bytes, shape, dtype}}}.
+ */
+export async function fetchArtifact(base, manifest, onProgress = () => {}, backend = "webgpu") {
   const shardInfo = manifest.weights.shards;
   const total = shardInfo.reduce((sum, s) => sum + s.bytes, 0);
   let loaded = 0;
@@ -66,11 +69,13 @@ export async function fetchArtifact(base, manifest, onProgress = () => {}) {
     return bytes;
   }));
   const decoder = new TextDecoder();
-  const kernelEntries = await Promise.all(Object.entries(manifest.kernels).map(async ([name, k]) =>
-    [name, decoder.decode(await fetchVerified(base, k.file, k))]));
+  const kernels = backend === "wasm"
+    ? { wasm: await fetchVerified(base, manifest.wasm.file, manifest.wasm) }
+    : Object.fromEntries(await Promise.all(Object.entries(manifest.kernels).map(async ([name, k]) =>
+      [name, decoder.decode(await fetchVerified(base, k.file, k))])));
   const weights = {};
   for (const t of manifest.weights.tensors) {
     weights[t.name] = { bytes: shards[t.shard].subarray(t.offset, t.offset + t.bytes), shape: t.shape, dtype: t.dtype };
   }
-  return { kernels: Object.fromEntries(kernelEntries), weights };
+  return { kernels, weights };
 }

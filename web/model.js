@@ -4,50 +4,103 @@
 import { InputError, WebGPUUnavailableError } from "./errors.js";
 import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
+import { tensorBytes } from "./plan_inputs.js";
+import { WasmExecutor } from "./wasm_executor.js";
+import { WasmKernels } from "./wasm_backend.js";
 import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
-
 
 const now = () => performance.now();
 
+const DEVICES = ["webgpu", "wasm", "auto"];
+
+/**
+ * Load an artifact. device: "webgpu", "wasm" (TVM-compiled WebAssembly kernels), or "auto":
+ * WebGPU when an adapter with the kernels' limits exists, else wasm. The model reports the
+ * choice and its reason (model.device, model.deviceReason).
+ */
 export async function loadModel(url, { device = "webgpu", onProgress = () => {} } = {}) {
-  if (device !== "webgpu") {
-    throw new WebGPUUnavailableError(`device ${JSON.stringify(device)} is not available in this build; use "webgpu"`);
-  }
+  if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
   const t0 = now();
   const { base, manifest } = await fetchManifest(url);
-  const gpu = await createDevice(manifest.device.requires);
-  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress);
+  let gpu = null;
+  let reason = "requested";
+  if (device !== "wasm") {
+    try {
+      gpu = await createDevice(manifest.device.requires);
+      if (device === "auto") reason = `WebGPU adapter ${gpu.adapter.architecture || gpu.adapter.vendor || ""} has the limits the kernels need`.replace("  ", " ");
+    } catch (err) {
+      if (device === "webgpu" || !manifest.wasm) throw err;
+      reason = `no usable WebGPU (${err.message})`;
+    }
+  }
+  if (!gpu && !manifest.wasm) {
+    throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
+  }
+  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason) : loadWasm(base, manifest, onProgress, t0, reason);
+}
+
+async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
+  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "webgpu");
   const bound = {};
   for (const [name, w] of Object.entries(weights)) {
     bound[name] = { buffer: uploadBuffer(gpu.device, w.bytes, name), shape: w.shape, dtype: w.dtype };
   }
   // state (the KV cache) starts zeroed: WebGPU zero-initializes new buffers
   for (const s of manifest.state ?? []) {
-    bound[s.name] = { buffer: createBuffer(gpu.device, s.shape.reduce((a, b) => a * b, 1) * 4, s.name), shape: s.shape, dtype: s.dtype };
+    bound[s.name] = { buffer: createBuffer(gpu.device, tensorBytes(s.shape, s.dtype), s.name), shape: s.shape, dtype: s.dtype };
   }
   const t1 = now();
   onProgress({ stage: "pipelines", loaded: 0, total: Object.keys(kernels).length });
   const pipelines = await createPipelines(gpu.device, manifest.kernels, kernels);
   const t2 = now();
   onProgress({ stage: "ready" });
-  return new Model(base, manifest, gpu, new PlanExecutor(gpu.device, manifest, pipelines, bound),
-    { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
+  const executor = new PlanExecutor(gpu.device, manifest, pipelines, bound);
+  return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor,
+    memoryBytes: () => gpuBytes(gpu.device), release: () => gpu.device.destroy() },
+  { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
+}
+
+async function loadWasm(base, manifest, onProgress, t0, reason) {
+  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "wasm");
+  const t1 = now();
+  onProgress({ stage: "pipelines", loaded: 0, total: 1 });
+  const wasm = await WasmKernels.create(kernels.wasm);
+  const bound = {};
+  // weights are copied into wasm memory once; the shard buffers are dropped after loading
+  for (const [name, w] of Object.entries(weights)) {
+    const ptr = wasm.alloc(w.bytes.byteLength);
+    wasm.write(ptr, w.bytes);
+    bound[name] = { ptr, shape: w.shape, dtype: w.dtype };
+  }
+  for (const s of manifest.state ?? []) {
+    const bytes = tensorBytes(s.shape, s.dtype);
+    const ptr = wasm.alloc(bytes);
+    wasm.zero(ptr, bytes);
+    bound[s.name] = { ptr, shape: s.shape, dtype: s.dtype };
+  }
+  const t2 = now();
+  onProgress({ stage: "ready" });
+  const executor = new WasmExecutor(wasm, manifest, bound);
+  return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor,
+    memoryBytes: () => wasm.memoryBytes, release: () => {} },
+  { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
 }
 
 export class Model {
-  constructor(base, manifest, gpu, executor, timings) {
+  constructor(base, manifest, backend, timings) {
     this.base = base;
     this.manifest = manifest;
-    this.device = "webgpu";
-    this.adapter = gpu.adapter;
-    this.gpu = gpu.device;
-    this.executor = executor;
+    this.device = backend.device;
+    this.deviceReason = backend.reason;
+    this.adapter = backend.adapter;
+    this.executor = backend.executor;
+    this.backend = backend;
     this.timings = timings;
   }
 
-  /** Bytes in live GPU buffers: weights, state, planned storage, staging. */
+  /** Device memory in use: live GPU buffers (weights, state, planned storage), or wasm memory. */
   get gpuBytes() {
-    return gpuBytes(this.gpu);
+    return this.backend.memoryBytes();
   }
 
   /** Run any entry of the plan (see PlanExecutor.run); resolves to one item per output. */
@@ -75,6 +128,6 @@ export class Model {
 
   unload() {
     this.executor.destroy();
-    this.gpu.destroy();
+    this.backend.release();
   }
 }

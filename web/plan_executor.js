@@ -7,16 +7,11 @@
 // (offset 17, 18, ...) reuses one program and allocates nothing.
 
 import { InputError } from "./errors.js";
+import { bindShapeVars, bucket, product, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
 import { bindGroupFor, createBuffer, submit, trackedBuffer, writePods } from "./webgpu_backend.js";
 
-const DTYPE_BYTES = { float32: 4, int32: 4, uint32: 4, float16: 2, int8: 1, uint8: 1 };
-const TYPED_ARRAY = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array };
 const MAX_PROGRAMS = 6;
-
-const product = (shape) => shape.reduce((a, b) => a * b, 1);
-const tensorBytes = (shape, dtype) => product(shape) * DTYPE_BYTES[dtype];
-const bucket = (n) => (n <= 1 ? n : 2 ** Math.ceil(Math.log2(n)));
 
 export class PlanExecutor {
   constructor(device, manifest, pipelines, bound) {
@@ -36,7 +31,7 @@ export class PlanExecutor {
   async run(entryName, inputs, { readback, profile } = {}) {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
-    const env = this.bindShapeVars(plan, inputs);
+    const env = bindShapeVars(plan, inputs, this.bound);
     const program = this.programFor(entryName, plan, env);
     for (const input of plan.inputs) {
       if (input.name in this.bound || input.values) continue;
@@ -75,39 +70,8 @@ export class PlanExecutor {
     }
   }
 
-  bindShapeVars(plan, inputs) {
-    for (const input of plan.inputs) {
-      if (input.name in this.bound) continue;
-      const given = inputs[input.name];
-      if (!given) throw new InputError(`entry input ${input.name} is missing`);
-      if (input.values) {
-        if (!Array.isArray(given.values) || given.values.length !== input.values.length || !given.values.every(Number.isInteger)) {
-          throw new InputError(`input ${input.name} must be {values: [${input.values.length} integers]}`);
-        }
-      } else if (!(given.data instanceof TYPED_ARRAY[input.dtype]) || given.shape?.length !== input.shape.length) {
-        throw new InputError(`input ${input.name} must be a ${TYPED_ARRAY[input.dtype].name} of shape ${JSON.stringify(input.shape)}`);
-      }
-    }
-    const env = {};
-    for (const [name, where] of Object.entries(plan.shape_vars)) {
-      const input = plan.inputs[where.input];
-      const given = inputs[input.name] ?? this.bound[input.name];
-      env[name] = input.values ? given.values[where.dim] : given.shape[where.dim];
-    }
-    for (const input of plan.inputs) {
-      if (input.name in this.bound || input.values) continue;
-      const given = inputs[input.name];
-      const expected = evaluateShape(input.shape, env);
-      if (expected.some((d, i) => d !== given.shape[i]) || given.data.length !== product(expected)) {
-        throw new InputError(`input ${input.name} has shape ${JSON.stringify(given.shape)} and ${given.data.length} ` +
-          `values, the plan expects ${JSON.stringify(expected)}`);
-      }
-    }
-    return env;
-  }
-
   programFor(entryName, plan, env) {
-    const capacity = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, bucket(v)]));
+    const capacity = bucket(env);
     const key = `${entryName}:${JSON.stringify(capacity)}`;
     let program = this.programs.get(key);
     if (!program) {

@@ -123,6 +123,11 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
             (staging / entry["file"]).write_text(kernel.wgsl)
             entry["sha256"] = sha256(kernel.wgsl.encode())
             kernels[name] = entry
+        wasm = None
+        if compiled.wasm is not None:
+            (staging / "kernels" / "kernels.wasm").write_bytes(compiled.wasm)
+            wasm = {"file": "kernels/kernels.wasm", "bytes": len(compiled.wasm), "sha256": sha256(compiled.wasm),
+                    "features": ["simd128"]}
         files = []
         for path in extra_files:
             shutil.copyfile(path, staging / path.name)
@@ -134,6 +139,7 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
             "created_by": {"webrt": __version__, "tvm": tvm.__version__},
             "model": model,
             "device": {"backend": "webgpu", "requires": device_requirements(compiled)},
+            "wasm": wasm,
             "entries": compiled.entries,
             "functions": compiled.functions,
             "kernels": kernels,

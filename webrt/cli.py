@@ -88,7 +88,8 @@ def parse_tokens(text: str) -> list[int]:
 @cli.command("run")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--tokens", required=True, help="Comma-separated token ids, e.g. 5,17,300.")
-@click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu"]))
+@click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu", "wasm", "auto"]),
+              help="webgpu, wasm (TVM-compiled WebAssembly kernels), or auto (WebGPU when usable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with logits and timings.")
 def run_cmd(artifact: Path, tokens: str, device: str, as_json: bool):
     """Run the artifact's forward pass on TOKENS in headless Chromium and print the logits."""
@@ -119,7 +120,8 @@ def run_cmd(artifact: Path, tokens: str, device: str, as_json: bool):
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--prompt", required=True, help="The user's message.")
 @click.option("--system", default=None, help="A system message before it.")
-@click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu"]))
+@click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu", "wasm", "auto"]),
+              help="webgpu, wasm (TVM-compiled WebAssembly kernels), or auto (WebGPU when usable).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="0 is greedy.")

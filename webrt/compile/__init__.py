@@ -13,7 +13,8 @@ from tvm import relax
 
 from .kernels import Kernel, extract_kernels
 from .plan import entry_plan
-from .relax_pipeline import run_relax_pipeline
+from .relax_pipeline import fusion_passes, lowering_passes, run_passes
+from .wasm import build_wasm
 
 
 def webgpu_target() -> tvm.target.Target:
@@ -25,18 +26,23 @@ class CompiledModule:
     kernels: dict[str, Kernel]
     functions: dict[str, dict]
     entries: dict[str, dict]
+    wasm: bytes | None = None   # the same functions as WebAssembly (see wasm.py)
 
 
-def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedule: str = "portable") -> CompiledModule:
+def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedule: str = "portable",
+                   wasm: bool = True) -> CompiledModule:
     """entry_params maps each entry function to the external names of its parameters, in order;
-    schedule names the schedule set (see schedule.SCHEDULES)."""
+    schedule names the WebGPU schedule set (see schedule.SCHEDULES); wasm adds the wasm build."""
     target = webgpu_target()
-    lowered = run_relax_pipeline(mod, target, schedule)
+    fused = run_passes(mod, target, fusion_passes())
+    # the unscheduled TIR, kept before the GPU schedules rewrite the module's functions
+    unscheduled = tvm.IRModule({gv: f for gv, f in fused.functions_items() if isinstance(f, tvm.tirx.PrimFunc)})
+    lowered = run_passes(fused, target, lowering_passes(schedule))
     kernel_set = extract_kernels(lowered, target)
     entries = {name: entry_plan(lowered[name], params) for name, params in entry_params.items()}
-    used = {step["func"] for plan in entries.values() for step in plan["steps"] if step["op"] == "call"}
+    used = sorted({step["func"] for plan in entries.values() for step in plan["steps"] if step["op"] == "call"})
     functions = {name: recipe for name, recipe in kernel_set.functions.items() if name in used}
-    return CompiledModule(kernel_set.kernels, functions, entries)
+    return CompiledModule(kernel_set.kernels, functions, entries, build_wasm(unscheduled, used) if wasm else None)
 
 
 __all__ = ["CompiledModule", "compile_module", "webgpu_target"]

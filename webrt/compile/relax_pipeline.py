@@ -12,7 +12,8 @@ from tvm import relax
 from .schedule import apply_gpu_schedules
 
 
-def relax_passes(schedule: str = "portable") -> list[tuple[str, tvm.transform.Pass]]:
+def fusion_passes() -> list[tuple[str, tvm.transform.Pass]]:
+    """Up to fused, unscheduled TIR: what every backend shares (the wasm build starts here)."""
     return [
         # x @ W^T as one kernel, instead of a transpose of every weight per call
         ("fuse transpose into matmul", relax.transform.FuseTransposeMatmul()),
@@ -21,6 +22,12 @@ def relax_passes(schedule: str = "portable") -> list[tuple[str, tvm.transform.Pa
         ("fold constants", relax.transform.FoldConstant()),
         ("fuse ops", relax.transform.FuseOps()),
         ("fuse TIR", relax.transform.FuseTIR()),
+    ]
+
+
+def lowering_passes(schedule: str = "portable") -> list[tuple[str, tvm.transform.Pass]]:
+    """From fused TIR to the flat, memory-planned entry functions the plan is read from."""
+    return [
         (f"schedule ({schedule})", apply_gpu_schedules(schedule)),
         ("reshapes to views", relax.transform.RewriteDataflowReshape()),
         ("leave dataflow form", relax.transform.ToNonDataflow()),
@@ -33,8 +40,16 @@ def relax_passes(schedule: str = "portable") -> list[tuple[str, tvm.transform.Pa
     ]
 
 
-def run_relax_pipeline(mod: tvm.IRModule, target: tvm.target.Target, schedule: str = "portable") -> tvm.IRModule:
+def relax_passes(schedule: str = "portable") -> list[tuple[str, tvm.transform.Pass]]:
+    return fusion_passes() + lowering_passes(schedule)
+
+
+def run_passes(mod: tvm.IRModule, target: tvm.target.Target, passes) -> tvm.IRModule:
     with target:
-        for _name, rewrite in relax_passes(schedule):
+        for _name, rewrite in passes:
             mod = rewrite(mod)
     return mod
+
+
+def run_relax_pipeline(mod: tvm.IRModule, target: tvm.target.Target, schedule: str = "portable") -> tvm.IRModule:
+    return run_passes(mod, target, relax_passes(schedule))

@@ -1,6 +1,6 @@
 """Token sampling on the device, so a step reads back one token id instead of the whole logits.
 
-    penalize  (in place)  repetition / frequency / presence penalties for the tokens seen so far
+    penalize              repetition / frequency / presence penalties for the tokens seen so far
     choose                greedy argmax when temperature is 0, else the Gumbel-max trick:
                           argmax(logits / T + g) with g = -log(-log(u)) samples softmax(logits / T)
                           exactly; u comes from a counter-based hash of (seed, token id), so a
@@ -14,7 +14,6 @@ from __future__ import annotations
 from tvm import te, tirx
 from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn import op
-from tvm.script import tirx as T
 
 # params tensor layout: [temperature, repetition_penalty, frequency_penalty, presence_penalty]
 SAMPLING_PARAMS = 4
@@ -24,31 +23,32 @@ def penalize(logits: nn.Tensor, token_ids: nn.Tensor, counts: nn.Tensor, params:
     """logits [1, 1, vocab]; token_ids [m] distinct ids seen so far (prompt and reply); counts [m]
     how often each occurs in the reply. The repetition penalty (Hugging Face's: divide positive
     logits, multiply negative ones) applies to every listed id; the frequency and presence
-    penalties (OpenAI's) only to ids the reply holds."""
-    vocab = int(logits.shape[2])
+    penalties (OpenAI's) only to ids the reply holds.
 
-    # Scheduled by hand (one thread per penalized token): dlight's Fallback cannot bind a scatter.
-    @T.prim_func(private=True, s_tir=True)
-    def apply(var_logits: T.handle, var_ids: T.handle, var_counts: T.handle, var_params: T.handle):
-        T.func_attr({"tirx.noalias": True, "tirx.is_scheduled": True})
-        m = T.int64()
-        x = T.match_buffer(var_logits, (1, 1, vocab), "float32")
-        ids = T.match_buffer(var_ids, (m,), "int32")
-        counts = T.match_buffer(var_counts, (m,), "float32")
-        p = T.match_buffer(var_params, (SAMPLING_PARAMS,), "float32")
-        for bx in T.thread_binding((m + 63) // 64, thread="blockIdx.x"):
-            for tx in T.thread_binding(64, thread="threadIdx.x"):
-                with T.sblock("penalize"):
-                    vi = T.axis.spatial(m, bx * 64 + tx)
-                    T.where(bx * 64 + tx < m)
-                    T.reads(x[0, 0, 0:vocab], ids[vi], counts[vi], p[0:SAMPLING_PARAMS])
-                    T.writes(x[0, 0, 0:vocab])
-                    x[0, 0, ids[vi]] = T.if_then_else(x[0, 0, ids[vi]] > T.float32(0), x[0, 0, ids[vi]] / p[1],
-                                                      x[0, 0, ids[vi]] * p[1]) - counts[vi] * p[2] \
-                        - T.if_then_else(counts[vi] > T.float32(0), p[3], T.float32(0))
+    Written as a gather (each vocabulary entry looks itself up among the m ids), not a scatter, so
+    it is one plain kernel on every backend; m is the number of distinct tokens, a few hundred."""
 
-    return op.tensor_ir_inplace_op(apply, "penalize", [logits, token_ids, counts, params], 0,
-                                   nn.Tensor.placeholder(logits.shape, logits.dtype))
+    def listed(ids: te.Tensor, counts: te.Tensor, vocab: int):
+        j = te.reduce_axis((0, ids.shape[0]), name="j")
+        hits = te.compute((vocab,), lambda v: te.sum(tirx.Select(ids[j] == v, tirx.const(1.0, "float32"),
+                                                                  tirx.const(0.0, "float32")), axis=j), name="hits")
+        j2 = te.reduce_axis((0, ids.shape[0]), name="j2")
+        seen = te.compute((vocab,), lambda v: te.sum(tirx.Select(ids[j2] == v, counts[j2],
+                                                                  tirx.const(0.0, "float32")), axis=j2), name="seen")
+        return [hits, seen]
+
+    def apply(x: te.Tensor, hits: te.Tensor, seen: te.Tensor, p: te.Tensor):
+        def value(b, s, v):
+            zero = tirx.const(0.0, "float32")
+            repeated = tirx.Select(x[b, s, v] > zero, x[b, s, v] / p[1], x[b, s, v] * p[1])
+            penalized = repeated - seen[v] * p[2] - tirx.Select(seen[v] > zero, p[3], zero)
+            return tirx.Select(hits[v] > zero, penalized, x[b, s, v])
+
+        return te.compute(x.shape, value, name="penalized")
+
+    hits, seen = op.tensor_expr_op(lambda ids, c: listed(ids, c, int(logits.shape[2])), "penalty_lookup",
+                                   [token_ids, counts])
+    return op.tensor_expr_op(apply, "penalize", [logits, hits, seen, params])
 
 
 def _uniform(seed, index):

@@ -1,0 +1,48 @@
+// What both executors share: checking an entry's inputs against its plan, binding the shape
+// variables, and sizes.
+
+import { InputError } from "./errors.js";
+import { evaluateShape } from "./shape_expr.js";
+
+const DTYPE_BYTES = { float32: 4, int32: 4, uint32: 4, float16: 2, int8: 1, uint8: 1 };
+export const TYPED_ARRAY = { float32: Float32Array, int32: Int32Array, uint32: Uint32Array };
+
+export const product = (shape) => shape.reduce((a, b) => a * b, 1);
+export const tensorBytes = (shape, dtype) => product(shape) * DTYPE_BYTES[dtype];
+
+/** Every shape variable rounded up to a power of two: the sizes a prepared program holds. */
+export function bucket(env) {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v <= 1 ? v : 2 ** Math.ceil(Math.log2(v))]));
+}
+
+/** Check the inputs that are not weights or state (`bound`) and return the shape variables. */
+export function bindShapeVars(plan, inputs, bound) {
+  for (const input of plan.inputs) {
+    if (input.name in bound) continue;
+    const given = inputs[input.name];
+    if (!given) throw new InputError(`entry input ${input.name} is missing`);
+    if (input.values) {
+      if (!Array.isArray(given.values) || given.values.length !== input.values.length || !given.values.every(Number.isInteger)) {
+        throw new InputError(`input ${input.name} must be {values: [${input.values.length} integers]}`);
+      }
+    } else if (!(given.data instanceof TYPED_ARRAY[input.dtype]) || given.shape?.length !== input.shape.length) {
+      throw new InputError(`input ${input.name} must be a ${TYPED_ARRAY[input.dtype].name} of shape ${JSON.stringify(input.shape)}`);
+    }
+  }
+  const env = {};
+  for (const [name, where] of Object.entries(plan.shape_vars)) {
+    const input = plan.inputs[where.input];
+    const given = inputs[input.name] ?? bound[input.name];
+    env[name] = input.values ? given.values[where.dim] : given.shape[where.dim];
+  }
+  for (const input of plan.inputs) {
+    if (input.name in bound || input.values) continue;
+    const given = inputs[input.name];
+    const expected = evaluateShape(input.shape, env);
+    if (expected.some((d, i) => d !== given.shape[i]) || given.data.length !== product(expected)) {
+      throw new InputError(`input ${input.name} has shape ${JSON.stringify(given.shape)} and ${given.data.length} ` +
+        `values, the plan expects ${JSON.stringify(expected)}`);
+    }
+  }
+  return env;
+}

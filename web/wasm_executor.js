@@ -1,0 +1,94 @@
+// Runs an entry's plan on the WebAssembly kernels: the same steps as the WebGPU executor, with
+// storage in wasm memory and each call step one call of the function's export. Storage is
+// allocated once per size bucket, as in plan_executor.js.
+
+import { InputError } from "./errors.js";
+import { bindShapeVars, bucket, product, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
+import { evaluate, evaluateShape } from "./shape_expr.js";
+
+const MAX_PROGRAMS = 6;
+
+export class WasmExecutor {
+  constructor(kernels, manifest, bound) {
+    this.kernels = kernels; // WasmKernels
+    this.manifest = manifest;
+    this.bound = bound; // name -> {ptr, shape, dtype}: weights and state in wasm memory
+    this.programs = new Map();
+  }
+
+  async run(entryName, inputs, { readback } = {}) {
+    const plan = this.manifest.entries[entryName];
+    if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
+    const env = bindShapeVars(plan, inputs, this.bound);
+    const program = this.programFor(entryName, plan, env);
+    const shaped = (id) => ({ ...program.tensors[id], shape: evaluateShape(program.tensors[id].shape, env) });
+    for (const input of plan.inputs) {
+      if (input.name in this.bound || input.values) continue;
+      this.kernels.write(program.tensors[input.id].ptr, inputs[input.name].data);
+    }
+    for (const step of program.calls) {
+      // arguments in the function's parameter order: tensors and integers interleaved
+      const tensors = step.args.map(shaped);
+      const scalars = step.scalars.map((s) => evaluate(s, env));
+      this.kernels.call(step.func, step.order.map((isScalar) => (isScalar ? scalars.shift() : tensors.shift())));
+    }
+    const wanted = readback ?? plan.outputs.map((_, i) => i);
+    return plan.outputs.map((id, i) => {
+      if (!wanted.includes(i)) return null;
+      const out = shaped(id);
+      const bytes = this.kernels.bytes(out.ptr, tensorBytes(out.shape, out.dtype)).slice();
+      return { data: new TYPED_ARRAY[out.dtype](bytes.buffer, 0, product(out.shape)), shape: out.shape, dtype: out.dtype };
+    });
+  }
+
+  programFor(entryName, plan, env) {
+    const capacity = bucket(env);
+    const key = `${entryName}:${JSON.stringify(capacity)}`;
+    let program = this.programs.get(key);
+    if (!program) {
+      program = this.prepare(plan, capacity);
+      this.programs.set(key, program);
+      if (this.programs.size > MAX_PROGRAMS) this.forget(this.programs.keys().next().value);
+    }
+    return program;
+  }
+
+  forget(key) {
+    this.programs.get(key).allocations.forEach((ptr) => this.kernels.free(ptr));
+    this.programs.delete(key);
+  }
+
+  /** Allocate for the capacity env and place every tensor; shapes stay symbolic until a run. */
+  prepare(plan, capacity) {
+    const allocations = [];
+    const allocate = (bytes) => {
+      const ptr = this.kernels.alloc(bytes);
+      allocations.push(ptr);
+      return ptr;
+    };
+    const tensors = {};
+    const storages = {};
+    const calls = [];
+    for (const input of plan.inputs) {
+      if (input.values) continue;
+      const known = this.bound[input.name];
+      tensors[input.id] = { ptr: known ? known.ptr : allocate(tensorBytes(evaluateShape(input.shape, capacity), input.dtype)), shape: input.shape, dtype: input.dtype };
+    }
+    for (const step of plan.steps) {
+      if (step.op === "storage") storages[step.id] = allocate(evaluate(step.bytes, capacity));
+      else if (step.op === "tensor") tensors[step.id] = { ptr: storages[step.storage] + evaluate(step.offset, capacity), shape: step.shape, dtype: step.dtype };
+      else if (step.op === "alloc") tensors[step.id] = { ptr: allocate(tensorBytes(evaluateShape(step.shape, capacity), step.dtype)), shape: step.shape, dtype: step.dtype };
+      else if (step.op === "view") tensors[step.id] = { ...tensors[step.source], shape: step.shape };
+      else if (step.op === "call") {
+        const order = this.manifest.functions[step.func].params.map((p) => Boolean(p.scalar));
+        calls.push({ func: step.func, args: step.args, scalars: step.scalars, order });
+      }
+      else throw new Error(`unknown plan step ${step.op}`);
+    }
+    return { tensors, calls, allocations };
+  }
+
+  destroy() {
+    for (const key of [...this.programs.keys()]) this.forget(key);
+  }
+}
