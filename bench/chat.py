@@ -1,6 +1,6 @@
-"""Chat benchmark for the default model on WebGPU (SwiftShader here): load time split into download
-and pipeline creation, prefill tokens/s for 32- and 128-token prompts, time to first token, and
-decode tokens/s.
+"""Chat benchmark for the default model on WebGPU (SwiftShader here) and on wasm (one thread): load
+time split into download and pipeline creation (wasm: module instantiation), prefill tokens/s for
+32- and 128-token prompts, time to first token, and decode tokens/s.
 
     python bench/chat.py            # writes bench/chat.json and bench/chat.md
 
@@ -25,10 +25,10 @@ from webrt.build_artifact import compile_model  # noqa: E402
 DECODE_TOKENS = 16
 
 BENCH_JS = """
-async ([url, lengths, decodeTokens]) => {
+async ([url, lengths, decodeTokens, device]) => {
   const stages = {};
   let last = performance.now();
-  const model = await window.webrt.loadModel(url, { onProgress: ({ stage }) => {
+  const model = await window.webrt.loadModel(url, { device, onProgress: ({ stage }) => {
     const now = performance.now();
     if (!(stage in stages)) stages[stage] = now - last;
     last = now;
@@ -48,7 +48,7 @@ async ([url, lengths, decodeTokens]) => {
     rows.push({ prompt_tokens: n, ttft_ms: ttft, prefill_tokens_per_s: n / (ttft / 1000),
                 decode_tokens_per_s: 1000 / decodeMs });
   }
-  const info = { adapter: model.adapter, timings: model.timings, stages };
+  const info = { device: model.device, adapter: model.adapter, timings: model.timings, stages };
   model.unload();
   return { rows, info };
 }
@@ -61,29 +61,35 @@ def main() -> None:
         t0 = time.perf_counter()
         artifact = compile_model(None, Path(work) / "smollm2", "q4f32", 1024)
         compile_s = time.perf_counter() - t0
-        with shell_page(artifact) as (page, url):
-            result = page.evaluate(BENCH_JS, [url, [32, 128], DECODE_TOKENS])
-    timings = result["info"]["timings"]
+        results = {}
+        for device in ("webgpu", "wasm"):
+            with shell_page(artifact) as (page, url):
+                results[device] = page.evaluate(BENCH_JS, [url, [32, 128], DECODE_TOKENS, device])
     report = {
         "command": "python bench/chat.py", "date": time.strftime("%Y-%m-%d %H:%M"),
-        "model": "SmolLM2-135M-Instruct Q4_1 GGUF -> q4f32, context 1024, portable schedules",
-        "device": result["info"]["adapter"], "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-        "compile_s": round(compile_s, 1),
-        "load": {"download_and_upload_ms": round(timings["load_ms"]), "pipelines_ms": round(timings["pipelines_ms"])},
-        "runs": [{k: round(v, 2) for k, v in row.items()} for row in result["rows"]],
+        "model": "SmolLM2-135M-Instruct Q4_1 GGUF -> q4f32, context 1024, portable WebGPU schedules, "
+                 "unscheduled wasm kernels (SIMD128 target, one thread)",
+        "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "compile_s": round(compile_s, 1),
+        "devices": {device: {
+            "adapter": r["info"]["adapter"],
+            "load": {"download_and_upload_ms": round(r["info"]["timings"]["load_ms"]),
+                     "pipelines_ms": round(r["info"]["timings"]["pipelines_ms"])},
+            "runs": [{k: round(v, 2) for k, v in row.items()} for row in r["rows"]],
+        } for device, r in results.items()},
     }
     (ROOT / "bench" / "chat.json").write_text(json.dumps(report, indent=1) + "\n")
     lines = [f"# Chat benchmark, default model ({report['date']})", "",
-             f"Command: `{report['command']}`. {report['model']}. Device: WebGPU on "
-             f"{report['device'].get('architecture') or 'unknown'} (headless Chromium).",
+             f"Command: `{report['command']}`. {report['model']}. Headless Chromium; WebGPU runs on SwiftShader "
+             "(no GPU on this machine).",
              f"Load average before: {load_before[0]:.2f}, after: {report['loadavg_after'][0]:.2f}. "
-             f"Compile: {report['compile_s']} s.", "",
-             f"Load: download + verify + upload {report['load']['download_and_upload_ms']} ms, "
-             f"pipeline creation {report['load']['pipelines_ms']} ms.", "",
-             "| prompt tokens | time to first token ms | prefill tok/s | decode tok/s |", "|---|---|---|---|"]
-    for row in report["runs"]:
-        lines.append(f"| {row['prompt_tokens']} | {row['ttft_ms']:.0f} | {row['prefill_tokens_per_s']:.2f} | "
-                     f"{row['decode_tokens_per_s']:.2f} |")
+             f"Compile (both backends): {report['compile_s']} s.", "",
+             "| device | download+upload ms | pipelines / instantiate ms | prompt tokens | time to first token ms "
+             "| prefill tok/s | decode tok/s |", "|---|---|---|---|---|---|---|"]
+    for device, d in report["devices"].items():
+        for row in d["runs"]:
+            lines.append(f"| {device} | {d['load']['download_and_upload_ms']} | {d['load']['pipelines_ms']} | "
+                         f"{row['prompt_tokens']} | {row['ttft_ms']:.0f} | {row['prefill_tokens_per_s']:.2f} | "
+                         f"{row['decode_tokens_per_s']:.2f} |")
     (ROOT / "bench" / "chat.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
