@@ -15,8 +15,9 @@ const DEVICES = ["webgpu", "wasm", "auto"];
 
 /**
  * Load an artifact. device: "webgpu", "wasm" (TVM-compiled WebAssembly kernels), or "auto":
- * WebGPU when an adapter with the kernels' limits exists, else wasm. The model reports the
- * choice and its reason (model.device, model.deviceReason).
+ * WebGPU when a hardware adapter with the kernels' limits exists, else wasm. A software adapter
+ * (SwiftShader) counts as none when the artifact has wasm kernels: on the CPU, wasm is about 10x
+ * faster (bench/chat.md). The model reports the choice and its reason (model.device, model.deviceReason).
  */
 export async function loadModel(url, { device = "webgpu", onProgress = () => {} } = {}) {
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
@@ -27,7 +28,14 @@ export async function loadModel(url, { device = "webgpu", onProgress = () => {} 
   if (device !== "wasm") {
     try {
       gpu = await createDevice(manifest.device.requires);
-      if (device === "auto") reason = `WebGPU adapter ${gpu.adapter.architecture || gpu.adapter.vendor || ""} has the limits the kernels need`.replace("  ", " ");
+      const name = gpu.adapter.architecture || gpu.adapter.vendor || "(unnamed)";
+      if (device === "auto" && gpu.adapter.software && manifest.wasm) {
+        gpu.device.destroy();
+        gpu = null;
+        reason = `the WebGPU adapter ${name} is a software renderer; wasm runs faster on the CPU`;
+      } else if (device === "auto") {
+        reason = `WebGPU adapter ${name} has the limits the kernels need`;
+      }
     } catch (err) {
       if (device === "webgpu" || !manifest.wasm) throw err;
       reason = `no usable WebGPU (${err.message})`;

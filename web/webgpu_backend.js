@@ -25,7 +25,9 @@ export async function createDevice(requires) {
   }
   const device = await adapter.requestDevice({ requiredLimits });
   const info = adapter.info ?? {};
-  return { device, adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description } };
+  // a CPU renderer: the spec's fallback flag, or SwiftShader by name (Chromium may not set the flag)
+  const software = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) || info.architecture === "swiftshader";
+  return { device, adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, software } };
 }
 
 function bindGroupLayout(device, kernel) {
