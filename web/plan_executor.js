@@ -7,11 +7,9 @@
 // (offset 17, 18, ...) reuses one program and allocates nothing.
 
 import { InputError } from "./errors.js";
-import { bindShapeVars, bucket, product, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
+import { bindShapeVars, product, ProgramCache, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
 import { bindGroupFor, createBuffer, submit, trackedBuffer, writePods } from "./webgpu_backend.js";
-
-const MAX_PROGRAMS = 6;
 
 export class PlanExecutor {
   constructor(device, manifest, pipelines, bound) {
@@ -19,7 +17,8 @@ export class PlanExecutor {
     this.manifest = manifest;
     this.pipelines = pipelines;
     this.bound = bound; // name -> {buffer, shape, dtype}: weights and state, bound to inputs by name
-    this.programs = new Map();
+    this.programs = new ProgramCache((plan, capacity) => this.prepare(plan, capacity),
+      (program) => program.buffers.forEach((b) => b.destroy()));
   }
 
   /**
@@ -32,7 +31,7 @@ export class PlanExecutor {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = bindShapeVars(plan, inputs, this.bound);
-    const program = this.programFor(entryName, plan, env);
+    const program = this.programs.get(entryName, plan, env);
     for (const input of plan.inputs) {
       if (input.name in this.bound || input.values) continue;
       const data = inputs[input.name].data;
@@ -68,24 +67,6 @@ export class PlanExecutor {
       await this.device.queue.onSubmittedWorkDone();
       into[d.launch.func] = (into[d.launch.func] ?? 0) + performance.now() - t0;
     }
-  }
-
-  programFor(entryName, plan, env) {
-    const capacity = bucket(env);
-    const key = `${entryName}:${JSON.stringify(capacity)}`;
-    let program = this.programs.get(key);
-    if (!program) {
-      program = this.prepare(plan, capacity);
-      this.programs.set(key, program);
-      if (this.programs.size > MAX_PROGRAMS) this.forget(this.programs.keys().next().value);
-    }
-    return program;
-  }
-
-  forget(key) {
-    const program = this.programs.get(key);
-    this.programs.delete(key);
-    program.buffers.forEach((b) => b.destroy());
   }
 
   /** Walk the plan once: allocate for the capacity env, place tensors, make each launch's bind group. */
@@ -153,6 +134,6 @@ export class PlanExecutor {
   }
 
   destroy() {
-    for (const key of [...this.programs.keys()]) this.forget(key);
+    this.programs.clear();
   }
 }

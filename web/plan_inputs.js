@@ -15,6 +15,40 @@ export function bucket(env) {
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v <= 1 ? v : 2 ** Math.ceil(Math.log2(v))]));
 }
 
+/**
+ * Prepared programs by entry and size bucket, the oldest released beyond `size`: prepare(plan,
+ * capacity) builds one, release(program) frees its memory.
+ */
+export class ProgramCache {
+  constructor(prepare, release, size = 6) {
+    this.prepare = prepare;
+    this.release = release;
+    this.size = size;
+    this.programs = new Map();
+  }
+
+  get(entryName, plan, env) {
+    const capacity = bucket(env);
+    const key = `${entryName}:${JSON.stringify(capacity)}`;
+    let program = this.programs.get(key);
+    if (!program) {
+      program = this.prepare(plan, capacity);
+      this.programs.set(key, program);
+      if (this.programs.size > this.size) this.drop(this.programs.keys().next().value);
+    }
+    return program;
+  }
+
+  drop(key) {
+    this.release(this.programs.get(key));
+    this.programs.delete(key);
+  }
+
+  clear() {
+    for (const key of [...this.programs.keys()]) this.drop(key);
+  }
+}
+
 /** Check the inputs that are not weights or state (`bound`) and return the shape variables. */
 export function bindShapeVars(plan, inputs, bound) {
   for (const input of plan.inputs) {

@@ -3,24 +3,23 @@
 // allocated once per size bucket, as in plan_executor.js.
 
 import { InputError } from "./errors.js";
-import { bindShapeVars, bucket, product, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
+import { bindShapeVars, product, ProgramCache, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
-
-const MAX_PROGRAMS = 6;
 
 export class WasmExecutor {
   constructor(kernels, manifest, bound) {
     this.kernels = kernels; // WasmKernels
     this.manifest = manifest;
     this.bound = bound; // name -> {ptr, shape, dtype}: weights and state in wasm memory
-    this.programs = new Map();
+    this.programs = new ProgramCache((plan, capacity) => this.prepare(plan, capacity),
+      (program) => program.allocations.forEach((ptr) => this.kernels.free(ptr)));
   }
 
   async run(entryName, inputs, { readback } = {}) {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = bindShapeVars(plan, inputs, this.bound);
-    const program = this.programFor(entryName, plan, env);
+    const program = this.programs.get(entryName, plan, env);
     const shaped = (id) => ({ ...program.tensors[id], shape: evaluateShape(program.tensors[id].shape, env) });
     for (const input of plan.inputs) {
       if (input.name in this.bound || input.values) continue;
@@ -39,23 +38,6 @@ export class WasmExecutor {
       const bytes = this.kernels.bytes(out.ptr, tensorBytes(out.shape, out.dtype)).slice();
       return { data: new TYPED_ARRAY[out.dtype](bytes.buffer, 0, product(out.shape)), shape: out.shape, dtype: out.dtype };
     });
-  }
-
-  programFor(entryName, plan, env) {
-    const capacity = bucket(env);
-    const key = `${entryName}:${JSON.stringify(capacity)}`;
-    let program = this.programs.get(key);
-    if (!program) {
-      program = this.prepare(plan, capacity);
-      this.programs.set(key, program);
-      if (this.programs.size > MAX_PROGRAMS) this.forget(this.programs.keys().next().value);
-    }
-    return program;
-  }
-
-  forget(key) {
-    this.programs.get(key).allocations.forEach((ptr) => this.kernels.free(ptr));
-    this.programs.delete(key);
   }
 
   /** Allocate for the capacity env and place every tensor; shapes stay symbolic until a run. */
@@ -89,6 +71,6 @@ export class WasmExecutor {
   }
 
   destroy() {
-    for (const key of [...this.programs.keys()]) this.forget(key);
+    this.programs.clear();
   }
 }
