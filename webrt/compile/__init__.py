@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import tvm
-from tvm import relax
 
 from .kernels import Kernel, extract_kernels
 from .plan import entry_plan

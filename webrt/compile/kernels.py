@@ -26,7 +26,6 @@ _POD_STRUCT = re.compile(r"struct PODArgs \{([^}]*)\}")
 _WORKGROUP_SIZE = re.compile(r"@workgroup_size\((\d+), (\d+), (\d+)\)")
 _SHARED = re.compile(r"var<workgroup> \w+ : array<(\w+), (\d+)>;")
 _BYTES = {"f32": 4, "i32": 4, "u32": 4, "f16": 2}
-MAX_GRID_X = 65535
 
 
 @dataclass

@@ -56,33 +56,27 @@ def open_hf_folder(path: Path) -> HFCheckpoint:
 def load_weights(ckpt: HFCheckpoint, expected: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, np.ndarray]:
     """Read the tensors the model needs, checking each shape against what the config implies."""
     found: dict[str, tuple[Path, object]] = {}
-    handles = []
-    try:
-        for file in ckpt.files:
-            try:
-                handle = safe_open(str(file), framework="numpy")
-            except (SafetensorError, OSError) as err:
-                raise WebrtError(f"{file} is not a readable safetensors file ({err}); "
-                                 "it may be truncated: copy or save the checkpoint again") from None
-            handles.append(handle)
-            for name in handle.keys():
-                found[name] = (file, handle)
-        weights = {}
-        for name, (shape, dtype) in expected.items():
-            if name not in found:
-                raise WebrtError(f"{ckpt.path}: tensor {name!r} is missing from the safetensors files; "
-                                 f"{ckpt.config.architecture} with this config.json needs it")
-            file, handle = found[name]
-            try:
-                array = handle.get_tensor(name)
-            except (SafetensorError, OSError) as err:
-                raise WebrtError(f"{file}: tensor {name!r} cannot be read ({err}); "
-                                 "the file may be truncated") from None
-            if tuple(array.shape) != tuple(shape):
-                raise WebrtError(f"{file}: tensor {name!r} has shape {list(array.shape)}, but config.json "
-                                 f"implies {list(shape)}")
-            weights[name] = np.ascontiguousarray(array.astype(dtype))
-        return weights
-    finally:
-        for handle in handles:
-            del handle
+    for file in ckpt.files:
+        try:
+            handle = safe_open(str(file), framework="numpy")
+        except (SafetensorError, OSError) as err:
+            raise WebrtError(f"{file} is not a readable safetensors file ({err}); "
+                             "it may be truncated: copy or save the checkpoint again") from None
+        for name in handle.keys():
+            found[name] = (file, handle)
+    weights = {}
+    for name, (shape, dtype) in expected.items():
+        if name not in found:
+            raise WebrtError(f"{ckpt.path}: tensor {name!r} is missing from the safetensors files; "
+                             f"{ckpt.config.architecture} with this config.json needs it")
+        file, handle = found[name]
+        try:
+            array = handle.get_tensor(name)
+        except (SafetensorError, OSError) as err:
+            raise WebrtError(f"{file}: tensor {name!r} cannot be read ({err}); "
+                             "the file may be truncated") from None
+        if tuple(array.shape) != tuple(shape):
+            raise WebrtError(f"{file}: tensor {name!r} has shape {list(array.shape)}, but config.json "
+                             f"implies {list(shape)}")
+        weights[name] = np.ascontiguousarray(array.astype(dtype))
+    return weights
