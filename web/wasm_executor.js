@@ -15,7 +15,8 @@ export class WasmExecutor {
       (program) => program.allocations.forEach((ptr) => this.kernels.free(ptr)));
   }
 
-  async run(entryName, inputs, { readback } = {}) {
+  /** As PlanExecutor.run; `profile` (an object) gets milliseconds added per function. */
+  async run(entryName, inputs, { readback, profile } = {}) {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = bindShapeVars(plan, inputs, this.bound);
@@ -29,7 +30,9 @@ export class WasmExecutor {
       // arguments in the function's parameter order: tensors and integers interleaved
       const tensors = step.args.map(shaped);
       const scalars = step.scalars.map((s) => evaluate(s, env));
+      const t0 = profile ? performance.now() : 0;
       this.kernels.call(step.func, step.order.map((isScalar) => (isScalar ? scalars.shift() : tensors.shift())));
+      if (profile) profile[step.func] = (profile[step.func] ?? 0) + performance.now() - t0;
     }
     const wanted = readback ?? plan.outputs.map((_, i) => i);
     return plan.outputs.map((id, i) => {

@@ -1,14 +1,18 @@
 """Group quantization of weights for the q4f32 mode.
 
 A quantized matrix W [N, K] is stored as three tensors, with groups of 32 along K:
-    qweight  uint32 [N, K * bits / 32]  codes packed low bits first: code k is bits
-                                         (k % (32/bits)) * bits .. of word k // (32/bits)
+    qweight  uint32 [N, K * bits / 32]  a group's 32 codes in W = bits words, interleaved: code
+                                         g*32 + j*W + l is bits j*bits.. of word g*W + l
     scales   float32 [N, K / 32]
     mins     float32 [N, K / 32]
 and W[n, k] = code * scale + min (bits = 4, codes 0..15), or code * scale (bits = 8, codes are
 signed bytes, min 0). GGUF's Q4_0 (d * (q - 8)), Q4_1 (d * q + m) and Q8_0 (d * q) blocks map onto
 this exactly, so a GGUF model keeps its own numbers; float weights are quantized here, 4-bit
 asymmetric (min and scale per group).
+
+Why interleaved: the W words of a group, shifted right by j*bits, hold the codes of W consecutive
+columns. A CPU kernel loads them as one SIMD vector next to a plain vector load of x, and a GPU
+thread still reads whole words.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import numpy as np
 GROUP = 32
 
 
+def words_per_group(bits: int) -> int:
+    return GROUP * bits // 32
+
+
 @dataclass
 class Quantized:
     codes: np.ndarray   # uint8 [N, K] (bits 4) or int8 [N, K] (bits 8)
@@ -28,13 +36,14 @@ class Quantized:
     bits: int
 
     def packed(self) -> np.ndarray:
-        """uint32 [N, K * bits / 32]."""
-        per_word = 32 // self.bits
+        """uint32 [N, K * bits / 32], in the interleaved layout above."""
+        per_word, words = 32 // self.bits, words_per_group(self.bits)
         codes = self.codes.view(np.uint8).astype(np.uint32) & ((1 << self.bits) - 1)
         n, k = codes.shape
-        codes = codes.reshape(n, k // per_word, per_word)
-        shifts = (np.arange(per_word, dtype=np.uint32) * self.bits)[None, None, :]
-        return np.bitwise_or.reduce(codes << shifts, axis=2).astype(np.uint32)
+        # [n, group, j, l] -> [n, group, l, j]: word l of a group holds codes j*W + l for every j
+        codes = codes.reshape(n, k // GROUP, per_word, words).transpose(0, 1, 3, 2)
+        shifts = (np.arange(per_word, dtype=np.uint32) * self.bits)[None, None, None, :]
+        return np.bitwise_or.reduce(codes << shifts, axis=3).astype(np.uint32).reshape(n, -1)
 
     def dequantize(self) -> np.ndarray:
         w = self.codes.astype(np.float32).reshape(*self.codes.shape[:-1], -1, GROUP)

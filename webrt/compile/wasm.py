@@ -14,6 +14,7 @@ import tvm
 from tvm import relax, tirx
 
 from ..errors import WebrtError
+from .cpu_schedule import schedule_cpu
 
 SUPPORT_C = Path(__file__).with_name("wasm_support.c")
 
@@ -31,7 +32,7 @@ def _zig(*args: str, cwd: Path) -> None:
 def build_wasm(unscheduled: tvm.IRModule, functions: list[str]) -> bytes:
     """Compile `functions` (fused, unscheduled PrimFuncs) into one linked .wasm."""
     target = wasm_target()
-    prim_funcs = {gv: f for gv, f in unscheduled.functions.items()
+    prim_funcs = {gv: schedule_cpu(f) for gv, f in unscheduled.functions.items()
                   if isinstance(f, tirx.PrimFunc) and gv.name_hint in functions}
     mod = relax.transform.AttachGlobalSymbol()(tvm.IRModule(prim_funcs))
     # with a system-lib prefix, calls into the runtime become plain imports the support file defines

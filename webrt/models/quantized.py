@@ -7,7 +7,7 @@ from tvm import te, tirx
 from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn import op
 
-from ..quantize import GROUP
+from ..quantize import GROUP, words_per_group
 
 
 class QuantizedWeight(nn.Module):
@@ -18,24 +18,36 @@ class QuantizedWeight(nn.Module):
         self.mins = nn.Parameter((rows, cols // GROUP), "float32")
 
 
-def _dequant(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: int, row, col):
-    per_word = 32 // bits
-    word = qweight[row, col // per_word]
-    code = (word >> tirx.Cast("uint32", (col % per_word) * bits)) & tirx.const((1 << bits) - 1, "uint32")
+def _dequant_at(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: int, row, g, j, l):
+    """W[row, g*32 + j*W + l] in the interleaved layout (webrt/quantize.py)."""
+    words = words_per_group(bits)
+    word = qweight[row, g * words + l]
+    code = (word >> tirx.Cast("uint32", j * bits)) & tirx.const((1 << bits) - 1, "uint32")
     value = tirx.Cast("float32", code)
     if bits == 8:  # signed bytes
         value = tirx.Select(code >= tirx.const(128, "uint32"), value - tirx.const(256.0, "float32"), value)
-    return value * scales[row, col // GROUP] + mins[row, col // GROUP]
+    return value * scales[row, g] + mins[row, g]
+
+
+def _dequant(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: int, row, col):
+    words = words_per_group(bits)
+    return _dequant_at(qweight, scales, mins, bits, row, col // GROUP, col % GROUP // words, col % words)
 
 
 def quantized_matmul(x: nn.Tensor, w: QuantizedWeight) -> nn.Tensor:
-    """x [b, s, cols] @ W^T -> [b, s, rows]."""
+    """x [b, s, cols] @ W^T -> [b, s, rows]. The reduction runs over (group, j, l) rather than one
+    column index, so its innermost axis l walks W consecutive columns: the CPU schedule
+    (webrt/compile/cpu_schedule.py) turns it into SIMD lanes."""
     bits, cols, rows = w.bits, w.cols, w.rows
+    words = words_per_group(bits)
 
     def compute(x: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
-        k = te.reduce_axis((0, cols), name="k")
+        g = te.reduce_axis((0, cols // GROUP), name="g")
+        j = te.reduce_axis((0, 32 // bits), name="j")
+        l = te.reduce_axis((0, words), name="l")
         return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-            x[b, s, k] * _dequant(qweight, scales, mins, bits, n, k), axis=k), name="qmatmul")
+            x[b, s, g * GROUP + j * words + l] * _dequant_at(qweight, scales, mins, bits, n, g, j, l),
+            axis=[g, j, l]), name="qmatmul")
 
     return op.tensor_expr_op(compute, "qmatmul", [x, w.qweight, w.scales, w.mins])
 

@@ -1,0 +1,116 @@
+"""CPU schedules for the wasm kernels, written for WebAssembly SIMD128.
+
+One rule does most of the work: a reduction whose innermost loop walks consecutive addresses of
+every buffer it reads (x @ W^T over the hidden size, the q4 matmul's lane axis l, attention scores
+over head_dim) gets
+
+  * vector partial sums: the innermost LANES iterations become one SIMD register of partial sums
+    (rfactor), summed across lanes once per output;
+  * register blocking over output rows: ROWS outputs share each load of x, and their independent
+    accumulators hide the latency of the multiply-adds;
+  * a parallel outer loop over output blocks when the build has threads.
+
+Everything else (norms, softmax, rope, cache writes, sampling) is left as generated, with its
+outermost loop parallel in a threads build. dlight's cpu.GEMV is not used: on wasm it is slower than
+no schedule at all and takes minutes to compile (see ../shared/NOTES.md).
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import tirx
+from tvm.sym import detect_linear_equation
+from tvm.tirx.analysis import undefined_vars
+from tvm.s_tir import Schedule
+from tvm.s_tir.dlight.analysis import get_root_block
+
+LANES = 4          # f32 lanes in a v128
+ROWS = 4           # outputs computed together (register blocking)
+
+
+def _stride(expr, var) -> int | None:
+    """How far `expr` moves when var grows by one, if it is linear in var with a constant step."""
+    coefficients = detect_linear_equation(expr, [var])
+    if len(coefficients) != 2 or not isinstance(coefficients[0], tirx.IntImm):
+        return None
+    return int(coefficients[0].value)
+
+
+def _uses(expr, var) -> bool:
+    return any(v.same_as(var) for v in undefined_vars(expr))
+
+
+def _walks_contiguously(block, var) -> bool:
+    """Every buffer the block reads with `var` is read at consecutive addresses along it."""
+    for region in block.reads:
+        starts = [r.min for r in region.region]
+        if not any(_uses(s, var) for s in starts):
+            continue
+        if any(_uses(s, var) for s in starts[:-1]) or _stride(starts[-1], var) != 1:
+            return False
+    return True
+
+
+def _reduction_block(sch: Schedule, block_rv):
+    """(block, spatial iter vars, reduction iter vars) when block_rv is a reduction; else None."""
+    block = sch.get(block_rv)
+    spatial = [iv for iv in block.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    reduce = [iv for iv in block.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+    if not reduce or len(spatial) + len(reduce) != len(block.iter_vars):
+        return None
+    return block, spatial, reduce
+
+
+def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
+    found = _reduction_block(sch, block_rv)
+    if found is None:
+        return False
+    block, spatial, reduce = found
+    loops = sch.get_loops(block_rv)
+    if len(loops) != len(block.iter_vars):
+        return False
+    inner = reduce[-1]
+    extent = inner.dom.extent
+    if not isinstance(extent, tirx.IntImm) or extent.value % LANES or not _walks_contiguously(block, inner.var):
+        return False
+    # the loops follow the iter vars (spatial first): split the innermost reduction into lanes
+    _, lane = sch.split(loops[-1], [None, LANES])
+    n_spatial = len(spatial)
+    rf_block = sch.rfactor(lane, factor_axis=n_spatial)
+    # rf_block keeps the loop nest (spatial..., reductions..., lane), with lane now a spatial axis of
+    # the partial sums; the original block sums the lanes
+    rf_loops = sch.get_loops(rf_block)
+    spatial_loops, reduce_loops, lane_loop = rf_loops[:n_spatial], rf_loops[n_spatial:-1], rf_loops[-1]
+    row_loop = spatial_loops[-1]
+    row_extent = sch.get(row_loop).extent
+    if isinstance(row_extent, tirx.IntImm) and row_extent.value % ROWS == 0 and row_extent.value >= ROWS:
+        anchor, row_inner = sch.split(row_loop, [None, ROWS])
+        sch.reorder(anchor, *reduce_loops, row_inner, lane_loop)
+        sch.unroll(row_inner)
+    else:
+        anchor = row_loop
+    sch.vectorize(lane_loop)
+    if threads:
+        # static chunks of output blocks per thread (TVMBackendParallelLaunch splits the loop)
+        sch.parallel(anchor)
+    # the lane sums go right after each output block, so the partial sums stay in registers
+    sch.reverse_compute_at(block_rv, anchor)
+    sch.set_scope(rf_block, 0, "local")
+    sch.decompose_reduction(rf_block, reduce_loops[0])
+    return True
+
+
+def schedule_cpu(func: tirx.PrimFunc, threads: bool = False) -> tirx.PrimFunc:
+    """The CPU schedule of one fused function; functions no rule fits come back unchanged."""
+    sch = Schedule(tvm.IRModule({"main": func}))
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(get_root_block(sch))]
+    changed = False
+    for name in names:
+        trial = sch.copy()
+        try:
+            scheduled = _schedule_vector_reduction(trial, trial.get_sblock(name), threads)
+        except tvm.s_tir.ScheduleError:
+            continue  # e.g. an argmax, whose reducer rfactor does not know: left as generated
+        if scheduled:
+            sch, changed = trial, True
+    return sch.mod["main"] if changed else func
