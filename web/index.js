@@ -10,7 +10,7 @@
 export * from "./errors.js";
 export { createEngine, Engine } from "./engine.js";
 export { Generator } from "./generator.js";
-export { FORMAT_VERSION } from "./loader.js";
+export { FORMAT_VERSION, useFileCache } from "./loader.js";
 export { loadModel, Model } from "./model.js";
 export { Sampler } from "./sampler.js";
 export { ChatTokenizer } from "./tokenizer.js";

@@ -1,12 +1,26 @@
 // Fetches an artifact (docs/ARTIFACT.md): the manifest, the kernels and the weight shards, each
-// checked against the SHA-256 the manifest records before anything is used.
+// checked against the SHA-256 the manifest records before anything is used. With a file cache
+// (useFileCache), files come from the Cache API when they are there, and downloads resume.
 
 import { ArtifactFormatError, FetchError, IntegrityError } from "./errors.js";
+import { FileCache } from "./file_cache.js";
 
 export const FORMAT = "webrt-artifact";
 export const FORMAT_VERSION = 1;
+const PROGRESS_STEP = 1 << 20; // bytes between download progress reports
 
-async function fetchBytes(url) {
+let fileCacheName = null;
+
+/**
+ * Keep the artifact files this context (page or worker) loads in the Cache API under `name`
+ * (null: off), so a reload downloads nothing again and a cut-off download resumes (file_cache.js).
+ */
+export function useFileCache(name) {
+  fileCacheName = name ?? null;
+}
+
+/** The body of url; onBytes(n, {cached: false}) hears about each chunk as it arrives. */
+async function fetchBytes(url, onBytes = () => {}) {
   let response;
   try {
     response = await fetch(url);
@@ -16,7 +30,17 @@ async function fetchBytes(url) {
   if (!response.ok) {
     throw new FetchError(`fetching ${url} gave HTTP ${response.status}; check that the artifact is complete`);
   }
-  return new Uint8Array(await response.arrayBuffer());
+  const chunks = [];
+  let length = 0;
+  const reader = response.body.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    chunks.push(r.value);
+    length += r.value.byteLength;
+    onBytes(r.value.byteLength, { cached: false });
+  }
+  const bytes = new Uint8Array(length);
+  chunks.reduce((at, c) => (bytes.set(c, at), at + c.byteLength), 0);
+  return bytes;
 }
 
 async function sha256Hex(bytes) {
@@ -24,17 +48,42 @@ async function sha256Hex(bytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-export async function fetchVerified(base, file, expected) {
-  const url = new URL(file, base).href;
-  const bytes = await fetchBytes(url);
+/** Why bytes are not the file the manifest describes, or null when they are. */
+async function integrityProblem(file, bytes, expected) {
   if (bytes.byteLength !== expected.bytes && expected.bytes !== undefined) {
-    throw new IntegrityError(`${file} has ${bytes.byteLength} bytes, the manifest says ${expected.bytes}; ` +
-      "the file is truncated or replaced: compile or copy the artifact again");
+    return `${file} has ${bytes.byteLength} bytes, the manifest says ${expected.bytes}; ` +
+      "the file is truncated or replaced: compile or copy the artifact again";
   }
   const hash = await sha256Hex(bytes);
   if (hash !== expected.sha256) {
-    throw new IntegrityError(`${file} is corrupt (sha256 ${hash.slice(0, 12)}…, manifest ` +
-      `${expected.sha256.slice(0, 12)}…): compile or copy the artifact again`);
+    return `${file} is corrupt (sha256 ${hash.slice(0, 12)}…, manifest ` +
+      `${expected.sha256.slice(0, 12)}…): compile or copy the artifact again`;
+  }
+  return null;
+}
+
+/** A file of the artifact, checked against its manifest entry ({bytes, sha256}) before use. */
+export async function fetchVerified(base, file, expected, onBytes = () => {}) {
+  const url = new URL(file, base).href;
+  const cache = await FileCache.open(fileCacheName);
+  const cached = await cache?.read(url);
+  if (cached) {
+    if (!(await integrityProblem(file, cached, expected))) {
+      onBytes(cached.byteLength, { cached: true });
+      return cached;
+    }
+    await cache.remove(url); // damaged in storage: download it again
+  }
+  const bytes = cache ? await cache.download(url, onBytes) : await fetchBytes(url, onBytes);
+  const problem = await integrityProblem(file, bytes, expected);
+  if (problem) {
+    await cache?.remove(url); // never resume from, or keep, bad bytes
+    throw new IntegrityError(problem);
+  }
+  try {
+    await cache?.store(url, bytes);
+  } catch {
+    // storage is full: the model still loads, it is only downloaded again next time
   }
   return bytes;
 }
@@ -61,13 +110,19 @@ export async function fetchManifest(url) {
 export async function fetchArtifact(base, manifest, onProgress = () => {}, backend = "webgpu") {
   const shardInfo = manifest.weights.shards;
   const total = shardInfo.reduce((sum, s) => sum + s.bytes, 0);
+  // progress in bytes as they arrive; `cached` counts those that came from the file cache
   let loaded = 0;
-  const shards = await Promise.all(shardInfo.map(async (shard) => {
-    const bytes = await fetchVerified(base, shard.file, shard);
-    loaded += bytes.byteLength;
-    onProgress({ stage: "download", loaded, total });
-    return bytes;
-  }));
+  let cached = 0;
+  let reported = 0;
+  const onBytes = (n, from) => {
+    loaded += n;
+    if (from.cached) cached += n;
+    if (loaded - reported >= PROGRESS_STEP || loaded === total) {
+      reported = loaded;
+      onProgress({ stage: "download", loaded, total, cached });
+    }
+  };
+  const shards = await Promise.all(shardInfo.map((shard) => fetchVerified(base, shard.file, shard, onBytes)));
   const decoder = new TextDecoder();
   const kernels = backend === "wasm"
     ? { wasm: await fetchVerified(base, manifest.wasm.file, manifest.wasm) }

@@ -7,6 +7,7 @@
 
 import { useDependencyUrls } from "./dependencies.js";
 import { createEngine } from "./engine.js";
+import { useFileCache } from "./loader.js";
 
 let engine = null;
 
@@ -16,6 +17,7 @@ async function handle(id, method, args) {
   switch (method) {
     case "load":
       useDependencyUrls(args.dependencies);
+      useFileCache(args.options?.cache); // a Cache API name: keep the files, resume downloads
       engine = await createEngine(args.url, { ...args.options, onProgress: (progress) => post({ id, progress }) });
       return engine.info;
     case "chat":

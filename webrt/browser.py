@@ -29,32 +29,40 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def shell_page(artifact_dir: Path):
-    """A headless Chromium page with the shell loaded; yields (page, model_url)."""
+def chromium_context():
+    """Headless Chromium with a fresh profile (its storage lives as long as the context); yields
+    a Playwright BrowserContext."""
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="webrt-chromium-")
     try:
-        with serve_in_background(create_app(artifact_dir)) as base, sync_playwright() as pw:
+        with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
                 profile, executable_path=chromium_path(), headless=True,
                 args=[f for f in CHROMIUM_FLAGS if f != "--headless"])
             try:
-                page = context.new_page()
-                errors = []
-                page.on("pageerror", lambda err: errors.append(str(err)))
-                page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
-                page.goto(f"{base}/shell/run.html")
-                try:
-                    page.wait_for_function("window.webrtReady === true", timeout=30_000)
-                except Exception:  # noqa: BLE001 - playwright's timeout; the page's own errors say why
-                    raise WebrtError(f"the JS shell did not load: {'; '.join(errors) or 'no error reported'} "
-                                     "(run `npm ci` in the webrt folder for its JS dependencies)") from None
-                yield page, f"{base}/model/"
+                yield context
             finally:
                 context.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@contextmanager
+def shell_page(artifact_dir: Path):
+    """A headless Chromium page with the shell loaded; yields (page, model_url)."""
+    with serve_in_background(create_app(artifact_dir)) as base, chromium_context() as context:
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
+        page.goto(f"{base}/shell/run.html")
+        try:
+            page.wait_for_function("window.webrtReady === true", timeout=30_000)
+        except Exception:  # noqa: BLE001 - playwright's timeout; the page's own errors say why
+            raise WebrtError(f"the JS shell did not load: {'; '.join(errors) or 'no error reported'} "
+                             "(run `npm ci` in the webrt folder for its JS dependencies)") from None
+        yield page, f"{base}/model/"
 
 
 _FORWARD_JS = """

@@ -156,6 +156,104 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, m
                   f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}[/dim]")
 
 
+@cli.command("build-site")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="Folder to write the site into (created, or replaced if it holds a webrt site).")
+@click.option("--tuning-db", type=click.Path(path_type=Path), default=None,
+              help="A tuning database (JSON) to ship with the site.")
+def build_site_cmd(artifacts: tuple[Path, ...], out: Path, tuning_db: Path | None):
+    """Build a static site from ARTIFACTS: the chat page, the JS shell and the models, with relative,
+    content-hashed URLs only. It works from any static host and any sub-path."""
+    from .site import build_site
+
+    build_site(list(artifacts), out, tuning_db)
+    console.print(f"site written to {out}: serve it with `webrt serve {out}`, or copy it to any static host")
+
+
+def serve_until_interrupted(server) -> None:
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+@cli.command("serve")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default is reachable from this machine only.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
+def serve_cmd(root: Path, host: str, port: int):
+    """Serve the folder ROOT (e.g. a site from `webrt build-site`) with the headers wasm threads need
+    (COOP/COEP), Range and ETag, and long-lived caching for content-hashed files. Prints the URL."""
+    from .server import make_site_server, site_url
+
+    server = make_site_server(root, host, port)
+    print(site_url(server), flush=True)
+    console.print(f"serving {root} (Ctrl-C stops)")
+    serve_until_interrupted(server)
+
+
+@cli.command("demo")
+@click.argument("artifacts", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), default=Path("webrt-site"),
+              show_default=True, help="Folder to build the site into.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="Port to listen on (default 8000; with --check, any free port).")
+@click.option("--check", is_flag=True,
+              help="Drive one chat turn in the page with headless Chromium, print the reply and exit.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "webgpu", "wasm"]),
+              help="The backend the page uses for --check.")
+@click.option("--prompt", default="What is the capital of France?", show_default=True, help="The --check question.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Longest --check reply.")
+def demo_cmd(artifacts: tuple[Path, ...], out: Path, host: str, port: int | None, check: bool, device: str,
+             prompt: str, max_tokens: int):
+    """Compile the default model (unless ARTIFACTS are given or it is compiled already), build the chat
+    site, serve it and print its URL. Serves until Ctrl-C, or with --check chats once and exits."""
+    import threading
+
+    from .build_artifact import compile_model
+    from .default_model import NAME
+    from .server import make_site_server, site_url
+    from .site import build_site
+
+    if not artifacts:
+        default = Path(f"{NAME}-q4f32")  # where `webrt compile` puts the default model
+        if not default.exists():
+            reporter = StageReporter()
+            try:
+                compile_model(None, default, "q4f32", stage=reporter)
+            except BaseException:
+                reporter.finish(ok=False)
+                raise
+            reporter.finish()
+        artifacts = (default,)
+    build_site(list(artifacts), out)
+    console.print(f"site built in {out}")
+    server = make_site_server(out, host, port if port is not None else 0 if check else 8000)
+    url = site_url(server)
+    if not check:
+        print(url, flush=True)
+        console.print(f"open {url} in a browser (Ctrl-C stops)")
+        serve_until_interrupted(server)
+        return
+
+    from .demo import check_site
+
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        console.print(f"serving {url}; asking {prompt!r} in headless Chromium ({device})")
+        backend, reply = check_site(url, device, prompt, max_tokens)
+    finally:
+        server.shutdown()
+        thread.join()
+    print(reply.text, flush=True)
+    console.print(f"[dim]{backend}\n{reply.stats}[/dim]")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -1,0 +1,103 @@
+// What the chat page shows, built from DOM nodes. Text from the model (and from errors, which may
+// quote it) is only ever added as text nodes or textContent, never parsed as HTML: a reply that
+// contains markup shows the markup.
+
+const MB = 1e6;
+
+export function formatBytes(n) {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= MB ? `${(n / MB).toFixed(1)} MB` : `${(n / 1e3).toFixed(0)} kB`;
+}
+
+/** One chat message: {item, body (the text), stats (a line under it)}. */
+export function addMessage(list, role, text = "") {
+  const item = document.createElement("article");
+  item.className = `message ${role}`;
+  const who = document.createElement("div");
+  who.className = "role";
+  who.textContent = role === "user" ? "You" : "Model";
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  const stats = document.createElement("div");
+  stats.className = "stats";
+  item.append(who, body, stats);
+  list.append(item);
+  item.scrollIntoView({ block: "end" });
+  return { item, body, stats };
+}
+
+export function appendText(body, text) {
+  body.append(document.createTextNode(text));
+}
+
+/** Time to first token, decode speed and token count of a finished reply (its usage). */
+export function formatStats(usage, finishReason) {
+  const extra = usage.extra ?? {};
+  const parts = [];
+  if (extra.time_to_first_token_ms !== undefined) parts.push(`first token ${(extra.time_to_first_token_ms / 1000).toFixed(2)} s`);
+  if (extra.decode_tokens_per_s) parts.push(`${extra.decode_tokens_per_s.toFixed(1)} tok/s`);
+  if (extra.prefill_tokens_per_s) parts.push(`prefill ${extra.prefill_tokens_per_s.toFixed(1)} tok/s`);
+  parts.push(`${usage.completion_tokens} tokens`);
+  if (finishReason === "abort") parts.push("stopped");
+  else if (finishReason === "length") parts.push("max tokens reached");
+  return parts.join(" · ");
+}
+
+/**
+ * Show a streamed chat reply (OpenAI chunks) in `message` as it arrives; resolves to
+ * {text, usage, finishReason}. The one path every reply takes to the screen.
+ */
+export async function renderStream(stream, message) {
+  let usage = null;
+  let finishReason = null;
+  message.item.classList.add("streaming");
+  try {
+    for await (const chunk of stream) {
+      const choice = chunk.choices?.[0];
+      const delta = choice?.delta?.content;
+      if (delta) {
+        appendText(message.body, delta);
+        message.item.scrollIntoView({ block: "end" });
+      }
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
+    }
+  } finally {
+    message.item.classList.remove("streaming");
+  }
+  if (usage) message.stats.textContent = formatStats(usage, finishReason);
+  return { text: message.body.textContent, usage, finishReason };
+}
+
+/** "download · 41.9 / 98.2 MB · 43% · 120.5 MB/s" (and how much came from the cache). */
+export function formatProgress({ stage, loaded = 0, total = 0, cached = 0 }, bytesPerSecond) {
+  if (stage !== "download") return total ? `${stage} · ${loaded} / ${total}` : stage;
+  const parts = [stage, `${formatBytes(loaded)} / ${formatBytes(total)}`, `${total ? Math.floor((100 * loaded) / total) : 100}%`];
+  if (bytesPerSecond) parts.push(`${formatBytes(bytesPerSecond)}/s`);
+  if (cached) parts.push(`${formatBytes(cached)} from the cache`);
+  return parts.join(" · ");
+}
+
+/** The backend in use and why it was chosen, from the engine's info. */
+export function formatBackend(info) {
+  let what;
+  if (info.device === "webgpu") {
+    const a = info.adapter ?? {};
+    const name = [a.vendor, a.architecture].filter(Boolean).join(" ") || a.description || "unnamed adapter";
+    what = `WebGPU on ${name}${a.software ? " (a software renderer)" : ""}`;
+  } else {
+    const threads = info.threads ?? info.wasm_threads ?? 1;
+    what = `WebAssembly (wasm) with ${threads} thread${threads === 1 ? "" : "s"}`;
+  }
+  return `${what}. Why: ${info.device_reason ?? "requested"}.`;
+}
+
+/** Replace an element's content with lines of text (a list of strings). */
+export function showLines(element, lines, className = "") {
+  element.replaceChildren(...lines.map((line) => {
+    const p = document.createElement("p");
+    p.textContent = line;
+    if (className) p.className = className;
+    return p;
+  }));
+}
