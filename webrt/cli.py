@@ -254,6 +254,11 @@ def demo_cmd(artifacts: tuple[Path, ...], out: Path, host: str, port: int | None
     console.print(f"[dim]{backend}\n{reply.stats}[/dim]")
 
 
+from .bench.cli import bench_cmd  # noqa: E402 - `webrt bench`, in its own package
+
+cli.add_command(bench_cmd)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

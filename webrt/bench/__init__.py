@@ -1,0 +1,1 @@
+"""`webrt bench`: webrt next to onnxruntime-web and transformers.js in one browser run."""
