@@ -9,6 +9,7 @@ import torch
 import transformers
 
 from tests.models import make_hf_model
+from tests.test_parity import BACKEND_IDS, BACKENDS
 from webrt.browser import run_forward, shell_page
 from webrt.build_artifact import compile_model
 from webrt.quantize import quantize_q4
@@ -16,8 +17,8 @@ from webrt.quantize import quantize_q4
 PROMPT = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]
 
 GENERATE_JS = """
-async ([url, runs, device]) => {
-  const model = await window.webrt.loadModel(url, { device });
+async ([url, runs, device, threads]) => {
+  const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined });
   const gen = new window.webrt.Generator(model);
   async function generate(prompt, n, sampling) {
     const sampler = new window.webrt.Sampler(sampling, prompt);
@@ -45,9 +46,9 @@ async ([url, runs, device]) => {
 """
 
 
-def generate(artifact, runs, device="webgpu"):
+def generate(artifact, runs, device="webgpu", threads=None):
     with shell_page(artifact) as (page, url):
-        return page.evaluate(GENERATE_JS, [url, runs, device])
+        return page.evaluate(GENERATE_JS, [url, runs, device, threads])
 
 
 def hf_greedy(folder, prompt, n):
@@ -56,15 +57,15 @@ def hf_greedy(folder, prompt, n):
                               pad_token_id=0)[0, len(prompt):].tolist()
 
 
-@pytest.mark.parametrize("device", ["webgpu", "wasm"])
-def test_greedy_tokens_match_transformers_across_chunks_and_turns(llama_dir, llama_artifact, device):
+@pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
+def test_greedy_tokens_match_transformers_across_chunks_and_turns(llama_dir, llama_artifact, device, threads):
     n, turn = 32, [77, 1888, 5]
     expected = hf_greedy(llama_dir, PROMPT, n)
     greedy = {"temperature": 0}
     whole, chunked = generate(llama_artifact, [
         {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 128, "nextTurn": turn},
         {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 5, "nextTurn": turn},
-    ], device)
+    ], device, threads)
     assert whole["tokens"] == expected
     assert chunked["tokens"] == expected  # prompt fed in chunks of 5: boundaries at 5 and 10
     second_prompt = PROMPT + expected[:-1] + turn

@@ -1,4 +1,5 @@
-"""Logits from the compiled WebGPU kernels in headless Chromium against transformers on the same weights."""
+"""Logits from the compiled WebGPU kernels and the wasm kernels (1 and 2 threads) in headless Chromium
+against transformers on the same weights."""
 
 from __future__ import annotations
 
@@ -18,9 +19,16 @@ def token_lists(vocab: int) -> list[list[int]]:
     return [rng.integers(0, vocab, size=n).tolist() for n in SEQ_LENS]
 
 
-def assert_matches_reference(folder, artifact, lists, device="webgpu"):
-    result = run_forward(artifact, lists, device)
+# (device, wasm threads): every parity check runs on WebGPU and on wasm with 1 and 2 threads
+BACKENDS = [("webgpu", None), ("wasm", 1), ("wasm", 2)]
+BACKEND_IDS = ["webgpu", "wasm-1thread", "wasm-2threads"]
+
+
+def assert_matches_reference(folder, artifact, lists, device="webgpu", threads=None):
+    result = run_forward(artifact, lists, device, threads)
     assert result["device"] == device
+    if device == "wasm":
+        assert result["threads"] == threads, result["threads_reason"]
     for tokens, run in zip(lists, result["results"]):
         ours = np.array(run["logits"], dtype=np.float32)
         ref = reference_logits(folder, tokens)
@@ -30,14 +38,14 @@ def assert_matches_reference(folder, artifact, lists, device="webgpu"):
         assert (ours.argmax(-1) == ref.argmax(-1)).all(), f"seq {len(tokens)}: argmax differs"
 
 
-@pytest.mark.parametrize("device", ["webgpu", "wasm"])
-def test_llama_gqa_untied_matches_transformers(llama_dir, llama_artifact, device):
-    assert_matches_reference(llama_dir, llama_artifact, token_lists(2048), device)
+@pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
+def test_llama_gqa_untied_matches_transformers(llama_dir, llama_artifact, device, threads):
+    assert_matches_reference(llama_dir, llama_artifact, token_lists(2048), device, threads)
 
 
-@pytest.mark.parametrize("device", ["webgpu", "wasm"])
-def test_qwen2_bias_tied_matches_transformers(qwen2_dir, qwen2_artifact, device):
-    assert_matches_reference(qwen2_dir, qwen2_artifact, token_lists(2048), device)
+@pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
+def test_qwen2_bias_tied_matches_transformers(qwen2_dir, qwen2_artifact, device, threads):
+    assert_matches_reference(qwen2_dir, qwen2_artifact, token_lists(2048), device, threads)
 
 
 @pytest.mark.parametrize("arch, overrides", [

@@ -105,9 +105,9 @@ export async function fetchManifest(url) {
 
 /**
  * Fetch the shards and the chosen backend's kernels in parallel. Returns {kernels: {name: wgsl}
- * (webgpu) or {wasm: bytes} (wasm), weights: {name: {bytes, shape, dtype}}}.
+ * (webgpu) or {wasm: bytes} (wasm: the build record `wasmBuild` picks), weights: {name: {bytes, shape, dtype}}}.
  */
-export async function fetchArtifact(base, manifest, onProgress = () => {}, backend = "webgpu") {
+export async function fetchArtifact(base, manifest, onProgress = () => {}, backend = "webgpu", wasmBuild = manifest.wasm) {
   const shardInfo = manifest.weights.shards;
   const total = shardInfo.reduce((sum, s) => sum + s.bytes, 0);
   // progress in bytes as they arrive; `cached` counts those that came from the file cache
@@ -125,7 +125,7 @@ export async function fetchArtifact(base, manifest, onProgress = () => {}, backe
   const shards = await Promise.all(shardInfo.map((shard) => fetchVerified(base, shard.file, shard, onBytes)));
   const decoder = new TextDecoder();
   const kernels = backend === "wasm"
-    ? { wasm: await fetchVerified(base, manifest.wasm.file, manifest.wasm) }
+    ? { wasm: await fetchVerified(base, wasmBuild.file, wasmBuild) }
     : Object.fromEntries(await Promise.all(Object.entries(manifest.kernels).map(async ([name, k]) =>
       [name, decoder.decode(await fetchVerified(base, k.file, k))])));
   const weights = {};

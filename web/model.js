@@ -1,12 +1,12 @@
 // A loaded artifact: fetch and verify it, create the device, pipelines and weight buffers, and
 // run its entries through the plan executor.
 
-import { InputError, WebGPUUnavailableError } from "./errors.js";
+import { DeviceError, InputError, WebGPUUnavailableError } from "./errors.js";
 import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
 import { WasmExecutor } from "./wasm_executor.js";
-import { WasmKernels } from "./wasm_backend.js";
+import { chooseWasmBuild, WasmKernels } from "./wasm_backend.js";
 import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
 
 const now = () => performance.now();
@@ -18,8 +18,11 @@ const DEVICES = ["webgpu", "wasm", "auto"];
  * WebGPU when a hardware adapter with the kernels' limits exists, else wasm. A software adapter
  * (SwiftShader) counts as none when the artifact has wasm kernels: on the CPU, wasm is about 10x
  * faster (bench/chat.md). The model reports the choice and its reason (model.device, model.deviceReason).
+ * threads (wasm): how many threads run the kernels; default one per core where the page is
+ * crossOriginIsolated, else 1 (model.threads, model.threadsReason say what was used and why).
  */
-export async function loadModel(url, { device = "webgpu", onProgress = () => {} } = {}) {
+export async function loadModel(url, { device = "webgpu", threads, onProgress = () => {} } = {}) {
+  if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new InputError(`threads must be an integer >= 1, got ${JSON.stringify(threads)}`);
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
   const t0 = now();
   const { base, manifest } = await fetchManifest(url);
@@ -44,7 +47,7 @@ export async function loadModel(url, { device = "webgpu", onProgress = () => {} 
   if (!gpu && !manifest.wasm) {
     throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
   }
-  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason) : loadWasm(base, manifest, onProgress, t0, reason);
+  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason) : loadWasm(base, manifest, onProgress, t0, reason, threads);
 }
 
 async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
@@ -68,11 +71,26 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
   { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
 }
 
-async function loadWasm(base, manifest, onProgress, t0, reason) {
-  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "wasm");
+const WASM32_BYTES = 4 * 1024 ** 3;
+
+/** Weights and state live in one wasm32 memory: refuse up front what cannot fit in 4 GiB. */
+function checkWasmFits(manifest) {
+  const weights = manifest.weights.shards.reduce((sum, s) => sum + s.bytes, 0);
+  const state = (manifest.state ?? []).reduce((sum, s) => sum + tensorBytes(s.shape, s.dtype), 0);
+  if (weights + state > WASM32_BYTES * 0.9) {
+    const gib = (n) => (n / 1024 ** 3).toFixed(2);
+    throw new DeviceError(`the model needs ${gib(weights)} GiB of weights and ${gib(state)} GiB of KV cache, ` +
+      "more than the 4 GiB a wasm32 memory can hold: compile it with --quantization q4f32 or a smaller --context-window, or use WebGPU");
+  }
+}
+
+async function loadWasm(base, manifest, onProgress, t0, reason, threads) {
+  const choice = chooseWasmBuild(manifest.wasm, threads);
+  checkWasmFits(manifest);
+  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "wasm", choice.build);
   const t1 = now();
   onProgress({ stage: "pipelines", loaded: 0, total: 1 });
-  const wasm = await WasmKernels.create(kernels.wasm);
+  const wasm = await WasmKernels.create(kernels.wasm, { threads: choice.threads });
   const bound = {};
   // weights are copied into wasm memory once; the shard buffers are dropped after loading
   for (const [name, w] of Object.entries(weights)) {
@@ -90,7 +108,8 @@ async function loadWasm(base, manifest, onProgress, t0, reason) {
   onProgress({ stage: "ready" });
   const executor = new WasmExecutor(wasm, manifest, bound);
   return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor,
-    memoryBytes: () => wasm.memoryBytes, release: () => {} },
+    threads: wasm.threads, threadsReason: choice.reason,
+    memoryBytes: () => wasm.memoryBytes, release: () => wasm.destroy() },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
 }
 
@@ -103,6 +122,8 @@ export class Model {
     this.adapter = backend.adapter;
     this.executor = backend.executor;
     this.backend = backend;
+    this.threads = backend.threads ?? null;       // wasm only
+    this.threadsReason = backend.threadsReason ?? null;
     this.timings = timings;
   }
 

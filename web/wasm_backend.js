@@ -10,20 +10,77 @@ import { DeviceError } from "./errors.js";
 const DTYPE_CODES = { int32: [0, 32], uint32: [1, 32], float32: [2, 32] };
 const SCRATCH_BYTES = 1 << 16;
 
+// A module with one SIMD instruction (i8x16.splat): validates only where wasm SIMD exists.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
+  10, 8, 1, 6, 0, 65, 0, 253, 15, 11]);
+const WORKER_STACK_BYTES = 512 * 1024;
+const MAX_PAGES = 65535; // as linked (webrt/compile/wasm.py MAX_MEMORY)
+
+/**
+ * Which wasm build to run, and on how many threads. `threads` is the caller's wish (default: the
+ * number of cores); the threads build needs shared memory, i.e. a crossOriginIsolated page.
+ * Returns {build (a manifest record), threads, reason}.
+ */
+export function chooseWasmBuild(wasm, threads) {
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  const wanted = threads ?? cores;
+  if (!WebAssembly.validate(SIMD_PROBE)) {
+    if (!wasm.scalar) throw new DeviceError("this browser has no WebAssembly SIMD and the artifact has no scalar build");
+    return { build: wasm.scalar, threads: 1, reason: "no WebAssembly SIMD in this browser: scalar kernels, 1 thread" };
+  }
+  if (wanted <= 1) return { build: wasm, threads: 1, reason: `1 thread ${threads == null ? `(${cores} core)` : "(requested)"}` };
+  if (!wasm.threads) return { build: wasm, threads: 1, reason: "the artifact has no threads build: 1 thread" };
+  if (!globalThis.crossOriginIsolated) {
+    return { build: wasm, threads: 1, reason: "1 thread: the page is not crossOriginIsolated (serve it with COOP same-origin and COEP require-corp, e.g. webrt serve)" };
+  }
+  return { build: wasm.threads, threads: wanted, reason: `${wanted} threads ${threads == null ? "(one per core)" : "(requested)"}` };
+}
+
 export class WasmKernels {
-  static async create(bytes) {
-    const { instance } = await WebAssembly.instantiate(bytes, {});
-    return new WasmKernels(instance.exports);
+  /** bytes: the chosen build; threads > 1 only with the threads build (see chooseWasmBuild). */
+  static async create(bytes, { threads = 1 } = {}) {
+    if (threads <= 1) {
+      const { instance } = await WebAssembly.instantiate(bytes, {});
+      return new WasmKernels(instance.exports, instance.exports.memory, []);
+    }
+    const module = await WebAssembly.compile(bytes);
+    const memory = new WebAssembly.Memory({ initial: 256, maximum: MAX_PAGES, shared: true });
+    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    const kernels = new WasmKernels(instance.exports, memory, []);
+    // threads - 1 workers join the calling thread; each gets its own stack in the shared memory
+    kernels.workers = await Promise.all(Array.from({ length: threads - 1 }, () => {
+      const worker = new Worker(new URL("./wasm_threads.js", import.meta.url), { type: "module" });
+      const stackTop = kernels.alloc(WORKER_STACK_BYTES) + WORKER_STACK_BYTES;
+      return new Promise((resolve, reject) => {
+        worker.onmessage = ({ data }) => (data.ready ? resolve(worker) : reject(new DeviceError(`a wasm thread failed to start: ${data.error}`)));
+        worker.onerror = (event) => reject(new DeviceError(`a wasm thread failed to start: ${event.message}`));
+        worker.postMessage({ module, memory, stackTop });
+      });
+    }));
+    instance.exports.webrt_set_threads(threads);
+    return kernels;
   }
 
-  constructor(exports) {
+  constructor(exports, memory, workers) {
     this.x = exports;
+    this.memory = memory;
+    this.workers = workers;
     this.x._initialize?.();
     this.scratch = this.alloc(SCRATCH_BYTES); // argument structs of the call in progress
   }
 
+  get threads() {
+    return this.workers.length + 1;
+  }
+
+  /** Stop the pool's workers (they never return from their loop on their own). */
+  destroy() {
+    this.workers.forEach((w) => w.terminate());
+    this.workers = [];
+  }
+
   get memoryBytes() {
-    return this.x.memory.buffer.byteLength;
+    return this.memory.buffer.byteLength;
   }
 
   alloc(bytes) {
@@ -38,7 +95,7 @@ export class WasmKernels {
 
   /** A live view of memory (the buffer is replaced whenever memory grows). */
   bytes(ptr, length) {
-    return new Uint8Array(this.x.memory.buffer, ptr, length);
+    return new Uint8Array(this.memory.buffer, ptr, length);
   }
 
   write(ptr, data) {
@@ -53,7 +110,7 @@ export class WasmKernels {
   call(name, args) {
     const fn = this.x[`__tvm_ffi_${name}`];
     if (!fn) throw new DeviceError(`kernels.wasm has no function ${name}`);
-    const view = new DataView(this.x.memory.buffer);
+    const view = new DataView(this.memory.buffer);
     const argBase = this.scratch;
     let at = argBase + 16 * args.length + 16; // after the args array and the result slot
     args.forEach((arg, i) => {
@@ -84,7 +141,12 @@ export class WasmKernels {
       view.setUint32(slot + 8, dl, true);
     });
     if (at > argBase + SCRATCH_BYTES) throw new DeviceError(`too many arguments for ${name}`);
-    const rc = fn(0, argBase, args.length, argBase + 16 * args.length);
+    let rc;
+    try {
+      rc = fn(0, argBase, args.length, argBase + 16 * args.length);
+    } catch (err) {
+      throw new DeviceError(`wasm kernel ${name} trapped: ${err.message}`);
+    }
     if (rc !== 0) throw new DeviceError(`wasm kernel ${name} failed: ${this.lastError()}`);
   }
 

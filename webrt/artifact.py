@@ -110,6 +110,17 @@ def device_requirements(compiled: CompiledModule) -> dict:
     }
 
 
+WASM_BUILDS = ("threads", "scalar")  # builds besides the default SIMD one, keys of manifest["wasm"]
+
+
+def wasm_builds(manifest: dict) -> list[dict]:
+    """Every wasm build record ({file, bytes, sha256, features, threads}) the manifest lists."""
+    wasm = manifest.get("wasm")
+    if not wasm:
+        return []
+    return [wasm, *(wasm[name] for name in WASM_BUILDS if wasm.get(name))]
+
+
 def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: dict[str, np.ndarray],
                    extra_files: list[Path] = (), state: dict | None = None) -> Path:
     """state: name -> (shape, dtype) of tensors the shell allocates zeroed and the plan updates."""
@@ -125,9 +136,14 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
             kernels[name] = entry
         wasm = None
         if compiled.wasm is not None:
-            (staging / "kernels" / "kernels.wasm").write_bytes(compiled.wasm)
-            wasm = {"file": "kernels/kernels.wasm", "bytes": len(compiled.wasm), "sha256": sha256(compiled.wasm),
-                    "features": ["simd128"]}
+            # the SIMD build is the default; the others hang off it by build name
+            builds = {}
+            for name, (build, code) in compiled.wasm.items():
+                file = "kernels/kernels.wasm" if name == "simd" else f"kernels/kernels-{name}.wasm"
+                (staging / file).write_bytes(code)
+                builds[name] = {"file": file, "bytes": len(code), "sha256": sha256(code),
+                                "features": build.features, "threads": build.threads}
+            wasm = {**builds.pop("simd"), **builds}
         files = []
         for path in extra_files:
             shutil.copyfile(path, staging / path.name)

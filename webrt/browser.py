@@ -66,15 +66,16 @@ def shell_page(artifact_dir: Path):
 
 
 _FORWARD_JS = """
-async ([url, device, tokenLists]) => {
+async ([url, device, tokenLists, threads]) => {
   try {
-    const model = await window.webrt.loadModel(url, { device });
+    const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined });
     const results = [];
     for (const tokens of tokenLists) {
       const { logits, forward_ms } = await model.forward(tokens);
       results.push({ logits: logits.map((row) => Array.from(row)), forward_ms });
     }
-    const info = { device: model.device, adapter: model.adapter, timings: model.timings, results };
+    const info = { device: model.device, adapter: model.adapter, timings: model.timings, results,
+                   threads: model.threads, threads_reason: model.threadsReason };
     model.unload();
     return info;
   } catch (err) {
@@ -112,10 +113,12 @@ def _checked(result: dict) -> dict:
     return result
 
 
-def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = "webgpu") -> dict:
-    """Load the artifact once and return logits for each token list, with device and timings."""
+def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = "webgpu",
+                threads: int | None = None) -> dict:
+    """Load the artifact once and return logits for each token list, with device, threads and
+    timings. threads (wasm): None is the shell's default, one per core."""
     with shell_page(artifact_dir) as (page, url):
-        return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists]))
+        return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists, threads]))
 
 
 def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = "webgpu") -> list[dict]:
@@ -145,7 +148,8 @@ async ([url, device, request, options]) => {
     return { text, token_ids: extra.token_ids, finish_reason: last.choices[0].finish_reason,
              prefill_tokens_per_s: extra.prefill_tokens_per_s, decode_tokens_per_s: extra.decode_tokens_per_s,
              ttft_ms: extra.time_to_first_token_ms, usage: last.usage, device: info.device,
-             adapter: info.adapter, timings: info.timings };
+             adapter: info.adapter, timings: info.timings, threads: info.threads,
+             threads_reason: info.threads_reason };
   } catch (err) {
     return { error: `${err.name}: ${err.message}` };
   }

@@ -90,8 +90,10 @@ def parse_tokens(text: str) -> list[int]:
 @click.option("--tokens", required=True, help="Comma-separated token ids, e.g. 5,17,300.")
 @click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu", "wasm", "auto"]),
               help="webgpu, wasm (TVM-compiled WebAssembly kernels), or auto (WebGPU when usable).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="wasm threads (default: one per core; needs the page crossOriginIsolated, as webrt's server is).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with logits and timings.")
-def run_cmd(artifact: Path, tokens: str, device: str, as_json: bool):
+def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, as_json: bool):
     """Run the artifact's forward pass on TOKENS in headless Chromium and print the logits."""
     from .artifact import read_manifest
     from .browser import run_forward
@@ -101,15 +103,18 @@ def run_cmd(artifact: Path, tokens: str, device: str, as_json: bool):
     vocab = manifest["model"]["config"]["vocab_size"]
     if any(t < 0 or t >= vocab for t in ids):
         raise WebrtError(f"--tokens holds ids outside the vocabulary: each must be in [0, {vocab})")
-    result = run_forward(artifact, [ids], device)
+    result = run_forward(artifact, [ids], device, threads)
     forward = result["results"][0]
     timings = {**{k: result["timings"][k] for k in ("load_ms", "pipelines_ms")},
                "forward_ms": forward["forward_ms"]}
     if as_json:
-        print(json.dumps({"device": result["device"], "adapter": result["adapter"], "tokens": ids,
+        print(json.dumps({"device": result["device"], "adapter": result["adapter"], "threads": result["threads"],
+                          "threads_reason": result["threads_reason"], "tokens": ids,
                           "logits": forward["logits"], "timings": timings}))
         return
-    console.print(f"device: {result['device']} ({result['adapter'].get('architecture') or 'unknown adapter'})")
+    where = (f"{result['threads']} thread(s): {result['threads_reason']}" if result["device"] == "wasm"
+             else result["adapter"].get("architecture") or "unknown adapter")
+    console.print(f"device: {result['device']} ({where})")
     for pos, row in enumerate(forward["logits"]):
         best = max(range(len(row)), key=row.__getitem__)
         print(f"position {pos}: token {ids[pos]} -> argmax {best} (logit {row[best]:.4f})")
@@ -122,13 +127,15 @@ def run_cmd(artifact: Path, tokens: str, device: str, as_json: bool):
 @click.option("--system", default=None, help="A system message before it.")
 @click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu", "wasm", "auto"]),
               help="webgpu, wasm (TVM-compiled WebAssembly kernels), or auto (WebGPU when usable).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="wasm threads (default: one per core; needs the page crossOriginIsolated, as webrt's server is).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="0 is greedy.")
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=None, help="Makes sampling reproducible.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (reply, usage, timings) at the end.")
-def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, max_tokens: int,
+def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, threads: int | None, max_tokens: int,
                  temperature: float, top_p: float, seed: int | None, as_json: bool):
     """Chat with the artifact's model in headless Chromium; the reply streams to stdout."""
     from .artifact import read_manifest
@@ -144,7 +151,7 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, m
             sys.stdout.write(delta)
             sys.stdout.flush()
 
-    result = run_chat(artifact, request, show, device)
+    result = run_chat(artifact, request, show, device, {"threads": threads} if threads else None)
     if as_json:
         print(json.dumps(result))
         return
@@ -152,7 +159,8 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, m
     decode = result["decode_tokens_per_s"]
     console.print(f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}, "
                   f"first token {result['ttft_ms'] / 1000:.1f}s, "
-                  f"decode {decode:.2f} tok/s, device {result['device']}[/dim]" if decode else
+                  f"decode {decode:.2f} tok/s, device {result['device']}"
+                  f"{f' ({t} threads)' if (t := result.get('threads')) else ''}[/dim]" if decode else
                   f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}[/dim]")
 
 

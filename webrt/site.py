@@ -26,7 +26,7 @@ from pathlib import Path
 import jinja2
 
 from . import __version__
-from .artifact import read_manifest
+from .artifact import read_manifest, wasm_builds
 from .errors import WebrtError
 from .server import NODE_MODULES, WEB_DIR
 
@@ -76,8 +76,7 @@ def artifact_files(folder: Path, manifest: dict) -> list[dict]:
     """Every file the manifest names, with the size and hash it records."""
     listed = [*manifest["weights"]["shards"], *manifest.get("files", [])]
     listed += [{"file": k["file"], "sha256": k["sha256"]} for k in manifest["kernels"].values()]
-    if manifest.get("wasm"):
-        listed.append(manifest["wasm"])
+    listed += wasm_builds(manifest)
     unique = {entry["file"]: entry for entry in listed}  # identical kernels share a file
     for name in unique:
         if Path(name).is_absolute() or ".." in Path(name).parts:

@@ -13,7 +13,7 @@ import tvm
 from .kernels import Kernel, extract_kernels
 from .plan import entry_plan
 from .relax_pipeline import fusion_passes, lowering_passes, run_passes
-from .wasm import build_wasm
+from .wasm import BUILDS, build_wasm
 
 
 def webgpu_target() -> tvm.target.Target:
@@ -25,7 +25,7 @@ class CompiledModule:
     kernels: dict[str, Kernel]
     functions: dict[str, dict]
     entries: dict[str, dict]
-    wasm: bytes | None = None   # the same functions as WebAssembly (see wasm.py)
+    wasm: dict | None = None    # build name -> the same functions as WebAssembly (see wasm.py)
 
 
 def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedule: str = "portable",
@@ -41,7 +41,8 @@ def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedu
     entries = {name: entry_plan(lowered[name], params) for name, params in entry_params.items()}
     used = sorted({step["func"] for plan in entries.values() for step in plan["steps"] if step["op"] == "call"})
     functions = {name: recipe for name, recipe in kernel_set.functions.items() if name in used}
-    return CompiledModule(kernel_set.kernels, functions, entries, build_wasm(unscheduled, used) if wasm else None)
+    builds = {build.name: (build, build_wasm(unscheduled, used, build)) for build in BUILDS} if wasm else None
+    return CompiledModule(kernel_set.kernels, functions, entries, builds)
 
 
 __all__ = ["CompiledModule", "compile_module", "webgpu_target"]

@@ -8,7 +8,8 @@ over head_dim) gets
     (rfactor), summed across lanes once per output;
   * register blocking over output rows: ROWS outputs share each load of x, and their independent
     accumulators hide the latency of the multiply-adds;
-  * a parallel outer loop over output blocks when the build has threads.
+  * a parallel outer loop over output blocks when the build has threads and the outputs are
+    many and of a fixed count (the features of a weight matrix).
 
 Everything else (norms, softmax, rope, cache writes, sampling) is left as generated, with its
 outermost loop parallel in a threads build. dlight's cpu.GEMV is not used: on wasm it is slower than
@@ -26,6 +27,7 @@ from tvm.s_tir.dlight.analysis import get_root_block
 
 LANES = 4          # f32 lanes in a v128
 ROWS = 4           # outputs computed together (register blocking)
+MIN_PARALLEL_BLOCKS = 16  # fewer output blocks than this run on one thread
 
 
 def _stride(expr, var) -> int | None:
@@ -90,12 +92,17 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
     else:
         anchor = row_loop
     sch.vectorize(lane_loop)
-    if threads:
-        # static chunks of output blocks per thread (TVMBackendParallelLaunch splits the loop)
+    anchor_extent = sch.get(anchor).extent
+    if threads and isinstance(anchor_extent, tirx.IntImm) and anchor_extent.value >= MIN_PARALLEL_BLOCKS:
+        # static chunks of output blocks per thread (TVMBackendParallelLaunch splits the loop);
+        # symbolic extents (rows of a norm, cache positions) stay serial: a launch costs more
+        # than those loops
         sch.parallel(anchor)
     # the lane sums go right after each output block, so the partial sums stay in registers
     sch.reverse_compute_at(block_rv, anchor)
-    sch.set_scope(rf_block, 0, "local")
+    # the partial sums shrink to ROWS x LANES under the anchor loop; TVM keeps such a small
+    # "global" buffer on the (per-thread) stack, where "local" would become a heap workspace,
+    # unsafe inside a parallel loop
     sch.decompose_reduction(rf_block, reduce_loops[0])
     return True
 

@@ -1,13 +1,21 @@
-"""WebAssembly kernels: the same fused TIR functions the WebGPU plan calls, compiled by TVM's LLVM
-backend for wasm32 (SIMD128) and linked without emscripten, with zig's clang and wasm-ld (the
-`ziglang` package) and a small C support file (wasm_support.c: workspace allocation, error text,
-the allocator the JS side uses). The result exports `__tvm_ffi_<function>` for every function."""
+"""WebAssembly kernels: the same fused TIR functions the WebGPU plan calls, with CPU schedules
+(cpu_schedule.py), compiled by TVM's LLVM backend for wasm32 and linked without emscripten, with
+zig's clang and wasm-ld (the `ziglang` package) and a small C support file (wasm_support.c:
+workspace allocation, error text, the allocator the JS side uses, the parallel launch).
+
+Three builds, all exporting `__tvm_ffi_<function>` for every function:
+  simd     SIMD128, one thread: the default.
+  threads  SIMD128 + atomics over a shared, imported memory: parallel loops run on a pool of Web
+           Workers (web/wasm_threads.js), for pages that are crossOriginIsolated.
+  scalar   no SIMD, for the few browsers without it.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import tvm
@@ -17,10 +25,27 @@ from ..errors import WebrtError
 from .cpu_schedule import schedule_cpu
 
 SUPPORT_C = Path(__file__).with_name("wasm_support.c")
+MAX_MEMORY = 65535 * 65536     # wasm32 allows 65536 pages; zig's linker flag parses a u32
+STACK_BYTES = 1024 * 1024        # the calling thread's stack; pool workers get their own
 
 
-def wasm_target() -> tvm.target.Target:
-    return tvm.target.Target({"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm", "mattr": ["+simd128"]})
+@dataclass(frozen=True)
+class WasmBuild:
+    name: str
+    mattr: tuple[str, ...]      # LLVM features for TVM's code
+    cflags: tuple[str, ...]     # the same for the support file
+    threads: bool
+
+    @property
+    def features(self) -> list[str]:
+        return [f.lstrip("+") for f in self.mattr]
+
+
+BUILDS = (
+    WasmBuild("simd", ("+simd128",), ("-msimd128",), False),
+    WasmBuild("threads", ("+simd128", "+atomics", "+bulk-memory"), ("-msimd128", "-matomics", "-mbulk-memory"), True),
+    WasmBuild("scalar", (), (), False),
+)
 
 
 def _zig(*args: str, cwd: Path) -> None:
@@ -29,18 +54,25 @@ def _zig(*args: str, cwd: Path) -> None:
         raise WebrtError(f"internal: linking the wasm kernels failed: {result.stderr.strip()[:500]}")
 
 
-def build_wasm(unscheduled: tvm.IRModule, functions: list[str]) -> bytes:
+def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild = BUILDS[0]) -> bytes:
     """Compile `functions` (fused, unscheduled PrimFuncs) into one linked .wasm."""
-    target = wasm_target()
-    prim_funcs = {gv: schedule_cpu(f) for gv, f in unscheduled.functions.items()
+    target = tvm.target.Target({"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm", "mattr": list(build.mattr)})
+    prim_funcs = {gv: schedule_cpu(f, threads=build.threads) for gv, f in unscheduled.functions.items()
                   if isinstance(f, tirx.PrimFunc) and gv.name_hint in functions}
     mod = relax.transform.AttachGlobalSymbol()(tvm.IRModule(prim_funcs))
     # with a system-lib prefix, calls into the runtime become plain imports the support file defines
     mod = mod.with_attr("system_lib_prefix", "")
+    link = [f"-Wl,--export=__tvm_ffi_{name}" for name in functions]
+    link.append(f"-Wl,-z,stack-size={STACK_BYTES}")
+    if build.threads:
+        # one memory shared by the caller and the workers; each worker sets its own stack pointer
+        link += ["-Wl,--shared-memory", "-Wl,--import-memory", "-Wl,--export-memory",
+                 f"-Wl,--max-memory={MAX_MEMORY}", "-Wl,--export=__stack_pointer"]
+    else:
+        link.append(f"-Wl,--max-memory={MAX_MEMORY}")
     with tempfile.TemporaryDirectory(prefix="webrt-wasm-") as work:
         work = Path(work)
         tvm.tirx.build(mod, target=target).write_to_file(str(work / "kernels.o"))
-        exports = [f"-Wl,--export=__tvm_ffi_{name}" for name in functions]
-        _zig("cc", "-target", "wasm32-wasi", "-O2", "-msimd128", "-mexec-model=reactor", "-s",
-             str(SUPPORT_C), "kernels.o", "-o", "kernels.wasm", *exports, cwd=work)
+        _zig("cc", "-target", "wasm32-wasi", "-O2", *build.cflags, "-mexec-model=reactor", "-s",
+             str(SUPPORT_C), "kernels.o", "-o", "kernels.wasm", *link, cwd=work)
         return (work / "kernels.wasm").read_bytes()
