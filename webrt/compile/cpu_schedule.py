@@ -86,11 +86,14 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
     row_loop = spatial_loops[-1]
     row_extent = sch.get(row_loop).extent
     if isinstance(row_extent, tirx.IntImm) and row_extent.value % ROWS == 0 and row_extent.value >= ROWS:
+        # blocks of ROWS weight rows outermost: one parallel launch per call whatever the
+        # sequence length, and a block's weights stay in cache while every token row uses them
         anchor, row_inner = sch.split(row_loop, [None, ROWS])
-        sch.reorder(anchor, *reduce_loops, row_inner, lane_loop)
+        sch.reorder(anchor, *spatial_loops[:-1], *reduce_loops, row_inner, lane_loop)
         sch.unroll(row_inner)
+        per_output = spatial_loops[-2] if n_spatial > 1 else anchor
     else:
-        anchor = row_loop
+        anchor = per_output = row_loop
     sch.vectorize(lane_loop)
     anchor_extent = sch.get(anchor).extent
     if threads and isinstance(anchor_extent, tirx.IntImm) and anchor_extent.value >= MIN_PARALLEL_BLOCKS:
@@ -99,10 +102,10 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
         # than those loops
         sch.parallel(anchor)
     # the lane sums go right after each output block, so the partial sums stay in registers
-    sch.reverse_compute_at(block_rv, anchor)
-    # the partial sums shrink to ROWS x LANES under the anchor loop; TVM keeps such a small
-    # "global" buffer on the (per-thread) stack, where "local" would become a heap workspace,
-    # unsafe inside a parallel loop
+    sch.reverse_compute_at(block_rv, per_output)
+    # the partial sums shrink to ROWS x LANES under that loop; TVM keeps such a small "global"
+    # buffer on the (per-thread) stack, where "local" would become a heap workspace, unsafe
+    # inside a parallel loop
     sch.decompose_reduction(rf_block, reduce_loops[0])
     return True
 

@@ -45,54 +45,73 @@ EXPORT(webrt_last_error) const char* webrt_last_error(void) { return last_error;
 
 // ---- parallel launch ------------------------------------------------------------------------
 // TVM emits TVMBackendParallelLaunch(lambda, data, 0) for a parallel loop; the lambda runs task
-// `task_id` of `num_task` (a static chunk of the loop). The calling thread publishes the job and
-// bumps `generation`; pool workers (Web Workers in webrt_worker_loop) wake on it, and every
-// participant, the caller included, takes task ids from `next_task` until none are left. The caller
-// then spins until each worker has checked out: it may be a page's main thread, where wasm may not
-// block on a wait.
+// `task_id` of `num_task`, a static chunk of the loop. The calling thread publishes the job and
+// wakes the pool (Web Workers inside webrt_worker_loop). Everyone, the caller included, claims task
+// ids until none are left; the caller then waits only for tasks still running, never for a worker
+// that is asleep or descheduled: on a busy machine that worker simply claims nothing.
+//
+// `job_state` packs the job's sequence number (high 16 bits) with the next unclaimed task (low 16).
+// A worker reads it, then the job's fields, then claims by compare-and-swap: a successful swap
+// proves the fields it read belong to the job it claimed from.
 
 typedef struct { void* sync_handle; int32_t num_task; } TVMParallelGroupEnv;
 typedef int (*FTVMParallelLambda)(int task_id, TVMParallelGroupEnv* penv, void* cdata);
 
+#define TASKS_PER_THREAD 4  // smaller chunks, so a late or slow thread leaves less behind
+
 static int32_t pool_threads = 1;  // participants, caller included
 static FTVMParallelLambda job_lambda;
 static void* job_data;
-static TVMParallelGroupEnv job_env;
-static int32_t generation;        // atomics: a new job when it changes
-static int32_t next_task;
-static int32_t workers_busy;
+static int32_t job_tasks;
+static uint32_t job_state;        // atomics from here on
+static int32_t job_done;
 static int32_t job_failed;
+static int32_t generation;        // bumped per job; sleeping workers wait on it
 
+// Claim and run tasks of the current job until none are left.
 static void run_tasks(void) {
   for (;;) {
-    int32_t task = __atomic_fetch_add(&next_task, 1, __ATOMIC_SEQ_CST);
-    if (task >= job_env.num_task) return;
-    if (job_lambda(task, &job_env, job_data) != 0) __atomic_store_n(&job_failed, 1, __ATOMIC_SEQ_CST);
+    uint32_t state = __atomic_load_n(&job_state, __ATOMIC_SEQ_CST);
+    FTVMParallelLambda lambda = job_lambda;
+    void* data = job_data;
+    int32_t tasks = job_tasks;
+    int32_t task = (int32_t)(state & 0xFFFF);
+    if (task >= tasks) {
+      if (__atomic_load_n(&job_state, __ATOMIC_SEQ_CST) == state) return;  // really done
+      continue;  // a new job arrived while reading: look again
+    }
+    if (!__atomic_compare_exchange_n(&job_state, &state, state + 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+      continue;
+    TVMParallelGroupEnv env = {0, tasks};
+    if (lambda(task, &env, data) != 0) __atomic_store_n(&job_failed, 1, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&job_done, 1, __ATOMIC_SEQ_CST);
   }
 }
 
 int TVMBackendParallelLaunch(FTVMParallelLambda lambda, void* cdata, int num_task) {
   int32_t threads = pool_threads;
-  if (num_task <= 0) num_task = threads;
-  TVMParallelGroupEnv env = {0, num_task};
+  if (num_task <= 0) num_task = threads == 1 ? 1 : threads * TASKS_PER_THREAD;
   if (threads == 1 || num_task == 1) {
+    TVMParallelGroupEnv env = {0, num_task};
     for (int task = 0; task < num_task; task++)
       if (lambda(task, &env, cdata) != 0) return -1;
     return 0;
   }
   job_lambda = lambda;
   job_data = cdata;
-  job_env = env;
+  job_tasks = num_task;
+  __atomic_store_n(&job_done, 0, __ATOMIC_SEQ_CST);
   __atomic_store_n(&job_failed, 0, __ATOMIC_SEQ_CST);
-  __atomic_store_n(&next_task, 0, __ATOMIC_SEQ_CST);
-  __atomic_store_n(&workers_busy, threads - 1, __ATOMIC_SEQ_CST);
   __atomic_store_n(&in_parallel_job, 1, __ATOMIC_SEQ_CST);
+  uint32_t seq = (__atomic_load_n(&job_state, __ATOMIC_SEQ_CST) >> 16) + 1;
+  __atomic_store_n(&job_state, seq << 16, __ATOMIC_SEQ_CST);
   __atomic_fetch_add(&generation, 1, __ATOMIC_SEQ_CST);
 #ifdef __wasm_atomics__
   __builtin_wasm_memory_atomic_notify(&generation, (uint32_t)(threads - 1));
 #endif
   run_tasks();
-  while (__atomic_load_n(&workers_busy, __ATOMIC_SEQ_CST) != 0) {
+  // the caller may be a page's main thread, where wasm may not block on a wait: spin
+  while (__atomic_load_n(&job_done, __ATOMIC_SEQ_CST) != num_task) {
   }
   __atomic_store_n(&in_parallel_job, 0, __ATOMIC_SEQ_CST);
   return __atomic_load_n(&job_failed, __ATOMIC_SEQ_CST) ? -1 : 0;
@@ -104,15 +123,20 @@ int TVMBackendParallelBarrier(int task_id, TVMParallelGroupEnv* penv) {
 }
 
 #ifdef __wasm_atomics__
-// A pool worker's whole life: wait for a job, take tasks, check out, repeat. `seen` is the
-// generation the worker was started at (0: no job can start before the pool is sized).
+#define SPIN_BEFORE_WAIT 20000
+
+// A pool worker's whole life: wait for a job, claim tasks, repeat. `seen` is the generation the
+// worker was started at (0: no job can start before the pool is sized).
 EXPORT(webrt_worker_loop) void webrt_worker_loop(int32_t seen) {
   for (;;) {
+    // kernels come back to back during a forward pass: spin a little before sleeping, since
+    // waking a sleeping worker costs tens of microseconds
+    for (int spin = 0; spin < SPIN_BEFORE_WAIT && __atomic_load_n(&generation, __ATOMIC_SEQ_CST) == seen; spin++) {
+    }
     while (__atomic_load_n(&generation, __ATOMIC_SEQ_CST) == seen)
       __builtin_wasm_memory_atomic_wait32(&generation, seen, -1);
     seen = __atomic_load_n(&generation, __ATOMIC_SEQ_CST);
     run_tasks();
-    __atomic_fetch_sub(&workers_busy, 1, __ATOMIC_SEQ_CST);
   }
 }
 #endif
