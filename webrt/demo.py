@@ -5,6 +5,7 @@ choose a model and a backend, load, type a question, press Enter, read the strea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from .errors import WebrtError
 
@@ -46,7 +47,7 @@ class ChatPage:
         page.on("pageerror", lambda err: self.errors.append(str(err)))
 
     def open(self, url: str, device: str = "auto", model: str | None = None) -> None:
-        query = f"?device={device}" + (f"&model={model}" if model else "")
+        query = "?" + urlencode({"device": device, **({"model": model} if model else {})})
         self.page.goto(url + query)
         self.wait_for_state("idle", "wont-fit", "error", timeout=60_000)
 
@@ -94,7 +95,7 @@ class ChatPage:
         self.page.wait_for_selector(".message.assistant", timeout=timeout)
         self.wait_for_state("ready", "error", timeout=timeout)
         last = self.page.locator(".message.assistant").last
-        reply = Reply(last.locator(".text").inner_text(), last.locator(".stats").inner_text(),
+        reply = Reply(last.locator(".text").text_content(), last.locator(".stats").text_content(),
                       self.page.evaluate("window.webrtReplyTexts"))
         if last.locator(".stats.problem").count():
             raise CheckFailed(f"the reply failed: {reply.stats}")

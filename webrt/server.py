@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import re
+import socket
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,8 +121,14 @@ def make_site_server(root: Path, host: str = "127.0.0.1", port: int = 0):
     if not root.is_dir():
         raise WebrtError(f"{root} is not a folder: give the folder to serve (e.g. one from `webrt build-site`)")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    # bind here rather than in werkzeug, which prints its own message and exits when the port is taken
     try:
-        return make_server(host, port, create_site_app(root), threaded=True)
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(128)
+            return make_server(host, port, create_site_app(root), threaded=True, fd=sock.fileno())
     except OSError as err:
         raise WebrtError(f"cannot listen on {host} port {port} ({err.strerror}): choose another --port, "
                          "or --port 0 for a free one") from None
@@ -129,7 +136,7 @@ def make_site_server(root: Path, host: str = "127.0.0.1", port: int = 0):
 
 def site_url(server) -> str:
     host = server.host if ":" not in server.host else f"[{server.host}]"
-    return f"http://{host}:{server.server_port}/"
+    return f"http://{host}:{server.socket.getsockname()[1]}/"  # the port chosen when asked for 0
 
 
 @contextmanager
