@@ -85,14 +85,14 @@ async ([url, device, tokenLists, threads]) => {
 """
 
 _ENTRIES_JS = """
-async ([url, device, jobs]) => {
+async ([url, device, jobs, threads]) => {
   try {
-    const model = await window.webrt.loadModel(url, { device });
+    const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined });
     const outputs = [];
     for (const [entry, inputs] of jobs) {
       const typed = {};
       for (const [name, x] of Object.entries(inputs)) {
-        const Typed = x.dtype === "int32" ? Int32Array : Float32Array;
+        const Typed = { int32: Int32Array, uint32: Uint32Array, float32: Float32Array }[x.dtype];
         typed[name] = { data: Typed.from(x.data), shape: x.shape };
       }
       const [out] = await model.run(entry, typed);
@@ -121,11 +121,12 @@ def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = 
         return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists, threads]))
 
 
-def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = "webgpu") -> list[dict]:
+def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = "webgpu",
+                threads: int | None = None) -> list[dict]:
     """Run entries in one page load. A job is (entry, {name: {data: flat list, shape, dtype}});
     each result is {data: flat list, shape}."""
     with shell_page(artifact_dir) as (page, url):
-        return _checked(page.evaluate(_ENTRIES_JS, [url, device, jobs]))["outputs"]
+        return _checked(page.evaluate(_ENTRIES_JS, [url, device, jobs, threads]))["outputs"]
 
 
 _CHAT_JS = """
