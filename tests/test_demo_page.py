@@ -87,7 +87,9 @@ def test_page_served_by_webrt_serve_answers_paris(demo_site, demo_url, device, m
         if device == "webgpu":
             assert backend.startswith("WebGPU on google swiftshader (a software renderer). Why: requested"), backend
         else:
-            assert re.match(r"WebAssembly \(wasm\) with \d+ threads?\. Why: requested", backend), backend
+            cores = page.evaluate("navigator.hardwareConcurrency")
+            threads = f"{cores} threads (one per core)" if cores > 1 else "1 thread (1 core)"
+            assert backend == f"WebAssembly (wasm), {threads}. Why: requested.", backend
         assert page.evaluate("crossOriginIsolated") is True  # webrt serve's COOP/COEP headers
         # the first load downloaded every shard, whole; nothing came from anywhere but the site
         assert network.weights == {f"{demo_url}{default['path']}{s['file']}": s["bytes"] for s in shards}
@@ -123,7 +125,7 @@ def test_site_works_from_a_sub_path_of_a_plain_static_host(demo_site, tmp_path):
     assert "Paris" in reply.text, reply
     assert isolated is False
     assert isolation.startswith("Not cross-origin isolated (the server sends no COOP/COEP headers): wasm threads are off")
-    assert backend.startswith("WebAssembly (wasm) with 1 thread."), backend
+    assert backend.startswith("WebAssembly (wasm), 1 thread: the page is not crossOriginIsolated"), backend
     assert all(url.startswith(f"{base}/some/sub/path/") for url in network.urls), network.urls
 
 
@@ -239,4 +241,4 @@ def test_webrt_demo_check_compiles_builds_serves_and_answers(tmp_path, monkeypat
     assert "compiling kernels" in result.stderr and "site built in webrt-site" in result.stderr
     assert (tmp_path / "SmolLM2-135M-Instruct-q4f32" / "manifest.json").is_file()
     assert (tmp_path / "webrt-site" / "site.json").is_file()
-    assert re.search(r"WebAssembly \(wasm\) with \d+ threads?", result.stderr)
+    assert re.search(r"WebAssembly \(wasm\), \d+ threads?", result.stderr)

@@ -86,8 +86,9 @@ export function formatBackend(info) {
     const name = [a.vendor, a.architecture].filter(Boolean).join(" ") || a.description || "unnamed adapter";
     what = `WebGPU on ${name}${a.software ? " (a software renderer)" : ""}`;
   } else {
-    const threads = info.threads ?? info.wasm_threads ?? 1;
-    what = `WebAssembly (wasm) with ${threads} thread${threads === 1 ? "" : "s"}`;
+    // threads_reason starts with the count: "2 threads (one per core)", "1 thread: the page is not ..."
+    const threads = info.threads ?? 1;
+    what = `WebAssembly (wasm), ${info.threads_reason ?? `${threads} thread${threads === 1 ? "" : "s"}`}`;
   }
   return `${what}. Why: ${info.device_reason ?? "requested"}.`;
 }
