@@ -79,8 +79,8 @@ def _browser_version() -> str:
 @click.option("--decode-tokens", type=click.IntRange(min=2), default=16, show_default=True,
               help="Greedy tokens per prompt (the first comes from the prefill).")
 @click.option("--budget-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Seconds each engine run may spend on its prompts; a prompt predicted to overrun is skipped "
-                   "and the report says so (the shortest always runs).")
+              help="Seconds each engine run may spend on a warm-up and its prompts: a prompt predicted to overrun "
+                   "is skipped (the shortest always runs) and past it decoding stops after 5 tokens.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Keep models, ONNX exports and artifacts here and reuse them (default: a temporary folder).")
 def bench_cmd(out: Path, devices: str, threads: str, peers: bool, prompt_lens: str, models: str,

@@ -50,7 +50,8 @@ def token_costs(config: dict, quantization: str) -> dict:
 
 
 def achieved(costs: dict, row: dict, decode_tokens: int) -> dict:
-    """GFLOP/s and GB/s a measured row reached, for prefill and decode."""
+    """GFLOP/s and GB/s a measured row reached, for prefill and decode (decode_tokens: the row's
+    tokens, the first of them from the prefill)."""
     out = {}
     n = row["prompt_tokens"]
     if row.get("ttft_ms"):

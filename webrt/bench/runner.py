@@ -26,7 +26,7 @@ class BenchOptions:
     peers: bool = False
     prompt_lens: list[int] = field(default_factory=lambda: [16, 64, 256])
     decode_tokens: int = 16
-    budget_s: float = 60.0  # per engine run, for its prompts (the first prompt always runs)
+    budget_s: float = 60.0  # per engine run: warm-up and prompts (see web/bench.js)
     profile_tokens: int = 4
     roofs: bool = True
 

@@ -6,10 +6,14 @@ import { meter } from "./meter.js";
 
 const now = () => performance.now();
 
+// Decoding stops early past the budget, but never before this many tokens (so tokens still compare)
+const MIN_TOKENS = 5;
+
 /**
  * config: {engine, device, threads, artifactUrl | hfUrl + modelId, prompts: [[ids]], decodeTokens,
- * budgetMs, profileTokens}. A prompt whose predicted time (from the previous one) would overrun the
- * budget is skipped and says so; the first always runs.
+ * budgetMs, profileTokens}. The budget covers the warm-up and the prompts. A prompt whose predicted
+ * time (from the previous one) would overrun it is skipped and says so; the first always runs.
+ * Past the budget, decoding stops after MIN_TOKENS tokens.
  */
 export async function runEngine(config) {
   try {
@@ -18,11 +22,12 @@ export async function runEngine(config) {
     if (engine.unsupported) return { unsupported: engine.unsupported };
     meter.sample();
     // warm-up: first-use costs (JIT tiers, shader compilation, allocation) stay out of the rows
-    const tw = now();
-    await engine.generate(config.prompts[0].slice(0, 8), Math.min(3, config.decodeTokens));
-    const warmupMs = now() - tw;
-    const rows = [];
     const start = now();
+    const deadline = start + config.budgetMs;
+    const stop = (tokens) => tokens >= MIN_TOKENS && now() > deadline;
+    await engine.generate(config.prompts[0].slice(0, 8), Math.min(3, config.decodeTokens));
+    const warmupMs = now() - start;
+    const rows = [];
     let previous = null;
     for (const prompt of config.prompts) {
       if (previous) {
@@ -34,16 +39,15 @@ export async function runEngine(config) {
           continue;
         }
       }
-      const r = await engine.generate(prompt, config.decodeTokens);
-      const n = config.decodeTokens;
+      const r = await engine.generate(prompt, config.decodeTokens, stop);
+      const steps = r.tokens.length - 1;
       previous = { prompt_tokens: prompt.length, ...r };
       rows.push({ prompt_tokens: prompt.length, ttft_ms: r.ttft_ms, prefill_tokens_per_s: prompt.length / (r.ttft_ms / 1000),
-                  decode_tokens_per_s: n > 1 ? (n - 1) / (r.decode_ms / 1000) : null, tokens: r.tokens });
+                  decode_tokens_per_s: steps > 0 ? steps / (r.decode_ms / 1000) : null, tokens: r.tokens });
     }
     let profile = null;
     if (config.profileTokens && engine.profile) {
-      const prompt = config.prompts.find((p) => p.length >= 64) ?? config.prompts.at(-1);
-      profile = await engine.profile(prompt, config.profileTokens);
+      profile = await engine.profile(config.prompts[0], config.profileTokens);
     }
     const memory = meter.report();
     if (engine.memoryBytes && engine.info.device === "wasm") {

@@ -2,13 +2,14 @@
 //
 //   const engine = await ENGINES[name](config);   // config: device, threads, artifactUrl, hfUrl, modelId
 //   engine.info                                   // {device, threads, adapter, load: {..._ms}}
-//   await engine.generate(prompt, n)              // n greedy tokens: {tokens, ttft_ms, decode_ms}
+//   await engine.generate(prompt, n, stop)        // up to n greedy tokens: {tokens, ttft_ms, decode_ms}
 //   await engine.profile?.(prompt, n)             // ms per kernel function (webrt only)
 //   engine.unload()
 //
-// generate() returns the first token from the prompt's prefill (ttft_ms) and n - 1 more from
-// decode steps (decode_ms, all of them together). Every engine decodes greedily from the same
-// token ids, so their tokens must agree.
+// generate() returns the first token from the prompt's prefill (ttft_ms) and up to n - 1 more from
+// decode steps (decode_ms, all of them together); it stops early once stop(tokensSoFar) is true
+// (the run's time budget). Every engine decodes greedily from the same token ids, so their tokens
+// must agree.
 
 import { meter } from "./meter.js";
 
@@ -51,7 +52,7 @@ async function webrtEngine({ artifactUrl, device, threads }) {
       load: { total_ms: total, download_ms: model.timings.load_ms, init_ms: model.timings.pipelines_ms,
               tuning_ms: 0, stages_ms: stages },
     },
-    async generate(prompt, n) {
+    async generate(prompt, n, stop = () => false) {
       generator.reset();
       const sampler = new webrt.Sampler({ temperature: 0 }, prompt);
       const t0 = now();
@@ -59,7 +60,7 @@ async function webrtEngine({ artifactUrl, device, threads }) {
       const ttft = now() - t0;
       const tokens = [token];
       const t1 = now();
-      for (let i = 1; i < n; i++) {
+      for (let i = 1; i < n && !stop(tokens.length); i++) {
         sampler.accept(token);
         token = await generator.decode(token, sampler);
         tokens.push(token);
@@ -120,7 +121,7 @@ async function ortEngine({ hfUrl, device, threads }) {
   return {
     info: { device, threads, adapter: null, ort_version: ort.env.versions?.web ?? null,
             load: { total_ms: t2 - t0, download_ms: t1 - t0, init_ms: t2 - t1, tuning_ms: 0 } },
-    async generate(prompt, n) {
+    async generate(prompt, n, stop = () => false) {
       let past = {};
       for (let i = 0; i < layers; i++) {
         for (const kind of ["key", "value"]) past[`past_key_values.${i}.${kind}`] = new ort.Tensor("float32", new Float32Array(0), [1, kvHeads, 0, headDim]);
@@ -143,7 +144,7 @@ async function ortEngine({ hfUrl, device, threads }) {
       const ttft = now() - t0;
       const tokens = [token];
       const t1 = now();
-      for (let i = 1; i < n; i++) tokens.push(token = await step([token]));
+      for (let i = 1; i < n && !stop(tokens.length); i++) tokens.push(token = await step([token]));
       const decode = now() - t1;
       release(past);
       return { tokens, ttft_ms: ttft, decode_ms: decode };
@@ -159,21 +160,32 @@ async function transformersEngine({ modelId, device, threads }) {
                            useBrowserCache: false, useWasmCache: false });
   tjs.env.backends.onnx.wasm.wasmPaths = TJS_ORT_DIST;
   tjs.env.backends.onnx.wasm.numThreads = threads;
+  class Stop extends tjs.StoppingCriteria {
+    constructor(promptLength, stop) {
+      super();
+      Object.assign(this, { promptLength, stop });
+    }
+
+    _call(inputIds) {
+      return inputIds.map((ids) => this.stop(ids.length - this.promptLength));
+    }
+  }
   const t0 = now();
   const model = await tjs.AutoModelForCausalLM.from_pretrained(modelId, { dtype: "fp32", device });
   const total = now() - t0;
   return {
     info: { device, threads, adapter: null, transformers_version: tjs.env.version,
             load: { total_ms: total, download_ms: null, init_ms: null, tuning_ms: 0 } },
-    async generate(prompt, n) {
+    async generate(prompt, n, stop = () => false) {
       const ids = new tjs.Tensor("int64", BigInt64Array.from(prompt, BigInt), [1, prompt.length]);
       const mask = new tjs.Tensor("int64", new BigInt64Array(prompt.length).fill(1n), [1, prompt.length]);
       const stamps = []; // the prompt, then one per new token
       const streamer = { put: () => { stamps.push(now()); meter.sample(); }, end: () => {} };
+      const stopping_criteria = [new Stop(prompt.length, stop)];
       const t0 = now();
-      const out = await model.generate({ input_ids: ids, attention_mask: mask, max_new_tokens: n, do_sample: false, streamer });
+      const out = await model.generate({ input_ids: ids, attention_mask: mask, max_new_tokens: n, do_sample: false, streamer, stopping_criteria });
       const tokens = Array.from(out.data.slice(prompt.length), Number);
-      return { tokens, ttft_ms: stamps[1] - t0, decode_ms: stamps[n] - stamps[1] };
+      return { tokens, ttft_ms: stamps[1] - t0, decode_ms: stamps.at(-1) - stamps[1] };
     },
     unload: () => model.dispose(),
   };
