@@ -212,14 +212,19 @@ def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact):
     assert out["info"]["device"] == "webgpu"
 
 
-@pytest.mark.parametrize("device", ["webgpu", "wasm"])
-def test_default_model_answers_paris_through_webrt_generate(default_artifact, device):
-    result = subprocess.run([sys.executable, "-m", "webrt.cli", "generate", str(default_artifact), "--prompt",
-                             "What is the capital of France?", "--max-tokens", "16", "--json", "--device", device],
-                            capture_output=True, text=True, timeout=600)
+@pytest.mark.parametrize("device, threads", [("webgpu", None), ("wasm", 1), ("wasm", 2)],
+                         ids=["webgpu", "wasm-1thread", "wasm-2threads"])
+def test_default_model_answers_paris_through_webrt_generate(default_artifact, device, threads):
+    command = [sys.executable, "-m", "webrt.cli", "generate", str(default_artifact), "--prompt",
+               "What is the capital of France?", "--max-tokens", "16", "--json", "--device", device]
+    if threads:
+        command += ["--threads", str(threads)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     reply = json.loads(result.stdout.strip().splitlines()[-1])
     assert "Paris" in reply["text"]
+    if threads:
+        assert reply["threads"] == threads, reply["threads_reason"]
     assert reply["finish_reason"] == "stop"
     assert reply["device"] == device
     assert len(reply["token_ids"]) == reply["usage"]["completion_tokens"]

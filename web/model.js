@@ -1,12 +1,12 @@
 // A loaded artifact: fetch and verify it, create the device, pipelines and weight buffers, and
 // run its entries through the plan executor.
 
-import { DeviceError, InputError, WebGPUUnavailableError } from "./errors.js";
+import { InputError, WebGPUUnavailableError } from "./errors.js";
 import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
 import { WasmExecutor } from "./wasm_executor.js";
-import { chooseWasmBuild, WasmKernels } from "./wasm_backend.js";
+import { checkWasmFits, chooseWasmBuild, WasmKernels } from "./wasm_backend.js";
 import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
 
 const now = () => performance.now();
@@ -69,19 +69,6 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
   return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor,
     memoryBytes: () => gpuBytes(gpu.device), release: () => gpu.device.destroy() },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
-}
-
-const WASM32_BYTES = 4 * 1024 ** 3;
-
-/** Weights and state live in one wasm32 memory: refuse up front what cannot fit in 4 GiB. */
-function checkWasmFits(manifest) {
-  const weights = manifest.weights.shards.reduce((sum, s) => sum + s.bytes, 0);
-  const state = (manifest.state ?? []).reduce((sum, s) => sum + tensorBytes(s.shape, s.dtype), 0);
-  if (weights + state > WASM32_BYTES * 0.9) {
-    const gib = (n) => (n / 1024 ** 3).toFixed(2);
-    throw new DeviceError(`the model needs ${gib(weights)} GiB of weights and ${gib(state)} GiB of KV cache, ` +
-      "more than the 4 GiB a wasm32 memory can hold: compile it with --quantization q4f32 or a smaller --context-window, or use WebGPU");
-  }
 }
 
 async function loadWasm(base, manifest, onProgress, t0, reason, threads) {

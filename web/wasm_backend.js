@@ -6,6 +6,7 @@
 //   dtype {code, bits, lanes}@16, shape*@20 (int64[ndim]), strides*@24 (null), byte_offset@32.
 
 import { DeviceError } from "./errors.js";
+import { tensorBytes } from "./plan_inputs.js";
 
 const DTYPE_CODES = { int32: [0, 32], uint32: [1, 32], float32: [2, 32] };
 const SCRATCH_BYTES = 1 << 16;
@@ -34,6 +35,19 @@ export function chooseWasmBuild(wasm, threads) {
     return { build: wasm, threads: 1, reason: "1 thread: the page is not crossOriginIsolated (serve it with COOP same-origin and COEP require-corp, e.g. webrt serve)" };
   }
   return { build: wasm.threads, threads: wanted, reason: `${wanted} threads ${threads == null ? "(one per core)" : "(requested)"}` };
+}
+
+const WASM32_BYTES = 4 * 1024 ** 3;
+
+/** Weights and state live in one wasm32 memory: refuse up front what cannot fit in 4 GiB. */
+export function checkWasmFits(manifest) {
+  const weights = manifest.weights.shards.reduce((sum, s) => sum + s.bytes, 0);
+  const state = (manifest.state ?? []).reduce((sum, s) => sum + tensorBytes(s.shape, s.dtype), 0);
+  if (weights + state > WASM32_BYTES * 0.9) {
+    const gib = (n) => (n / 1024 ** 3).toFixed(2);
+    throw new DeviceError(`the model needs ${gib(weights)} GiB of weights and ${gib(state)} GiB of KV cache, ` +
+      "more than the 4 GiB a wasm32 memory can hold: compile it with --quantization q4f32 or a smaller --context-window, or use WebGPU");
+  }
 }
 
 export class WasmKernels {
