@@ -37,6 +37,12 @@ class WasmBuild:
     threads: bool
 
     @property
+    def libc_flags(self) -> list[str]:
+        """Features the C library is built with: zig builds (and caches) one per feature set, so the
+        simd and scalar builds share a plain one; shared memory needs atomics in every object."""
+        return ["-matomics", "-mbulk-memory"] if self.threads else []
+
+    @property
     def features(self) -> list[str]:
         return [f.lstrip("+") for f in self.mattr]
 
@@ -73,6 +79,7 @@ def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild
     with tempfile.TemporaryDirectory(prefix="webrt-wasm-") as work:
         work = Path(work)
         tvm.tirx.build(mod, target=target).write_to_file(str(work / "kernels.o"))
-        _zig("cc", "-target", "wasm32-wasi", "-O2", *build.cflags, "-mexec-model=reactor", "-s",
-             str(SUPPORT_C), "kernels.o", "-o", "kernels.wasm", *link, cwd=work)
+        _zig("cc", "-target", "wasm32-wasi", "-O2", *build.cflags, "-c", str(SUPPORT_C), "-o", "support.o", cwd=work)
+        _zig("cc", "-target", "wasm32-wasi", "-O2", *build.libc_flags, "-mexec-model=reactor", "-s",
+             "support.o", "kernels.o", "-o", "kernels.wasm", *link, cwd=work)
         return (work / "kernels.wasm").read_bytes()
