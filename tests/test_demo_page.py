@@ -101,10 +101,21 @@ def test_page_served_by_webrt_serve_answers_paris(demo_site, demo_url, device, m
         page.reload()
         chat.wait_for_state("idle")
         assert "already cached" in chat.text("#fit")
-        chat.settings(max_tokens=max_tokens)
         chat.load()
-        again = chat.ask(QUESTION)
         assert network.weights == {} and not any("/weights/" in u for u in network.urls), network.weights
+        # Stop ends a long reply early; New chat clears the conversation; the next answer is the same
+        chat.settings(max_tokens=200)
+        page.fill("#prompt", "Write a long story about a cat who learns to fly.")
+        page.press("#prompt", "Enter")
+        page.wait_for_selector("#messages article:last-of-type .text:not(:empty)")
+        page.click("#stop")
+        chat.wait_for_state("ready")
+        stopped = page.locator(".message.assistant .stats").last.text_content()
+        assert stopped.endswith("· stopped") and int(re.search(r"(\d+) tokens", stopped)[1]) < 200, stopped
+        page.click("#new-chat")
+        assert page.locator(".message").count() == 0
+        chat.settings(max_tokens=max_tokens)
+        again = chat.ask(QUESTION)
         assert again.text == reply.text
 
 

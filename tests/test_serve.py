@@ -95,6 +95,19 @@ def test_build_site_is_reproducible_and_replaces_an_older_site(tiny_chat_artifac
     assert site_index(rebuilt)["app"] == site_index(site)["app"]
 
 
+def test_build_site_ships_a_tuning_db(tiny_chat_artifact, tmp_path):
+    db = tmp_path / "tuning.json"
+    db.write_text('{"records": []}')
+    result = webrt("build-site", str(tiny_chat_artifact), "-o", str(tmp_path / "site"), "--tuning-db", str(db))
+    assert result.returncode == 0, result.stderr
+    index = site_index(tmp_path / "site")
+    assert re.fullmatch(r"tuning\.[0-9a-f]{16}\.json", index["tuning_db"])
+    assert (tmp_path / "site" / index["tuning_db"]).read_bytes() == db.read_bytes()
+    assert index["tuning_db"] in index["integrity"]
+    assert_one_line_error(webrt("build-site", str(tiny_chat_artifact), "-o", str(tmp_path / "s2"), "--tuning-db",
+                                str(tmp_path / "nope.json")), "--tuning-db", "is not a file")
+
+
 def test_build_site_rejects_bad_input(tiny_chat_artifact, tmp_path):
     assert_one_line_error(webrt("build-site", "-o", str(tmp_path / "s")), "Missing argument")
     assert_one_line_error(webrt("build-site", str(tmp_path), "-o", str(tmp_path / "s")), "no manifest.json")

@@ -13,6 +13,14 @@ let engine = null;
 
 const post = (message) => self.postMessage(message);
 
+// wasm kernels run synchronously, so a reply's steps never leave this task: without a task
+// boundary between chunks, an "interrupt" message would wait until the whole reply was done
+const channel = new MessageChannel();
+const nextTask = () => new Promise((resolve) => {
+  channel.port1.onmessage = resolve;
+  channel.port2.postMessage(null);
+});
+
 async function handle(id, method, args) {
   switch (method) {
     case "load":
@@ -25,7 +33,10 @@ async function handle(id, method, args) {
       const api = method === "chat" ? engine.chat.completions : engine.completions;
       const result = await api.create(args.request);
       if (!args.request.stream) return result;
-      for await (const chunk of result) post({ id, chunk });
+      for await (const chunk of result) {
+        post({ id, chunk });
+        await nextTask();
+      }
       return null;
     }
     case "interrupt":

@@ -72,7 +72,8 @@ class ChatPage:
         return "; ".join(filter(None, shown + self.errors))
 
     def settings(self, max_tokens: int | None = None, temperature: float | None = None, system: str | None = None):
-        self.page.click("#settings summary")
+        if self.page.get_attribute("#settings", "open") is None:
+            self.page.click("#settings summary")
         if max_tokens is not None:
             self.page.fill("#max-tokens", str(max_tokens))
         if temperature is not None:

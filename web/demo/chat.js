@@ -18,6 +18,7 @@ let site = null;
 let engine = null;
 let loadedKey = null;
 let history = []; // the conversation, without the system prompt
+let conversation = 0; // bumped by "New chat", so a reply still streaming then stays out of the new one
 let busy = false;
 
 function setState(state) {
@@ -136,6 +137,7 @@ async function send(text) {
   try {
     if (!(await load())) return;
     const { temperature, max_tokens, system } = settings();
+    const current = conversation;
     history.push({ role: "user", content: text });
     addMessage($("messages"), "user", text);
     const reply = addMessage($("messages"), "assistant");
@@ -144,11 +146,11 @@ async function send(text) {
     try {
       const stream = await engine.chat.completions.create({ messages, stream: true, temperature, max_tokens });
       const { text: answer } = await renderStream(stream, reply);
-      history.push({ role: "assistant", content: answer });
+      if (current === conversation) history.push({ role: "assistant", content: answer });
     } catch (err) {
       reply.stats.textContent = `${err.name}: ${err.message}`;
       reply.stats.classList.add("problem");
-      history.pop(); // the question goes unanswered; it is not part of the next prompt
+      if (current === conversation) history.pop(); // unanswered: not part of the next prompt
     }
     setState("ready");
   } finally {
@@ -157,6 +159,7 @@ async function send(text) {
 }
 
 async function newChat() {
+  conversation += 1;
   if (engine && busy) await engine.interrupt();
   history = [];
   $("messages").replaceChildren();
