@@ -116,7 +116,7 @@ def test_page_served_by_webrt_serve_answers_paris(demo_site, demo_url, device, m
         assert page.locator(".message").count() == 0
         chat.settings(max_tokens=max_tokens)
         again = chat.ask(QUESTION)
-        assert again.text == reply.text
+        assert "Paris" in again.text, again
 
 
 def test_site_works_from_a_sub_path_of_a_plain_static_host(demo_site, tmp_path):

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from .errors import WebrtError
 
-LOAD_TIMEOUT_MS = 300_000
+LOAD_TIMEOUT_MS = 600_000  # SwiftShader WebGPU on a busy machine takes minutes for one reply
 # Records every text the newest reply shows while it streams, so a caller can tell a streamed reply
 # from one that appeared at once.
 WATCH_REPLY_JS = """

@@ -177,7 +177,9 @@ def build_site(artifacts: list[Path], out: Path, tuning_db: Path | None = None) 
                 "quantization": manifest["model"].get("quantization", "f32"),
                 "context_window": manifest["model"]["config"].get("context_window"),
                 "wasm": manifest.get("wasm") is not None,
-                "download_bytes": sum(len(d) for n, d in copied.items() if not n.endswith(".wgsl")),
+                # what a visit downloads on wasm: the weights, the tokenizer files and one wasm build
+                "download_bytes": sum(f["bytes"] for f in [*manifest["weights"]["shards"], *manifest.get("files", [])])
+                + (manifest["wasm"]["bytes"] if manifest.get("wasm") else 0),
             })
 
         tuning = None
