@@ -180,10 +180,8 @@ def build_site_cmd(artifacts: tuple[Path, ...], out: Path, tuning_db: Path | Non
 
 
 def serve_until_interrupted(server) -> None:
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        console.print("stopped")
+    server.serve_forever()  # werkzeug's server returns (and closes) on Ctrl-C
+    console.print("stopped")
 
 
 @cli.command("serve")
