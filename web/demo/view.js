@@ -71,7 +71,8 @@ export async function renderStream(stream, message) {
 
 /** "download · 41.9 / 98.2 MB · 43% · 120.5 MB/s" (and how much came from the cache). */
 export function formatProgress({ stage, loaded = 0, total = 0, cached = 0 }, bytesPerSecond) {
-  if (stage !== "download") return total ? `${stage} · ${loaded} / ${total}` : stage;
+  if (stage === "pipelines") return `pipelines · preparing ${total === 1 ? "the wasm module" : `${total} GPU kernels`}`;
+  if (stage !== "download") return stage; // tuning, ready, and any stage a backend adds
   const parts = [stage, `${formatBytes(loaded)} / ${formatBytes(total)}`, `${total ? Math.floor((100 * loaded) / total) : 100}%`];
   if (bytesPerSecond) parts.push(`${formatBytes(bytesPerSecond)}/s`);
   if (cached) parts.push(`${formatBytes(cached)} from the cache`);
