@@ -1,8 +1,8 @@
-"""Chat benchmark for the default model on WebGPU (SwiftShader here) and on wasm (one thread): load
-time split into download and pipeline creation (wasm: module instantiation), prefill tokens/s for
-32- and 128-token prompts, time to first token, and decode tokens/s.
+"""Chat benchmark for the default model on WebGPU (SwiftShader here) and on wasm with 1 and 2
+threads: load time split into download and pipeline creation (wasm: module instantiation and the
+thread pool), prefill tokens/s for 32- and 128-token prompts, time to first token, decode tokens/s.
 
-    python bench/chat.py            # writes bench/chat.json and bench/chat.md
+    python bench/chat.py [--backends webgpu,wasm-1,wasm-2]   # writes bench/chat.json and chat.md
 
 Not a timed test: the load average is recorded with the numbers.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+
+import click
 import sys
 import tempfile
 import time
@@ -25,10 +27,10 @@ from webrt.build_artifact import compile_model  # noqa: E402
 DECODE_TOKENS = 16
 
 BENCH_JS = """
-async ([url, lengths, decodeTokens, device]) => {
+async ([url, lengths, decodeTokens, device, threads]) => {
   const stages = {};
   let last = performance.now();
-  const model = await window.webrt.loadModel(url, { device, onProgress: ({ stage }) => {
+  const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined, onProgress: ({ stage }) => {
     const now = performance.now();
     if (!(stage in stages)) stages[stage] = now - last;
     last = now;
@@ -48,30 +50,37 @@ async ([url, lengths, decodeTokens, device]) => {
     rows.push({ prompt_tokens: n, ttft_ms: ttft, prefill_tokens_per_s: n / (ttft / 1000),
                 decode_tokens_per_s: 1000 / decodeMs });
   }
-  const info = { device: model.device, adapter: model.adapter, timings: model.timings, stages };
+  const info = { device: model.device, adapter: model.adapter, timings: model.timings, stages,
+                 threads: model.threads, memory_bytes: model.gpuBytes };
   model.unload();
   return { rows, info };
 }
 """
 
 
-def main() -> None:
+@click.command()
+@click.option("--backends", default="webgpu,wasm-1,wasm-2", show_default=True,
+              help="webgpu, or wasm-N for the wasm kernels on N threads")
+def main(backends: str) -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as work:
         t0 = time.perf_counter()
         artifact = compile_model(None, Path(work) / "smollm2", "q4f32", 1024)
         compile_s = time.perf_counter() - t0
         results = {}
-        for device in ("webgpu", "wasm"):
+        for backend in backends.split(","):
+            device, _, threads = backend.partition("-")
             with shell_page(artifact) as (page, url):
-                results[device] = page.evaluate(BENCH_JS, [url, [32, 128], DECODE_TOKENS, device])
+                results[backend] = page.evaluate(BENCH_JS, [url, [32, 128], DECODE_TOKENS, device,
+                                                            int(threads) if threads else None])
     report = {
-        "command": "python bench/chat.py", "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": f"python bench/chat.py --backends {backends}", "date": time.strftime("%Y-%m-%d %H:%M"),
         "model": "SmolLM2-135M-Instruct Q4_1 GGUF -> q4f32, context 1024, portable WebGPU schedules, "
-                 "unscheduled wasm kernels (SIMD128 target, one thread)",
+                 "wasm kernels with the CPU schedules (SIMD128; the threads build for 2 threads)",
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "compile_s": round(compile_s, 1),
         "devices": {device: {
-            "adapter": r["info"]["adapter"],
+            "adapter": r["info"]["adapter"], "threads": r["info"]["threads"],
+            "memory_mb": round(r["info"]["memory_bytes"] / 1e6, 1),
             "load": {"download_and_upload_ms": round(r["info"]["timings"]["load_ms"]),
                      "pipelines_ms": round(r["info"]["timings"]["pipelines_ms"])},
             "runs": [{k: round(v, 2) for k, v in row.items()} for row in r["rows"]],
@@ -83,11 +92,12 @@ def main() -> None:
              "(no GPU on this machine).",
              f"Load average before: {load_before[0]:.2f}, after: {report['loadavg_after'][0]:.2f}. "
              f"Compile (both backends): {report['compile_s']} s.", "",
-             "| device | download+upload ms | pipelines / instantiate ms | prompt tokens | time to first token ms "
-             "| prefill tok/s | decode tok/s |", "|---|---|---|---|---|---|---|"]
+             "| backend | download+upload ms | pipelines / instantiate ms | memory MB | prompt tokens "
+             "| time to first token ms | prefill tok/s | decode tok/s |", "|---|---|---|---|---|---|---|---|"]
     for device, d in report["devices"].items():
         for row in d["runs"]:
             lines.append(f"| {device} | {d['load']['download_and_upload_ms']} | {d['load']['pipelines_ms']} | "
+                         f"{d['memory_mb']} | "
                          f"{row['prompt_tokens']} | {row['ttft_ms']:.0f} | {row['prefill_tokens_per_s']:.2f} | "
                          f"{row['decode_tokens_per_s']:.2f} |")
     (ROOT / "bench" / "chat.md").write_text("\n".join(lines) + "\n")

@@ -22,10 +22,14 @@ def _dequant_at(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: in
     """W[row, g*32 + j*W + l] in the interleaved layout (webrt/quantize.py)."""
     words = words_per_group(bits)
     word = qweight[row, g * words + l]
-    code = (word >> tirx.Cast("uint32", j * bits)) & tirx.const((1 << bits) - 1, "uint32")
-    value = tirx.Cast("float32", code)
-    if bits == 8:  # signed bytes
-        value = tirx.Select(code >= tirx.const(128, "uint32"), value - tirx.const(256.0, "float32"), value)
+    if bits == 8:
+        # signed bytes: move byte j to the top, then an arithmetic shift sign-extends it (two
+        # operations, where mask + compare + select took four)
+        top = tirx.reinterpret("int32", word << tirx.Cast("uint32", (3 - j) * 8))
+        value = tirx.Cast("float32", top >> tirx.const(24, "int32"))
+    else:
+        code = (word >> tirx.Cast("uint32", j * bits)) & tirx.const((1 << bits) - 1, "uint32")
+        value = tirx.Cast("float32", code)
     return value * scales[row, g] + mins[row, g]
 
 
