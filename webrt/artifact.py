@@ -114,7 +114,7 @@ WASM_BUILDS = ("threads", "scalar")  # builds besides the default SIMD one, keys
 
 
 def wasm_builds(manifest: dict) -> list[dict]:
-    """Every wasm build record ({file, bytes, sha256, features, threads}) the manifest lists."""
+    """Every wasm build record ({file, bytes, sha256, features}) the manifest lists."""
     wasm = manifest.get("wasm")
     if not wasm:
         return []
@@ -141,8 +141,7 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
             for name, (build, code) in compiled.wasm.items():
                 file = "kernels/kernels.wasm" if name == "simd" else f"kernels/kernels-{name}.wasm"
                 (staging / file).write_bytes(code)
-                builds[name] = {"file": file, "bytes": len(code), "sha256": sha256(code),
-                                "features": build.features, "threads": build.threads}
+                builds[name] = {"file": file, "bytes": len(code), "sha256": sha256(code), "features": build.features}
             wasm = {**builds.pop("simd"), **builds}
         files = []
         for path in extra_files:
