@@ -1,14 +1,17 @@
 """The default model (SmolLM2-135M-Instruct, Q4_1 GGUF compiled as q4f32 with its blocks kept)
 against transformers loading the same GGUF (which dequantizes to float32): greedy tokens of three
-chat prompts. A divergence must sit on a near-tie of the reference's top two logits."""
+chat prompts, on WebGPU and on wasm with 1 and 2 threads. A divergence must sit on a near-tie of the
+reference's top two logits."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import transformers
 
 from tests.models import default_gguf
+from tests.test_parity import BACKEND_IDS, BACKENDS
 from webrt.browser import shell_page
 
 PROMPTS = ["What is the capital of France?", "Name three colors.", "Write one sentence about the sea."]
@@ -16,8 +19,8 @@ NEW_TOKENS = 16
 NEAR_TIE = 0.01  # top-2 logit margin under which float rounding may pick either token
 
 GREEDY_JS = """
-async ([url, prompts, n]) => {
-  const model = await window.webrt.loadModel(url);
+async ([url, prompts, n, device, threads]) => {
+  const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined });
   const gen = new window.webrt.Generator(model);
   const out = [];
   for (const prompt of prompts) {
@@ -34,7 +37,9 @@ async ([url, prompts, n]) => {
 """
 
 
-def test_greedy_tokens_match_transformers_on_the_gguf(default_artifact):
+@pytest.fixture(scope="module")
+def reference():
+    """transformers on the same GGUF: (tokenizer, model, chat prompt ids, greedy continuations)."""
     path = default_gguf()
     tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
@@ -42,12 +47,18 @@ def test_greedy_tokens_match_transformers_on_the_gguf(default_artifact):
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
                                              tokenize=True, return_dict=False) for p in PROMPTS]
     prompts = [list(p["input_ids"]) if isinstance(p, dict) else list(p) for p in prompts]
+    with torch.no_grad():
+        refs = [model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=NEW_TOKENS,
+                               pad_token_id=tokenizer.eos_token_id)[0, len(prompt):].tolist() for prompt in prompts]
+    return tokenizer, model, prompts, refs
+
+
+@pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
+def test_greedy_tokens_match_transformers_on_the_gguf(default_artifact, reference, device, threads):
+    tokenizer, model, prompts, refs = reference
     with shell_page(default_artifact) as (page, url):
-        ours = page.evaluate(GREEDY_JS, [url, prompts, NEW_TOKENS])
-    for text, prompt, tokens in zip(PROMPTS, prompts, ours):
-        with torch.no_grad():
-            ref = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=NEW_TOKENS,
-                                 pad_token_id=tokenizer.eos_token_id)[0, len(prompt):].tolist()
+        ours = page.evaluate(GREEDY_JS, [url, prompts, NEW_TOKENS, device, threads])
+    for text, prompt, tokens, ref in zip(PROMPTS, prompts, ours, refs):
         n = min(len(ref), len(tokens))
         first_diff = next((i for i in range(n) if ref[i] != tokens[i]), None)
         if first_diff is None:
