@@ -163,6 +163,8 @@ export class Engine {
           total_ms: tEnd - t0,
           token_ids: tokenIds,
           gpu_bytes: this.model.gpuBytes,
+          device: this.model.device,
+          threads: this.model.threads,  // wasm: threads in use; threads_reason in engine.info says why
         },
       };
       yield chunk(null, finishReason, usage);
