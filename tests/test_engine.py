@@ -167,10 +167,10 @@ def test_fifty_chat_turns_do_not_grow_gpu_memory(tiny_chat_artifact):
 
 
 WORKER_JS = """
-async ([url]) => {
+async ([url, options]) => {
   const worker = new Worker("./worker.js", { type: "module" });
   const stages = new Set();
-  const engine = await window.webrt.createWorkerEngine(worker, url, { onProgress: (p) => stages.add(p.stage) });
+  const engine = await window.webrt.createWorkerEngine(worker, url, { ...options, onProgress: (p) => stages.add(p.stage) });
   const first = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
   const chunks = [];
   for await (const chunk of await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0, stream: true })) chunks.push(chunk);
@@ -202,14 +202,18 @@ def test_auto_device_reports_its_choice(tiny_chat_artifact):
     assert info["error"] == 'InputError: device must be one of webgpu, wasm, auto, got "cuda"'
 
 
-def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact):
+# on wasm, the engine's Worker starts the thread pool's Workers itself (nested workers)
+@pytest.mark.parametrize("options", [{}, {"device": "wasm", "threads": 2}], ids=["webgpu", "wasm-2threads"])
+def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact, options):
     with shell_page(tiny_chat_artifact) as (page, url):
-        out = page.evaluate(WORKER_JS, [url])
+        out = page.evaluate(WORKER_JS, [url, options])
     streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in out["chunks"])
     assert streamed == out["first"]["choices"][0]["message"]["content"]
     assert out["error"].startswith("InputError: messages must be")
     assert {"download", "pipelines"} <= set(out["stages"])
-    assert out["info"]["device"] == "webgpu"
+    assert out["info"]["device"] == options.get("device", "webgpu")
+    if options.get("threads"):
+        assert out["info"]["threads"] == options["threads"], out["info"]["threads_reason"]
 
 
 @pytest.mark.parametrize("device, threads", [("webgpu", None), ("wasm", 1), ("wasm", 2)],
