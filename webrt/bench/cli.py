@@ -76,7 +76,7 @@ def _browser_version() -> str:
 @click.option("--models", default="llama-h256-l4,llama-h768-l12,smollm2-q4f32", show_default=True,
               help="Models: llama-h256-l4, llama-h768-l12 (random LLaMA, f32, vocab 2048), smollm2-q4f32 "
                    "(the default model; webrt only), llama-h64-l2 (tiny, for tests).")
-@click.option("--decode-tokens", type=click.IntRange(min=2), default=16, show_default=True,
+@click.option("--decode-tokens", type=click.IntRange(min=2), default=32, show_default=True,
               help="Greedy tokens per prompt (the first comes from the prefill).")
 @click.option("--budget-s", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds each engine run may spend on a warm-up and its prompts: a prompt predicted to overrun "

@@ -25,7 +25,7 @@ class BenchOptions:
     threads: list[int] = field(default_factory=lambda: [1])
     peers: bool = False
     prompt_lens: list[int] = field(default_factory=lambda: [16, 64, 256])
-    decode_tokens: int = 16
+    decode_tokens: int = 32
     budget_s: float = 60.0  # per engine run: warm-up and prompts (see web/bench.js)
     profile_tokens: int = 4
     roofs: bool = True

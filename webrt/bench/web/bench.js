@@ -47,7 +47,8 @@ export async function runEngine(config) {
     }
     let profile = null;
     if (config.profileTokens && engine.profile) {
-      profile = await engine.profile(config.prompts[0], config.profileTokens);
+      // each kernel timed alone is slow on a software GPU: past the budget, only decode's kernels
+      profile = await engine.profile(config.prompts[0], config.profileTokens, now() < deadline);
     }
     const memory = meter.report();
     if (engine.memoryBytes && engine.info.device === "wasm") {

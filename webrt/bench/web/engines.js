@@ -68,8 +68,11 @@ async function webrtEngine({ artifactUrl, device, threads }) {
       }
       return { tokens, ttft_ms: ttft, decode_ms: now() - t1 };
     },
-    /** Milliseconds per kernel function: the prompt's prefill (in the Generator's chunks) and n decode steps. */
-    async profile(prompt, n) {
+    /**
+     * Milliseconds per kernel function: the prompt's prefill (in the Generator's chunks) and n decode
+     * steps. withPrefill false skips timing the prefill's kernels (it still runs, to fill the cache).
+     */
+    async profile(prompt, n, withPrefill = true) {
       const sampler = new webrt.Sampler({ temperature: 0 }, prompt);
       const prefill = {};
       const decode = {};
@@ -83,10 +86,10 @@ async function webrtEngine({ artifactUrl, device, threads }) {
         return out.data[0];
       };
       const t0 = now();
-      for (let at = 0; at < prompt.length; at += chunk) token = await step("prefill", prompt.slice(at, at + chunk), prefill);
+      for (let at = 0; at < prompt.length; at += chunk) token = await step("prefill", prompt.slice(at, at + chunk), withPrefill ? prefill : undefined);
       const t1 = now();
       for (let i = 0; i < n; i++) token = await step("decode", [token], decode);
-      return { prefill_tokens: prompt.length, decode_tokens: n, prefill_ms: prefill, decode_ms: decode,
+      return { prefill_tokens: prompt.length, decode_tokens: n, prefill_ms: withPrefill ? prefill : null, decode_ms: decode,
                prefill_wall_ms: t1 - t0, decode_wall_ms: now() - t1 };
     },
     memoryBytes,
