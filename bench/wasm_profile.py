@@ -1,6 +1,6 @@
 """Per-function time of the wasm kernels for one prefill and a few decode steps of an artifact.
 
-    python bench/wasm_profile.py ARTIFACT [--prompt 32] [--steps 16] [--threads N]
+    python bench/wasm_profile.py ARTIFACT [--prompt 32] [--steps 16] [--threads N] [--build simd|threads|scalar]
 
 Prints a table of milliseconds per decode step (and per prefill) by function, slowest first."""
 
@@ -45,15 +45,16 @@ async ([url, prompt, steps, options]) => {
 @click.option("--prompt", default=32)
 @click.option("--steps", default=16)
 @click.option("--threads", default=1)
-def main(artifact: Path, prompt: int, steps: int, threads: int) -> None:
+@click.option("--build", default=None, help="force a wasm build (default: chosen by threads)")
+def main(artifact: Path, prompt: int, steps: int, threads: int, build: str | None) -> None:
+    options = {"threads": threads, **({"wasmBuild": build} if build else {})}
     with shell_page(artifact) as (page, url):
-        r = page.evaluate(_PROFILE_JS, [url, prompt, steps, {"threads": threads}])
+        r = page.evaluate(_PROFILE_JS, [url, prompt, steps, options])
     print(f"prefill {prompt} tokens: {r['prefillMs']:.0f} ms; decode {steps} steps: "
           f"{r['decodeMs'] / steps:.1f} ms/step ({1000 * steps / r['decodeMs']:.2f} tok/s), threads {r['threads']}")
     print(f"{'function':60s} {'decode ms/step':>14s} {'prefill ms':>11s}")
     for name in sorted(r["decode"], key=lambda n: -r["decode"][n])[:25]:
         print(f"{name:60s} {r['decode'][name] / steps:14.2f} {r['prefill'].get(name, 0):11.1f}")
-    json.dump(r, sys.stderr) if False else None
 
 
 if __name__ == "__main__":

@@ -76,8 +76,10 @@ def _quantized_job(x: np.ndarray, q: Quantized) -> dict:
     return {"x": _input(x), "qweight": _input(q.packed()), "scales": _input(q.scales), "mins": _input(q.mins)}
 
 
-@pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
-def test_kernels_match_numpy(kernel_artifact, device, threads):
+# the scalar build (for browsers without wasm SIMD) is forced here: this Chromium has SIMD
+@pytest.mark.parametrize("device, threads, build", [(*b, None) for b in BACKENDS] + [("wasm", 1, "scalar")],
+                         ids=[*BACKEND_IDS, "wasm-scalar"])
+def test_kernels_match_numpy(kernel_artifact, device, threads, build):
     rng = np.random.default_rng(0)
     jobs, expected = [], []
     for n in (1, 5, 77):
@@ -103,7 +105,7 @@ def test_kernels_match_numpy(kernel_artifact, device, threads):
         e = np.exp(s - s.max(-1, keepdims=True))
         expected.append(e / e.sum(-1, keepdims=True))
 
-    outputs = run_entries(kernel_artifact, jobs, device, threads)
+    outputs = run_entries(kernel_artifact, jobs, device, threads, build)
     for (entry, _), out, ref in zip(jobs, outputs, expected):
         got = np.array(out["data"], dtype=np.float32).reshape(out["shape"])
         assert got.shape == ref.shape, entry

@@ -20,8 +20,9 @@ const DEVICES = ["webgpu", "wasm", "auto"];
  * faster (bench/chat.md). The model reports the choice and its reason (model.device, model.deviceReason).
  * threads (wasm): how many threads run the kernels; default one per core where the page is
  * crossOriginIsolated, else 1 (model.threads, model.threadsReason say what was used and why).
+ * wasmBuild ("simd", "threads", "scalar") forces one of the three wasm builds, for diagnostics.
  */
-export async function loadModel(url, { device = "webgpu", threads, onProgress = () => {} } = {}) {
+export async function loadModel(url, { device = "webgpu", threads, wasmBuild, onProgress = () => {} } = {}) {
   if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new InputError(`threads must be an integer >= 1, got ${JSON.stringify(threads)}`);
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
   const t0 = now();
@@ -47,7 +48,7 @@ export async function loadModel(url, { device = "webgpu", threads, onProgress = 
   if (!gpu && !manifest.wasm) {
     throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
   }
-  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason) : loadWasm(base, manifest, onProgress, t0, reason, threads);
+  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason) : loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild);
 }
 
 async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
@@ -71,8 +72,8 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
   { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
 }
 
-async function loadWasm(base, manifest, onProgress, t0, reason, threads) {
-  const choice = chooseWasmBuild(manifest.wasm, threads);
+async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild) {
+  const choice = chooseWasmBuild(manifest.wasm, threads, wasmBuild);
   checkWasmFits(manifest);
   const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "wasm", choice.build);
   const t1 = now();

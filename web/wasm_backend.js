@@ -20,11 +20,13 @@ const MAX_PAGES = 65535; // as linked (webrt/compile/wasm.py MAX_MEMORY)
 /**
  * Which wasm build to run, and on how many threads. `threads` is the caller's wish (default: the
  * number of cores); the threads build needs shared memory, i.e. a crossOriginIsolated page.
+ * `force` names a build ("simd", "threads", "scalar") for diagnostics and tests.
  * Returns {build (a manifest record), threads, reason}.
  */
-export function chooseWasmBuild(wasm, threads) {
+export function chooseWasmBuild(wasm, threads, force) {
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
   const wanted = threads ?? cores;
+  if (force != null) return forcedBuild(wasm, force, wanted);
   if (!WebAssembly.validate(SIMD_PROBE)) {
     if (!wasm.scalar) throw new DeviceError("this browser has no WebAssembly SIMD and the artifact has no scalar build");
     return { build: wasm.scalar, threads: 1, reason: "no WebAssembly SIMD in this browser: scalar kernels, 1 thread" };
@@ -35,6 +37,15 @@ export function chooseWasmBuild(wasm, threads) {
     return { build: wasm, threads: 1, reason: "1 thread: the page is not crossOriginIsolated (serve it with COOP same-origin and COEP require-corp, e.g. webrt serve)" };
   }
   return { build: wasm.threads, threads: wanted, reason: `${wanted} threads ${threads == null ? "(one per core)" : "(requested)"}` };
+}
+
+function forcedBuild(wasm, force, wanted) {
+  const builds = { simd: wasm, threads: wasm.threads, scalar: wasm.scalar };
+  if (!(force in builds)) throw new DeviceError(`wasmBuild must be one of ${Object.keys(builds).join(", ")}, got ${JSON.stringify(force)}`);
+  if (!builds[force]) throw new DeviceError(`the artifact has no ${force} wasm build`);
+  if (force === "threads" && !globalThis.crossOriginIsolated) throw new DeviceError("the threads build needs a crossOriginIsolated page");
+  const threads = force === "threads" ? wanted : 1;
+  return { build: builds[force], threads, reason: `the ${force} build (forced), ${threads} thread${threads > 1 ? "s" : ""}` };
 }
 
 const WASM32_BYTES = 4 * 1024 ** 3;
@@ -53,11 +64,13 @@ export function checkWasmFits(manifest) {
 export class WasmKernels {
   /** bytes: the chosen build; threads > 1 only with the threads build (see chooseWasmBuild). */
   static async create(bytes, { threads = 1 } = {}) {
-    if (threads <= 1) {
-      const { instance } = await WebAssembly.instantiate(bytes, {});
+    const module = await WebAssembly.compile(bytes);
+    // the threads build imports its (shared) memory; the others bring their own
+    if (!WebAssembly.Module.imports(module).some((i) => i.kind === "memory")) {
+      if (threads > 1) throw new DeviceError("only the threads build of the kernels runs on several threads");
+      const instance = await WebAssembly.instantiate(module, {});
       return new WasmKernels(instance.exports, instance.exports.memory, []);
     }
-    const module = await WebAssembly.compile(bytes);
     const memory = new WebAssembly.Memory({ initial: 256, maximum: MAX_PAGES, shared: true });
     const instance = await WebAssembly.instantiate(module, { env: { memory } });
     const kernels = new WasmKernels(instance.exports, memory, []);

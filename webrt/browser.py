@@ -85,9 +85,9 @@ async ([url, device, tokenLists, threads]) => {
 """
 
 _ENTRIES_JS = """
-async ([url, device, jobs, threads]) => {
+async ([url, device, jobs, options]) => {
   try {
-    const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined });
+    const model = await window.webrt.loadModel(url, { device, ...options });
     const outputs = [];
     for (const [entry, inputs] of jobs) {
       const typed = {};
@@ -122,11 +122,12 @@ def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = 
 
 
 def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = "webgpu",
-                threads: int | None = None) -> list[dict]:
+                threads: int | None = None, wasm_build: str | None = None) -> list[dict]:
     """Run entries in one page load. A job is (entry, {name: {data: flat list, shape, dtype}});
     each result is {data: flat list, shape}."""
     with shell_page(artifact_dir) as (page, url):
-        return _checked(page.evaluate(_ENTRIES_JS, [url, device, jobs, threads]))["outputs"]
+        options = {k: v for k, v in {"threads": threads, "wasmBuild": wasm_build}.items() if v is not None}
+        return _checked(page.evaluate(_ENTRIES_JS, [url, device, jobs, options]))["outputs"]
 
 
 _CHAT_JS = """
