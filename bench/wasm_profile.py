@@ -6,8 +6,6 @@ Prints a table of milliseconds per decode step (and per prefill) by function, sl
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
