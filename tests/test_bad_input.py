@@ -139,6 +139,10 @@ def test_run_rejects_missing_artifact_and_bad_tokens(tmp_path, llama_artifact):
     assert_one_line_error(webrt("run", str(tmp_path / "nope"), "--tokens", "1,2"), "not a folder")
     assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,x"), "comma-separated")
     assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,999999"), "[0, 2048)")
+    assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,2", "--threads", "2"),
+                          "--threads 2", "--device wasm")
+    assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,2", "--device", "wasm", "--threads", "0"),
+                          "--threads")
 
 
 def test_run_refuses_other_format_version(tmp_path, llama_artifact):

@@ -85,6 +85,11 @@ def parse_tokens(text: str) -> list[int]:
     return tokens
 
 
+def check_threads(device: str, threads: int | None) -> None:
+    if threads is not None and device == "webgpu":
+        raise WebrtError(f"--threads {threads} sets wasm threads: use it with --device wasm or auto")
+
+
 @cli.command("run")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--tokens", required=True, help="Comma-separated token ids, e.g. 5,17,300.")
@@ -100,6 +105,7 @@ def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, as_js
 
     ids = parse_tokens(tokens)
     manifest = read_manifest(artifact)
+    check_threads(device, threads)
     vocab = manifest["model"]["config"]["vocab_size"]
     if any(t < 0 or t >= vocab for t in ids):
         raise WebrtError(f"--tokens holds ids outside the vocabulary: each must be in [0, {vocab})")
@@ -142,6 +148,7 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, t
     from .browser import run_chat
 
     read_manifest(artifact)
+    check_threads(device, threads)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     request = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                **({"seed": seed} if seed is not None else {})}
