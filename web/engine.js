@@ -17,10 +17,11 @@ import { ChatTokenizer } from "./tokenizer.js";
 
 /**
  * options: device ("webgpu"), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
- * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy).
+ * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy), tuning (false |
+ * "auto" | true | {budget_s}: schedule tuning, see loadModel).
  */
-export async function createEngine(url, { device = "webgpu", threads, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy } = {}) {
-  const model = await loadModel(url, { device, threads, onProgress });
+export async function createEngine(url, { device = "webgpu", threads, tuning, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy } = {}) {
+  const model = await loadModel(url, { device, threads, tuning, onProgress });
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
   return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error" });
 }
@@ -45,7 +46,7 @@ export class Engine {
   get info() {
     return { model: this.modelName, device: this.model.device, device_reason: this.model.deviceReason,
              threads: this.model.threads, threads_reason: this.model.threadsReason,
-             adapter: this.model.adapter, timings: this.model.timings };
+             adapter: this.model.adapter, timings: this.model.timings, tuning: this.model.tuning };
   }
 
   /** Stop the running generation after the current token; its finish_reason is "abort". */

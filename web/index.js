@@ -14,4 +14,5 @@ export { FORMAT_VERSION, useFileCache } from "./loader.js";
 export { loadModel, Model } from "./model.js";
 export { Sampler } from "./sampler.js";
 export { ChatTokenizer } from "./tokenizer.js";
+export { exportTuningDB, importTuningDB } from "./tuner.js";
 export { createWorkerEngine } from "./worker_engine.js";

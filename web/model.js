@@ -6,6 +6,7 @@ import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
 import { WasmExecutor } from "./wasm_executor.js";
+import { applyWinners, findRecord, storeRecord, tuneWebGPU, tuningOptions, webgpuDeviceKey } from "./tuner.js";
 import { checkWasmFits, chooseWasmBuild, WasmKernels } from "./wasm_backend.js";
 import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
 
@@ -21,8 +22,13 @@ const DEVICES = ["webgpu", "wasm", "auto"];
  * threads (wasm): how many threads run the kernels; default one per core where the page is
  * crossOriginIsolated, else 1 (model.threads, model.threadsReason say what was used and why).
  * wasmBuild ("simd", "threads", "scalar") forces one of the three wasm builds, for diagnostics.
+ * tuning (WebGPU): "auto" (default) uses winners stored for this device (IndexedDB, or the tuning DB
+ * the artifact ships) and times nothing; true or {budget_s (30), entries (["decode", "prefill:64"]),
+ * force} times the schedule candidates when nothing is stored (web/tuner.js); false uses the
+ * compile-time defaults. model.tuning says what was used.
  */
-export async function loadModel(url, { device = "webgpu", threads, wasmBuild, onProgress = () => {} } = {}) {
+export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", onProgress = () => {} } = {}) {
+  const tune = tuningOptions(tuning);
   if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new InputError(`threads must be an integer >= 1, got ${JSON.stringify(threads)}`);
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
   const t0 = now();
@@ -48,11 +54,15 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, on
   if (!gpu && !manifest.wasm) {
     throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
   }
-  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason) : loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild);
+  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) : loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild);
 }
 
-async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
-  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "webgpu");
+async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
+  const deviceKey = webgpuDeviceKey(gpu.adapter, gpu.device);
+  const stored = tune && !tune.force ? await findRecord(base, manifest, deviceKey) : null;
+  // only the kernels the chosen launches use are fetched and compiled
+  const active = applyWinners(manifest, stored?.winners);
+  const { kernels, weights } = await fetchArtifact(base, active, onProgress, "webgpu");
   const bound = {};
   for (const [name, w] of Object.entries(weights)) {
     bound[name] = { buffer: uploadBuffer(gpu.device, w.bytes, name), shape: w.shape, dtype: w.dtype };
@@ -63,13 +73,22 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason) {
   }
   const t1 = now();
   onProgress({ stage: "pipelines", loaded: 0, total: Object.keys(kernels).length });
-  const pipelines = await createPipelines(gpu.device, manifest.kernels, kernels);
+  const pipelines = await createPipelines(gpu.device, active.kernels, kernels);
   const t2 = now();
+  const executor = new PlanExecutor(gpu.device, active, pipelines, bound);
+  let tuning = { source: stored ? stored.source : "default", device_key: deviceKey, winners: stored?.winners ?? {},
+                 candidates_timed: 0, seconds: 0 };
+  if (tune?.time && !stored && manifest.tuning?.space) {
+    const report = await tuneWebGPU({ device: gpu.device, base, manifest, executor, pipelines }, tune, onProgress);
+    const record = { device: deviceKey, space: manifest.tuning.space, backend: "webgpu", winners: report.winners,
+                     functions: report.functions, seconds: report.seconds, created: new Date().toISOString() };
+    await storeRecord(record).catch(() => {}); // unremembered, but this load still uses the winners
+    tuning = { source: "tuned", device_key: deviceKey, ...report, record };
+  }
   onProgress({ stage: "ready" });
-  const executor = new PlanExecutor(gpu.device, manifest, pipelines, bound);
-  return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor,
+  return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor, tuning,
     memoryBytes: () => gpuBytes(gpu.device), release: () => gpu.device.destroy() },
-  { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
+  { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
 
 async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild) {
@@ -112,6 +131,7 @@ export class Model {
     this.backend = backend;
     this.threads = backend.threads ?? null;       // wasm only
     this.threadsReason = backend.threadsReason ?? null;
+    this.tuning = backend.tuning ?? null;         // {source, device_key, winners, candidates_timed, ...}
     this.timings = timings;
   }
 

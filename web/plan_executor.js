@@ -28,21 +28,7 @@ export class PlanExecutor {
    * (output indices; default all), null for the others, which stay on the device.
    */
   async run(entryName, inputs, { readback, profile } = {}) {
-    const plan = this.manifest.entries[entryName];
-    if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
-    const env = bindShapeVars(plan, inputs, this.bound);
-    const program = this.programs.get(entryName, plan, env);
-    for (const input of plan.inputs) {
-      if (input.name in this.bound || input.values) continue;
-      const data = inputs[input.name].data;
-      this.device.queue.writeBuffer(program.tensors[input.id].buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-    }
-    const dispatches = program.launches.map((launch) => {
-      const local = {};
-      for (const [name, expr] of launch.locals) local[name] = evaluate(expr, env);
-      return { launch, pods: launch.pods.map((p) => evaluate(p, local)), grid: launch.grid.map((g) => evaluate(g, local)) };
-    }).filter((d) => d.grid.every((n) => n > 0)); // e.g. no penalized tokens: nothing to launch
-    writePods(this.device, program.uniform, dispatches);
+    const { plan, env, program, dispatches } = this.dispatchesOf(entryName, inputs);
     if (profile) await this.profile(dispatches, profile);
     const wanted = readback ?? plan.outputs.map((_, i) => i);
     const outputs = plan.outputs.map((id) => {
@@ -57,6 +43,33 @@ export class PlanExecutor {
       if (j < 0) return null;
       return { data: new TYPED_ARRAY[out.tensor.dtype](bytes[j], 0, product(out.shape)), shape: out.shape, dtype: out.tensor.dtype };
     });
+  }
+
+  /**
+   * Write an entry's inputs and POD arguments; returns {plan, env, program, dispatches} (each
+   * dispatch: {launch, pods, grid, folded}) without submitting anything. The tuner (tuner.js)
+   * walks these dispatches step by step.
+   */
+  dispatchesOf(entryName, inputs) {
+    const plan = this.manifest.entries[entryName];
+    if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
+    const env = bindShapeVars(plan, inputs, this.bound);
+    const program = this.programs.get(entryName, plan, env);
+    for (const input of plan.inputs) {
+      if (input.name in this.bound || input.values) continue;
+      const data = inputs[input.name].data;
+      this.device.queue.writeBuffer(program.tensors[input.id].buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    }
+    const dispatches = evaluateLaunches(program.launches, env);
+    writePods(this.device, program.uniform, dispatches);
+    return { plan, env, program, dispatches };
+  }
+
+  /** Use other launch recipes (the tuner's winners) from now on; pipelines must hold their kernels. */
+  useManifest(manifest, pipelines) {
+    this.programs.clear();
+    this.manifest = manifest;
+    this.pipelines = pipelines;
   }
 
   /** Time each dispatch alone (one submission each); adds milliseconds per function to `into`. */
@@ -87,12 +100,12 @@ export class PlanExecutor {
       const buffer = known ? known.buffer : allocate(tensorBytes(evaluateShape(input.shape, capacity), input.dtype), input.name);
       tensors[input.id] = { buffer, offset: 0, shape: input.shape, dtype: input.dtype };
     }
-    for (const step of plan.steps) {
+    for (const [index, step] of plan.steps.entries()) {
       if (step.op === "storage") storages[step.id] = allocate(evaluate(step.bytes, capacity), step.id);
       else if (step.op === "tensor") tensors[step.id] = { buffer: storages[step.storage], offset: evaluate(step.offset, capacity), shape: step.shape, dtype: step.dtype };
       else if (step.op === "alloc") tensors[step.id] = { buffer: allocate(tensorBytes(evaluateShape(step.shape, capacity), step.dtype), step.id), offset: 0, shape: step.shape, dtype: step.dtype };
       else if (step.op === "view") tensors[step.id] = { ...tensors[step.source], shape: step.shape };
-      else if (step.op === "call") launches.push(...this.launchesOf(step, tensors, capacity, allocate));
+      else if (step.op === "call") launches.push(...this.launchesOf(step, tensors, capacity, allocate).map((l) => ({ ...l, step: index })));
       else throw new Error(`unknown plan step ${step.op}`);
     }
     const uniform = trackedBuffer(this.device, {
@@ -109,9 +122,11 @@ export class PlanExecutor {
     return { tensors, launches, uniform, buffers };
   }
 
-  /** A call step's launches; each function variable is kept as an expression over the entry's variables. */
-  launchesOf(step, tensors, capacity, allocate) {
-    const func = this.manifest.functions[step.func];
+  /**
+   * A call step's launches; each function variable is kept as an expression over the entry's
+   * variables. func: the launch recipe (default: the manifest's; the tuner passes a candidate's).
+   */
+  launchesOf(step, tensors, capacity, allocate, func = this.manifest.functions[step.func]) {
     const args = step.args.map((id) => tensors[id]);
     const tensorIndex = (param) => func.params.slice(0, param).filter((p) => !p.scalar).length;
     const scalarIndex = (param) => func.params.slice(0, param).filter((p) => p.scalar).length;
@@ -136,4 +151,13 @@ export class PlanExecutor {
   destroy() {
     this.programs.clear();
   }
+}
+
+/** Each launch's POD values and grid for the shape variables `env`; empty grids are dropped. */
+export function evaluateLaunches(launches, env) {
+  return launches.map((launch) => {
+    const local = {};
+    for (const [name, expr] of launch.locals) local[name] = evaluate(expr, env);
+    return { launch, pods: launch.pods.map((p) => evaluate(p, local)), grid: launch.grid.map((g) => evaluate(g, local)) };
+  }).filter((d) => d.grid.every((n) => n > 0)); // e.g. no penalized tokens: nothing to launch
 }

@@ -19,6 +19,7 @@ import tvm
 
 from . import __version__
 from .compile import CompiledModule
+from .compile.tuning import space_hash
 from .errors import WebrtError
 
 FORMAT = "webrt-artifact"
@@ -121,9 +122,27 @@ def wasm_builds(manifest: dict) -> list[dict]:
     return [wasm, *(wasm[name] for name in WASM_BUILDS if wasm.get(name))]
 
 
+TUNING_DB_FILE = "tuning.json"
+
+
+def _candidates(staging: Path, compiled: CompiledModule, kernels: dict) -> dict:
+    """Write the schedule candidates' kernels (marked `candidate`: loaded only when tuning or when
+    they won) and return the functions with their `candidates` lists."""
+    functions = {name: dict(recipe) for name, recipe in compiled.functions.items()}
+    for name, found in (compiled.candidates or {}).items():
+        for candidate in found:
+            for kname, kernel in candidate.kernels.items():
+                entry = kernel.to_json()
+                (staging / entry["file"]).write_text(kernel.wgsl)
+                kernels[kname] = {**entry, "sha256": sha256(kernel.wgsl.encode()), "candidate": True}
+        functions[name]["candidates"] = [c.to_json() for c in found]
+    return functions
+
+
 def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: dict[str, np.ndarray],
-                   extra_files: list[Path] = (), state: dict | None = None) -> Path:
-    """state: name -> (shape, dtype) of tensors the shell allocates zeroed and the plan updates."""
+                   extra_files: list[Path] = (), state: dict | None = None, tuning_db: Path | None = None) -> Path:
+    """state: name -> (shape, dtype) of tensors the shell allocates zeroed and the plan updates;
+    tuning_db: a tuning database (web/tuner.js) to ship as the artifact's `tuning.db`."""
     _check_destination(out)
     staging = _make_staging(out)
     try:
@@ -143,6 +162,7 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
                 (staging / file).write_bytes(code)
                 builds[name] = {"file": file, "bytes": len(code), "sha256": sha256(code), "features": build.features}
             wasm = {**builds.pop("simd"), **builds}
+        functions = _candidates(staging, compiled, kernels)
         files = []
         for path in extra_files:
             shutil.copyfile(path, staging / path.name)
@@ -156,13 +176,16 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
             "device": {"backend": "webgpu", "requires": device_requirements(compiled)},
             "wasm": wasm,
             "entries": compiled.entries,
-            "functions": compiled.functions,
+            "functions": functions,
             "kernels": kernels,
+            "tuning": {"space": space_hash(functions, kernels), "db": None},
             "weights": write_shards(staging, weights),
             "state": [{"name": name, "shape": list(shape), "dtype": dtype}
                       for name, (shape, dtype) in (state or {}).items()],
             "files": files,
         }
+        if tuning_db is not None:
+            _add_tuning_db(staging, manifest, read_tuning_db(tuning_db))
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
         os.chmod(staging, 0o755)
         if out.exists():
@@ -174,3 +197,38 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
                          "check free space and permissions") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+TUNING_FORMAT = "webrt-tuning"
+
+
+def read_tuning_db(path: Path) -> bytes:
+    """The bytes of a tuning database file (web/tuner.js exportTuningDB), refusing anything else."""
+    try:
+        data = path.read_bytes()
+        db = json.loads(data)
+    except FileNotFoundError:
+        raise WebrtError(f"--tuning-db {path} does not exist: give a file written by `webrt tune --db-out` "
+                         "or exported by the tuner") from None
+    except (OSError, ValueError) as err:
+        raise WebrtError(f"--tuning-db {path} cannot be read as JSON ({err})") from None
+    if not isinstance(db, dict) or db.get("format") != TUNING_FORMAT or not isinstance(db.get("records"), list):
+        raise WebrtError(f"--tuning-db {path} is not a webrt tuning database (format {TUNING_FORMAT!r})")
+    return data
+
+
+def _add_tuning_db(folder: Path, manifest: dict, data: bytes) -> None:
+    (folder / TUNING_DB_FILE).write_bytes(data)
+    manifest["files"] = [f for f in manifest.get("files", []) if f["file"] != TUNING_DB_FILE]
+    manifest["files"].append({"file": TUNING_DB_FILE, "bytes": len(data), "sha256": sha256(data)})
+    manifest.setdefault("tuning", {"space": None})["db"] = TUNING_DB_FILE
+
+
+def bake_tuning_db(folder: Path, data: bytes) -> None:
+    """Ship a tuning database inside an existing artifact (`webrt tune`): the file, its entry in
+    `files`, and `tuning.db`; the manifest is replaced in one rename."""
+    manifest = read_manifest(folder)
+    _add_tuning_db(folder, manifest, data)
+    staged = folder / "manifest.json.partial"
+    staged.write_text(json.dumps(manifest, indent=1))
+    staged.replace(folder / "manifest.json")

@@ -13,6 +13,7 @@ import tvm
 from .kernels import Kernel, extract_kernels
 from .plan import entry_plan
 from .relax_pipeline import fusion_passes, lowering_passes, run_passes
+from .tuning import Candidate, gpu_candidates
 from .wasm import BUILDS, build_wasm
 
 
@@ -26,12 +27,14 @@ class CompiledModule:
     functions: dict[str, dict]
     entries: dict[str, dict]
     wasm: dict | None = None    # build name -> the same functions as WebAssembly (see wasm.py)
+    candidates: dict[str, list[Candidate]] | None = None  # function -> WebGPU schedule candidates (tuning.py)
 
 
 def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedule: str = "portable",
-                   wasm: bool = True) -> CompiledModule:
+                   wasm: bool = True, candidates: bool = True) -> CompiledModule:
     """entry_params maps each entry function to the external names of its parameters, in order;
-    schedule names the WebGPU schedule set (see schedule.SCHEDULES); wasm adds the wasm build."""
+    schedule names the WebGPU schedule set (see schedule.SCHEDULES); wasm adds the wasm build;
+    candidates adds the schedule candidates the browser tuner times (tuning.py)."""
     target = webgpu_target()
     fused = run_passes(mod, target, fusion_passes())
     # the unscheduled TIR, kept before the GPU schedules rewrite the module's functions
@@ -42,7 +45,11 @@ def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedu
     used = sorted({step["func"] for plan in entries.values() for step in plan["steps"] if step["op"] == "call"})
     functions = {name: recipe for name, recipe in kernel_set.functions.items() if name in used}
     builds = {build.name: (build, build_wasm(unscheduled, used, build)) for build in BUILDS} if wasm else None
-    return CompiledModule(kernel_set.kernels, functions, entries, builds)
+    space = None
+    if candidates:
+        space = {name: found for name in used
+                 if (found := gpu_candidates(name, unscheduled[name], functions[name], target))}
+    return CompiledModule(kernel_set.kernels, functions, entries, builds, space)
 
 
 __all__ = ["CompiledModule", "compile_module", "webgpu_target"]

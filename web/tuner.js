@@ -1,0 +1,360 @@
+// The schedule tuner: picks, per function, the fastest of the compile stage's schedule candidates
+// (webrt/compile/tuning.py) on this device, and remembers the winners.
+//
+// A tuning record is valid for one device key (adapter info + limits) and one candidate space (the
+// manifest's tuning.space hash). Records live in IndexedDB; the artifact may also ship a tuning DB
+// (manifest tuning.db, written by `webrt tune` or `webrt compile --tuning-db`). With stored
+// winners, loading times nothing.
+//
+// Tuning runs in situ: an entry (decode, then prefill at a size bucket) is walked dispatch by
+// dispatch on the real weights and activations. At the first call of each function with
+// candidates, every candidate runs on that call's buffers: its output must match the default's
+// before it is timed; then rounds of interleaved timings, a median per candidate, and a win only
+// when it beats the default by more than the noise tolerance.
+
+import { DeviceError } from "./errors.js";
+import { fetchVerified } from "./loader.js";
+import { evaluateLaunches } from "./plan_executor.js";
+import { bucket, tensorBytes } from "./plan_inputs.js";
+import { evaluateShape } from "./shape_expr.js";
+import { bindGroupFor, createBuffer, createPipelines, trackedBuffer, writePods } from "./webgpu_backend.js";
+
+export const TUNING_FORMAT = "webrt-tuning";
+export const DEFAULT_BUDGET_S = 30;
+const NOISE = 0.03;             // a candidate must beat the default by more than 3%
+const TOLERANCE = 1e-3;         // max abs error relative to max(1, max |default output|)
+const ROUNDS = 5;               // timing rounds per function (fewer when the budget runs out)
+const MIN_ROUNDS = 2;           // medians from fewer samples are not trusted
+const PIPELINE_TIMEOUT_MS = 15_000;
+const MIN_MEASURE_MS = 4;       // repeat a dispatch within one submission until this long
+const now = () => performance.now();
+
+/** Normalize the engine option: false | "auto" | true | {budget_s, entries, force}. */
+export function tuningOptions(option = "auto") {
+  if (option === false || option === "off") return null;
+  if (option === "auto" || option === undefined || option === null) return { time: false };
+  const o = option === true || option === "on" ? {} : option;
+  if (typeof o !== "object") throw new DeviceError(`tuning must be false, "auto", true or {budget_s}, got ${JSON.stringify(option)}`);
+  const budget = o.budget_s ?? o.budgetS ?? DEFAULT_BUDGET_S;
+  if (!(budget >= 0)) throw new DeviceError(`tuning.budget_s must be a number >= 0, got ${JSON.stringify(budget)}`);
+  return { time: true, budgetMs: budget * 1000, entries: o.entries ?? ["decode", "prefill:64"], force: Boolean(o.force) };
+}
+
+/** The device half of the key: what makes schedules rank differently. */
+export function webgpuDeviceKey(adapter, device) {
+  const limits = ["maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxComputeWorkgroupStorageSize",
+    "maxStorageBufferBindingSize"].map((n) => `${n}=${device.limits[n]}`);
+  return ["webgpu", adapter.vendor, adapter.architecture, adapter.description, ...limits].join("|");
+}
+
+export function wasmDeviceKey(build, threads) {
+  return ["wasm", build, `threads=${threads}`, globalThis.navigator?.userAgent ?? ""].join("|");
+}
+
+// ---- storage: IndexedDB records, the artifact's baked DB, export / import --------------------
+
+const IDB_NAME = "webrt-tuning";
+const STORE = "records";
+
+function openIDB() {
+  if (!globalThis.indexedDB) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const req = indexedDB.open(IDB_NAME, 1);
+    req.onupgradeneeded = () => req.result.createObjectStore(STORE);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => resolve(null); // storage refused (private mode): tuning still works, unremembered
+  });
+}
+
+async function idb(mode, fn) {
+  const db = await openIDB();
+  if (!db) return null;
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(STORE, mode);
+    const req = fn(tx.objectStore(STORE));
+    tx.oncomplete = () => { db.close(); resolve(req?.result ?? null); };
+    tx.onerror = () => { db.close(); reject(new DeviceError(`IndexedDB: ${tx.error?.message}`)); };
+  });
+}
+
+const recordKey = (record) => `${record.device}|${record.space}`;
+
+export async function storeRecord(record) {
+  await idb("readwrite", (store) => store.put(record, recordKey(record)));
+}
+
+async function storedRecord(device, space) {
+  return idb("readonly", (store) => store.get(`${device}|${space}`));
+}
+
+/** Every record in this browser's tuning store, as a tuning DB (JSON-serializable). */
+export async function exportTuningDB() {
+  const records = (await idb("readonly", (store) => store.getAll())) ?? [];
+  return { format: TUNING_FORMAT, version: 1, records };
+}
+
+/** Add a tuning DB's records to this browser's store; returns how many. */
+export async function importTuningDB(db) {
+  if (db?.format !== TUNING_FORMAT || !Array.isArray(db.records)) throw new DeviceError(`not a webrt tuning DB (format ${db?.format})`);
+  for (const record of db.records) await storeRecord(record);
+  return db.records.length;
+}
+
+/** The winners for this device and artifact: IndexedDB first, then the artifact's own DB. */
+export async function findRecord(base, manifest, device) {
+  const space = manifest.tuning?.space;
+  if (!space) return null;
+  const stored = await storedRecord(device, space).catch(() => null);
+  if (stored) return { ...stored, source: "indexeddb" };
+  const file = manifest.tuning.db && manifest.files?.find((f) => f.file === manifest.tuning.db);
+  if (!file) return null;
+  const db = JSON.parse(new TextDecoder().decode(await fetchVerified(base, file.file, file)));
+  const record = db.records?.find((r) => r.device === device && r.space === space);
+  return record ? { ...record, source: "artifact" } : null;
+}
+
+// ---- applying winners --------------------------------------------------------------------------
+
+/** The manifest with each winning candidate's launches in place of its function's default, and
+ * only the kernels those launches use (candidates' kernels load only when they won). */
+export function applyWinners(manifest, winners = {}) {
+  const functions = {};
+  for (const [name, recipe] of Object.entries(manifest.functions)) {
+    const chosen = winners[name] && recipe.candidates?.find((c) => c.id === winners[name]);
+    functions[name] = chosen ? { ...recipe, scratch: chosen.scratch, launches: chosen.launches } : recipe;
+  }
+  const used = new Set(Object.values(functions).flatMap((f) => f.launches.map((l) => l.kernel)));
+  const kernels = Object.fromEntries(Object.entries(manifest.kernels).filter(([name]) => used.has(name)));
+  return { ...manifest, functions, kernels };
+}
+
+// ---- WebGPU tuning -----------------------------------------------------------------------------
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([promise, new Promise((_, reject) => { timer = setTimeout(() => reject(new DeviceError(`${what} timed out after ${ms} ms`)), ms); })])
+    .finally(() => clearTimeout(timer));
+}
+
+/** Submit dispatches (repeated `reps` times) in one pass and wait for the device; returns ms per rep. */
+async function runDispatches(device, dispatches, reps = 1) {
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  for (let r = 0; r < reps; r++) {
+    for (const d of dispatches) {
+      pass.setPipeline(d.launch.pipeline);
+      pass.setBindGroup(0, d.launch.bindGroup);
+      pass.dispatchWorkgroups(d.folded[0], d.folded[1], d.folded[2]);
+    }
+  }
+  pass.end();
+  const t0 = now();
+  device.queue.submit([encoder.finish()]);
+  await device.queue.onSubmittedWorkDone();
+  return (now() - t0) / reps;
+}
+
+async function readRegions(device, regions) {
+  const total = regions.reduce((s, r) => s + r.size, 0);
+  const staging = device.createBuffer({ size: total, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const encoder = device.createCommandEncoder();
+  let at = 0;
+  for (const r of regions) {
+    encoder.copyBufferToBuffer(r.buffer, r.offset, staging, at, r.size);
+    at += r.size;
+  }
+  device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const copy = new Float32Array(staging.getMappedRange().slice(0));
+  staging.unmap();
+  staging.destroy();
+  return copy;
+}
+
+function clearRegions(device, regions) {
+  const encoder = device.createCommandEncoder();
+  for (const r of regions) encoder.clearBuffer(r.buffer, r.offset, r.size);
+  device.queue.submit([encoder.finish()]);
+}
+
+function maxError(got, ref) {
+  let err = 0;
+  let scale = 1;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(got[i] - ref[i]);
+    err = Number.isNaN(d) ? Infinity : Math.max(err, d);
+    scale = Math.max(scale, Math.abs(ref[i]));
+  }
+  return err / scale;
+}
+
+/** Inputs that make an entry run at real shapes: decode at position 64 of the cache, prefill of n tokens. */
+function entryInputs(manifest, spec) {
+  const [entry, size] = spec.split(":");
+  const ctx = manifest.model.config.context_window;
+  const vocab = manifest.model.config.vocab_size;
+  const n = entry === "decode" ? 1 : Math.min(Number(size || 64), ctx);
+  const offset = entry === "decode" ? Math.min(64, ctx - 1) : 0;
+  const ids = Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
+  return { entry, inputs: {
+    input_ids: { data: Int32Array.from(ids), shape: [1, n] }, offset: { values: [offset] },
+    penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
+    sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] },
+  } };
+}
+
+/**
+ * Tune on WebGPU. ctx: {device, base, manifest (the full one), executor (PlanExecutor), pipelines
+ * (name -> compiled, shared with the executor; winners' pipelines are added)}. Returns
+ * {winners, functions: {name: {default_ms, best_ms, winner, timed, rejected}}, candidates_timed, seconds}.
+ */
+export async function tuneWebGPU(ctx, options, onProgress = () => {}) {
+  const { device, manifest, executor, pipelines } = ctx;
+  const t0 = now();
+  const deadline = t0 + options.budgetMs;
+  const report = { winners: {}, functions: {}, candidates_timed: 0, seconds: 0 };
+  const entries = manifest.entries;
+  for (const spec of options.entries) {
+    const { entry, inputs } = entryInputs(manifest, spec);
+    if (!entries[entry] || now() >= deadline) continue;
+    const { plan, env, program, dispatches } = executor.dispatchesOf(entry, inputs);
+    // the first call of each function with candidates, not tuned yet (prefill shares lm_head with decode)
+    const targets = [];
+    const seen = new Set(Object.keys(report.functions));
+    plan.steps.forEach((step, index) => {
+      if (step.op === "call" && manifest.functions[step.func].candidates?.length && !seen.has(step.func)) {
+        seen.add(step.func);
+        targets.push(index);
+      }
+    });
+    let done = 0; // dispatches already run
+    for (const [i, index] of targets.entries()) {
+      if (now() >= deadline) break;
+      const prefix = [];
+      while (done < dispatches.length && dispatches[done].launch.step < index) prefix.push(dispatches[done++]);
+      if (prefix.length) await runDispatches(device, prefix);
+      const own = [];
+      while (done < dispatches.length && dispatches[done].launch.step === index) own.push(dispatches[done++]);
+      const step = plan.steps[index];
+      // each remaining function gets an equal share of what is left of the budget
+      const share = (deadline - now()) / (targets.length - i);
+      onProgress({ stage: "tuning", loaded: Object.keys(report.functions).length, total: null, func: step.func, entry: spec });
+      report.functions[step.func] = await tuneStep(ctx, { step, env, program, own, until: now() + share }, report);
+      await runDispatches(device, own); // the default's output feeds the next steps
+    }
+  }
+  for (const [name, r] of Object.entries(report.functions)) if (r.winner) report.winners[name] = r.winner;
+  report.seconds = (now() - t0) / 1000;
+  const tuned = applyWinners(manifest, report.winners);
+  executor.useManifest(tuned, pipelines);
+  return report;
+}
+
+async function tuneStep(ctx, { step, env, program, own, until }, report) {
+  const { device, base, manifest, executor, pipelines } = ctx;
+  const func = manifest.functions[step.func];
+  const result = { default_ms: null, best_ms: null, winner: null, timed: 0, rejected: {} };
+  // the step's outputs: the parameters its kernels write
+  const written = new Set();
+  for (const launch of func.launches) {
+    const kernel = manifest.kernels[launch.kernel];
+    for (const b of launch.buffers) {
+      if (b.param !== undefined && kernel.storage_bindings.find((s) => s.binding === b.binding)?.access === "read_write") written.add(b.param);
+    }
+  }
+  const tensorOf = (param) => program.tensors[step.args[func.params.slice(0, param).filter((p) => !p.scalar).length]];
+  const regions = [...written].map((param) => {
+    const t = tensorOf(param);
+    return { buffer: t.buffer, offset: t.offset, size: Math.ceil(tensorBytes(evaluateShape(t.shape, env), t.dtype) / 4) * 4 };
+  });
+  if (regions.some((r) => r.size === 0)) return result;
+  const baseline = await runDispatches(device, own);
+  const reference = await readRegions(device, regions);
+  const reps = Math.max(1, Math.min(50, Math.ceil(MIN_MEASURE_MS / Math.max(baseline, 0.01))));
+
+  // candidates: fetch and compile their kernels in parallel, each with a timeout
+  const made = [];
+  const owned = [];
+  await Promise.all(func.candidates.map(async (c) => {
+    try {
+      const names = [...new Set(c.launches.map((l) => l.kernel))];
+      const missing = names.filter((n) => !pipelines[n]);
+      const sources = Object.fromEntries(await Promise.all(missing.map(async (n) =>
+        [n, new TextDecoder().decode(await fetchVerified(base, manifest.kernels[n].file, manifest.kernels[n]))])));
+      const compiled = await withTimeout(createPipelines(device, Object.fromEntries(missing.map((n) => [n, manifest.kernels[n]])), sources),
+        PIPELINE_TIMEOUT_MS, `pipeline creation of ${c.id}`);
+      Object.assign(pipelines, compiled);
+      made.push({ c, dispatches: candidateDispatches(device, executor, pipelines, step, program, env, c, owned) });
+    } catch (err) {
+      result.rejected[c.id] = err.message;
+    }
+  }));
+  // a candidate must compute what the default computes before its speed counts
+  const alive = [];
+  for (const m of made) {
+    clearRegions(device, regions);
+    await runDispatches(device, m.dispatches);
+    const err = maxError(await readRegions(device, regions), reference);
+    if (err <= TOLERANCE) alive.push({ ...m, times: [] });
+    else result.rejected[m.c.id] = `wrong output (max error ${err.toExponential(2)} relative)`;
+  }
+  const defaults = [];
+  for (let round = 0; round < ROUNDS && alive.length; round++) {
+    if (round >= MIN_ROUNDS && now() >= until) break;
+    defaults.push(await runDispatches(device, own, reps));
+    for (const a of alive) {
+      a.times.push(await runDispatches(device, a.dispatches, reps));
+      if (a.times.length === 1) report.candidates_timed += 1;
+    }
+    if (round === 0) {
+      // successive halving: far slower candidates are not worth more rounds
+      const best = Math.min(defaults[0], ...alive.map((a) => a.times[0]));
+      alive.splice(0, alive.length, ...alive.filter((a) => a.times[0] <= 1.5 * best));
+    }
+    if (now() >= until && round + 1 >= MIN_ROUNDS) break;
+  }
+  for (const buffer of owned) buffer.destroy();
+  result.timed = made.length;
+  if (!defaults.length) return result;
+  result.default_ms = median(defaults);
+  result.best_ms = result.default_ms;
+  for (const a of alive) {
+    if (a.times.length < MIN_ROUNDS) continue;
+    const m = median(a.times);
+    if (m < result.best_ms && m < result.default_ms * (1 - NOISE)) {
+      result.best_ms = m;
+      result.winner = a.c.id;
+    }
+  }
+  // the step's output goes back to the default's for the steps after it
+  return result;
+}
+
+/** A candidate's dispatches on the step's own buffers, with a uniform buffer of its own. */
+function candidateDispatches(device, executor, pipelines, step, program, env, candidate, owned) {
+  const allocate = (bytes, label) => {
+    const buffer = createBuffer(device, bytes, label);
+    owned.push(buffer);
+    return buffer;
+  };
+  const recipe = { ...executor.manifest.functions[step.func], scratch: candidate.scratch, launches: candidate.launches };
+  const launches = executor.launchesOf(step, program.tensors, bucket(env), allocate, recipe);
+  const uniform = trackedBuffer(device, { label: `${step.func}.${candidate.id}.pods`, size: Math.max(1, launches.length) * 256,
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+  owned.push(uniform);
+  launches.forEach((launch, i) => {
+    const compiled = pipelines[launch.kernel];
+    launch.slot = i;
+    launch.pipeline = compiled.pipeline;
+    launch.podFields = compiled.kernel.pod_binding === null ? [] : compiled.kernel.pod_fields;
+    launch.bindGroup = bindGroupFor(device, compiled, launch.buffers, uniform, i);
+  });
+  const dispatches = evaluateLaunches(launches, env);
+  writePods(device, uniform, dispatches);
+  return dispatches;
+}

@@ -1,0 +1,155 @@
+"""Schedule candidates for the browser tuner (web/tuner.js): a small space per hot function.
+
+The default schedule (schedule.py) is fixed at compile time, but the best one depends on the
+visitor's device: on SwiftShader barriers are what costs most, on a discrete GPU the shared-memory
+tiling wins. So each matmul-like function (a reduction whose innermost loop walks contiguous memory:
+x @ W^T, the q4/q8 matmul with fused dequantization, attention scores; the same test the wasm
+schedule uses) also gets a few alternative schedules, each compiled to its own WGSL kernels and
+launch recipe with the same parameters as the default. The browser times them on the real buffers
+and remembers the winner per device (docs/ARTIFACT.md, "Tuning").
+
+The space here is barrier-free register blocking: each thread keeps `rows` outputs in registers
+(cache_write "local") and reads each x element once for all of them; `threads` per workgroup; the
+innermost reduction loop optionally unrolled by 4. Candidates that fail to build or exceed the size
+limit are dropped and never shipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import tvm
+from tvm import tirx
+from tvm.s_tir import Schedule, ScheduleError
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import try_inline
+
+from .cpu_schedule import _walks_contiguously
+from .kernels import Kernel, extract_kernels
+
+# A candidate kernel above this size is not worth a pipeline: dlight's unrolled kernels of this
+# size took seconds to create on SwiftShader (schedule.py keeps a looser limit for defaults).
+MAX_CANDIDATE_WGSL_CHARS = 40_000
+
+# (rows per thread, threads per workgroup, unroll the innermost reduction by 4): 9 points chosen to
+# span the register-pressure / occupancy trade-off without a full grid (compile time and tuning
+# time both grow with the count).
+GPU_SPACE = (
+    (1, 64, False), (2, 64, False), (4, 64, False), (8, 64, False),
+    (4, 32, False), (4, 128, False), (2, 256, False),
+    (4, 64, True), (8, 32, True),
+)
+
+
+@dataclass
+class Candidate:
+    id: str                      # "c<k>", unique within its function
+    knobs: dict
+    recipe: dict                 # {params, vars, scratch, launches} as manifest functions
+    kernels: dict[str, Kernel]
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "knobs": self.knobs, "scratch": self.recipe["scratch"],
+                "launches": self.recipe["launches"]}
+
+
+def _spatial_reduce_loops(sch: Schedule, info):
+    loops = sch.get_loops(info.block_rv)
+    kinds = info.dom_kind()
+    if len(loops) != len(kinds) or "O" in kinds:
+        return None
+    return [l for l, k in zip(loops, kinds) if k == "S"], [l for l, k in zip(loops, kinds) if k == "R"]
+
+
+def register_blocked(func: tirx.PrimFunc, rows: int, threads: int, unroll: bool) -> tirx.PrimFunc | None:
+    """The barrier-free register-blocked schedule of a matmul-like function, or None when the
+    function is not one (one reduction, contiguous innermost reduction loop, injective epilogues)."""
+    sch = Schedule(tvm.IRModule({"main": func}))
+    infos = normalize_prim_func(sch)
+    if infos is None:
+        return None
+    infos = try_inline(sch, infos)
+    reductions = [i for i in infos if i.is_reduction()]
+    if len(reductions) != 1:
+        return None
+    main = reductions[0]
+    block = sch.get(main.block_rv)
+    reduce_vars = [iv for iv in block.iter_vars if iv.iter_type == tirx.IterVar.CommReduce]
+    if not reduce_vars or not _walks_contiguously(block, reduce_vars[-1].var):
+        return None
+    found = _spatial_reduce_loops(sch, main)
+    if found is None:
+        return None
+    s_loops, r_loops = found
+    if not s_loops:
+        return None
+    later = [i for i in infos if i is not main]
+    sch.reorder(*s_loops, *r_loops)
+    # the last spatial loop walks the outputs sharing one x row (weight rows, cache positions):
+    # those are blocked into registers; the others (batch, sequence, heads) go to blockIdx.y
+    outer = sch.fuse(*s_loops[:-1]) if len(s_loops) > 1 else sch.add_unit_loop(main.block_rv)
+    bx, tx, rr = sch.split(s_loops[-1], [None, threads, rows])
+    inner_r = r_loops[-1]
+    extent = sch.get(inner_r).extent
+    unroll_loop = None
+    if unroll:
+        if not (isinstance(extent, tirx.IntImm) and extent.value % 4 == 0 and extent.value > 4):
+            return None
+        inner_r, unroll_loop = sch.split(inner_r, [None, 4])
+        r_loops = [*r_loops[:-1], inner_r]
+    sch.reorder(outer, bx, tx, *r_loops, *([unroll_loop] if unroll_loop else []), rr)
+    sch.bind(outer, "blockIdx.y")
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    sch.unroll(rr)
+    if unroll_loop is not None:
+        sch.unroll(unroll_loop)
+    # the accumulators live in registers; the write-back (and any epilogue inlined into it: the
+    # residual add, SiLU * up) runs once per output after the reduction
+    write_back = sch.cache_write(main.block_rv, 0, "local")
+    sch.reverse_compute_at(write_back, tx)
+    for info in later:
+        try:
+            sch.reverse_compute_inline(info.block_rv)
+        except Exception:  # noqa: BLE001 - TVM raises ScheduleError or InternalError here
+            return None  # another kernel's worth of work: not this rule's shape
+    sch.decompose_reduction(main.block_rv, r_loops[0])
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def gpu_candidates(name: str, func: tirx.PrimFunc, default: dict, target: tvm.target.Target) -> list[Candidate]:
+    """The candidates of function `name` that build, fit, and take the default's parameters."""
+    out = []
+    for knobs in GPU_SPACE:
+        rows, threads, unroll = knobs
+        try:
+            scheduled = register_blocked(func, rows, threads, unroll)
+        except Exception:  # noqa: BLE001 - a schedule primitive refused: this point does not apply
+            scheduled = None
+        if scheduled is None:
+            if knobs == GPU_SPACE[0]:
+                return []  # not matmul-like: no candidate applies
+            continue
+        cid = f"c{len(out) + 1}"
+        symbol = f"{name}__{cid}"
+        try:
+            kernel_set = extract_kernels(tvm.IRModule({symbol: scheduled.with_attr("global_symbol", symbol)}), target)
+        except Exception:  # noqa: BLE001 - a schedule the TIR pipeline rejects is dropped
+            continue
+        recipe = kernel_set.functions[symbol]
+        if any(len(k.wgsl) > MAX_CANDIDATE_WGSL_CHARS for k in kernel_set.kernels.values()):
+            continue
+        if recipe["params"] != default["params"]:
+            continue  # the plan's call steps must run it unchanged
+        out.append(Candidate(cid, {"rows": rows, "threads": threads, "unroll": unroll}, recipe, kernel_set.kernels))
+    return out
+
+
+def space_hash(functions: dict, kernels: dict) -> str:
+    """What a tuning result is valid for: the functions' launch recipes (defaults and candidates)
+    and the kernels' code. Baking a tuning DB into the artifact does not change it."""
+    text = json.dumps({"functions": functions, "kernels": {k: v["sha256"] for k, v in kernels.items()}},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
