@@ -19,6 +19,7 @@ import pytest
 from tests.load_client import run_load, site_targets
 from tests.serving import build_site, webrt, webrt_serve
 from tests.test_bad_input import assert_one_line_error
+from webrt.artifact import bake_tuning_db
 
 HASHED = re.compile(r"\.[0-9a-f]{16}$")
 URL = re.compile(r"\b(?:https?:)?//[A-Za-z0-9.-]+\.[a-z]{2,}")
@@ -95,17 +96,15 @@ def test_build_site_is_reproducible_and_replaces_an_older_site(tiny_chat_artifac
     assert site_index(rebuilt)["app"] == site_index(site)["app"]
 
 
-def test_build_site_ships_a_tuning_db(tiny_chat_artifact, tmp_path):
-    db = tmp_path / "tuning.json"
-    db.write_text('{"records": []}')
-    result = webrt("build-site", str(tiny_chat_artifact), "-o", str(tmp_path / "site"), "--tuning-db", str(db))
-    assert result.returncode == 0, result.stderr
-    index = site_index(tmp_path / "site")
-    assert re.fullmatch(r"tuning\.[0-9a-f]{16}\.json", index["tuning_db"])
-    assert (tmp_path / "site" / index["tuning_db"]).read_bytes() == db.read_bytes()
-    assert index["tuning_db"] in index["integrity"]
-    assert_one_line_error(webrt("build-site", str(tiny_chat_artifact), "-o", str(tmp_path / "s2"), "--tuning-db",
-                                str(tmp_path / "nope.json")), "--tuning-db", "is not a file")
+def test_build_site_ships_the_artifacts_tuning_db(tiny_chat_artifact, tmp_path):
+    tuned = Path(shutil.copytree(tiny_chat_artifact, tmp_path / "tuned"))
+    db = json.dumps({"format": "webrt-tuning", "records": []}).encode()
+    bake_tuning_db(tuned, db)
+    site = build_site([tuned], tmp_path / "site")
+    model = site_index(site)["models"][0]
+    assert model["tuning_db"] == "tuning.json"
+    assert (site / model["path"] / "tuning.json").read_bytes() == db
+    assert f"{model['path']}tuning.json" in site_index(site)["integrity"]
 
 
 def test_build_site_rejects_bad_input(tiny_chat_artifact, tmp_path):

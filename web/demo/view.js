@@ -72,7 +72,8 @@ export async function renderStream(stream, message) {
 /** "download · 41.9 / 98.2 MB · 43% · 120.5 MB/s" (and how much came from the cache). */
 export function formatProgress({ stage, loaded = 0, total = 0, cached = 0 }, bytesPerSecond) {
   if (stage === "pipelines") return `pipelines · preparing ${total === 1 ? "the wasm module" : `${total} GPU kernels`}`;
-  if (stage !== "download") return stage; // tuning, ready, and any stage a backend adds
+  if (stage === "tuning") return `tuning · ${loaded} kernel schedules timed`;
+  if (stage !== "download") return stage; // ready, and any stage a backend adds
   const parts = [stage, `${formatBytes(loaded)} / ${formatBytes(total)}`, `${total ? Math.floor((100 * loaded) / total) : 100}%`];
   if (bytesPerSecond) parts.push(`${formatBytes(bytesPerSecond)}/s`);
   if (cached) parts.push(`${formatBytes(cached)} from the cache`);
@@ -91,7 +92,9 @@ export function formatBackend(info) {
     const threads = info.threads ?? 1;
     what = `WebAssembly (wasm), ${info.threads_reason ?? `${threads} thread${threads === 1 ? "" : "s"}`}`;
   }
-  return `${what}. Why: ${info.device_reason ?? "requested"}.`;
+  const schedules = { tuned: "tuned just now in this browser", indexeddb: "tuned earlier in this browser",
+    artifact: "from the model's tuning DB", default: "compile-time defaults" }[info.tuning?.source];
+  return `${what}. Why: ${info.device_reason ?? "requested"}.` + (schedules ? ` Kernel schedules: ${schedules}.` : "");
 }
 
 /** Replace an element's content with lines of text (a list of strings). */
