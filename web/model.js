@@ -6,7 +6,9 @@ import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
 import { WasmExecutor } from "./wasm_executor.js";
-import { applyWinners, findRecord, storeRecord, tuneWebGPU, tuningOptions, webgpuDeviceKey } from "./tuner.js";
+import {
+  applyWinners, findRecord, storeRecord, tuneWasm, tuneWebGPU, tuningOptions, wasmDeviceKey, webgpuDeviceKey,
+} from "./tuner.js";
 import { checkWasmFits, chooseWasmBuild, WasmKernels } from "./wasm_backend.js";
 import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
 
@@ -22,7 +24,7 @@ const DEVICES = ["webgpu", "wasm", "auto"];
  * threads (wasm): how many threads run the kernels; default one per core where the page is
  * crossOriginIsolated, else 1 (model.threads, model.threadsReason say what was used and why).
  * wasmBuild ("simd", "threads", "scalar") forces one of the three wasm builds, for diagnostics.
- * tuning (WebGPU): "auto" (default) uses winners stored for this device (IndexedDB, or the tuning DB
+ * tuning (WebGPU and wasm): "auto" (default) uses winners stored for this device (IndexedDB, or the tuning DB
  * the artifact ships) and times nothing; true or {budget_s (30), entries (["decode", "prefill:64"]),
  * force} times the schedule candidates when nothing is stored (web/tuner.js); false uses the
  * compile-time defaults. model.tuning says what was used.
@@ -54,7 +56,7 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   if (!gpu && !manifest.wasm) {
     throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
   }
-  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) : loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild);
+  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) : loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune);
 }
 
 async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
@@ -91,7 +93,7 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
 
-async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild) {
+async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune) {
   const choice = chooseWasmBuild(manifest.wasm, threads, wasmBuild);
   checkWasmFits(manifest);
   const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "wasm", choice.build);
@@ -112,12 +114,25 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
     bound[s.name] = { ptr, shape: s.shape, dtype: s.dtype };
   }
   const t2 = now();
-  onProgress({ stage: "ready" });
   const executor = new WasmExecutor(wasm, manifest, bound);
-  return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor,
+  // winners are exports of the same module: nothing more to fetch or compile
+  const deviceKey = wasmDeviceKey(choice.build.file, wasm.threads);
+  const stored = tune && !tune.force ? await findRecord(base, manifest, deviceKey) : null;
+  executor.useWinners(stored?.winners);
+  let tuning = { source: stored ? stored.source : "default", device_key: deviceKey, winners: stored?.winners ?? {},
+                 candidates_timed: 0, seconds: 0 };
+  if (tune?.time && !stored && manifest.tuning?.space) {
+    const report = await tuneWasm({ kernels: wasm, manifest, executor }, tune, onProgress);
+    const record = { device: deviceKey, space: manifest.tuning.space, backend: "wasm", winners: report.winners,
+                     functions: report.functions, seconds: report.seconds, created: new Date().toISOString() };
+    await storeRecord(record).catch(() => {});
+    tuning = { source: "tuned", device_key: deviceKey, ...report, record };
+  }
+  onProgress({ stage: "ready" });
+  return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor, tuning,
     threads: wasm.threads, threadsReason: choice.reason,
     memoryBytes: () => wasm.memoryBytes, release: () => wasm.destroy() },
-  { load_ms: t1 - t0, pipelines_ms: t2 - t1 });
+  { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
 
 export class Model {

@@ -12,7 +12,7 @@
 // before it is timed; then rounds of interleaved timings, a median per candidate, and a win only
 // when it beats the default by more than the noise tolerance.
 
-import { DeviceError } from "./errors.js";
+import { DeviceError, InputError } from "./errors.js";
 import { fetchVerified } from "./loader.js";
 import { evaluateLaunches } from "./plan_executor.js";
 import { bucket, tensorBytes } from "./plan_inputs.js";
@@ -34,9 +34,9 @@ export function tuningOptions(option = "auto") {
   if (option === false || option === "off") return null;
   if (option === "auto" || option === undefined || option === null) return { time: false };
   const o = option === true || option === "on" ? {} : option;
-  if (typeof o !== "object") throw new DeviceError(`tuning must be false, "auto", true or {budget_s}, got ${JSON.stringify(option)}`);
+  if (typeof o !== "object") throw new InputError(`tuning must be false, "auto", true or {budget_s}, got ${JSON.stringify(option)}`);
   const budget = o.budget_s ?? o.budgetS ?? DEFAULT_BUDGET_S;
-  if (!(budget >= 0)) throw new DeviceError(`tuning.budget_s must be a number >= 0, got ${JSON.stringify(budget)}`);
+  if (!(budget >= 0)) throw new InputError(`tuning.budget_s must be a number >= 0, got ${JSON.stringify(budget)}`);
   return { time: true, budgetMs: budget * 1000, entries: o.entries ?? ["decode", "prefill:64"], force: Boolean(o.force) };
 }
 
@@ -244,7 +244,7 @@ export async function tuneWebGPU(ctx, options, onProgress = () => {}) {
       // each remaining function gets an equal share of what is left of the budget
       const share = (deadline - now()) / (targets.length - i);
       onProgress({ stage: "tuning", loaded: Object.keys(report.functions).length, total: null, func: step.func, entry: spec });
-      report.functions[step.func] = await tuneStep(ctx, { step, env, program, own, until: now() + share }, report);
+      report.functions[step.func] = await tuneStep(ctx, { step, env, program, own, until: now() + share, deadline }, report);
       await runDispatches(device, own); // the default's output feeds the next steps
     }
   }
@@ -255,7 +255,7 @@ export async function tuneWebGPU(ctx, options, onProgress = () => {}) {
   return report;
 }
 
-async function tuneStep(ctx, { step, env, program, own, until }, report) {
+async function tuneStep(ctx, { step, env, program, own, until, deadline }, report) {
   const { device, base, manifest, executor, pipelines } = ctx;
   const func = manifest.functions[step.func];
   const result = { default_ms: null, best_ms: null, winner: null, timed: 0, rejected: {} };
@@ -280,7 +280,12 @@ async function tuneStep(ctx, { step, env, program, own, until }, report) {
   // candidates: fetch and compile their kernels in parallel, each with a timeout
   const made = [];
   const owned = [];
-  await Promise.all(func.candidates.map(async (c) => {
+  // rounds of every candidate must fit this function's share: keep the first ones (GPU_SPACE
+  // lists the likeliest first) when the step is slow
+  const affordable = Math.max(1, Math.floor((until - now()) / (baseline * (MIN_ROUNDS + 1))) - 1);
+  const tried = func.candidates.slice(0, affordable);
+  for (const c of func.candidates.slice(affordable)) result.rejected[c.id] = "not tried: out of tuning budget";
+  await Promise.all(tried.map(async (c) => {
     try {
       const names = [...new Set(c.launches.map((l) => l.kernel))];
       const missing = names.filter((n) => !pipelines[n]);
@@ -297,6 +302,11 @@ async function tuneStep(ctx, { step, env, program, own, until }, report) {
   // a candidate must compute what the default computes before its speed counts
   const alive = [];
   for (const m of made) {
+    // a check costs about one default run: none starts that would end past this function's share
+    if (now() + baseline >= Math.min(until, deadline)) {
+      result.rejected[m.c.id] = "not checked: out of tuning budget";
+      continue;
+    }
     clearRegions(device, regions);
     await runDispatches(device, m.dispatches);
     const err = maxError(await readRegions(device, regions), reference);
@@ -305,7 +315,8 @@ async function tuneStep(ctx, { step, env, program, own, until }, report) {
   }
   const defaults = [];
   for (let round = 0; round < ROUNDS && alive.length; round++) {
-    if (round >= MIN_ROUNDS && now() >= until) break;
+    // past this function's share, stop after the rounds a median needs; past the whole budget, at once
+    if ((round >= MIN_ROUNDS && now() >= until) || now() >= deadline) break;
     defaults.push(await runDispatches(device, own, reps));
     for (const a of alive) {
       a.times.push(await runDispatches(device, a.dispatches, reps));
@@ -357,4 +368,101 @@ function candidateDispatches(device, executor, pipelines, step, program, env, ca
   const dispatches = evaluateLaunches(launches, env);
   writePods(device, uniform, dispatches);
   return dispatches;
+}
+
+// ---- wasm tuning -------------------------------------------------------------------------------
+
+/** The byte regions (in wasm memory) of the parameters a function writes: its outputs. */
+function writtenParams(manifest, func) {
+  const written = new Set();
+  for (const launch of func.launches) {
+    const kernel = manifest.kernels[launch.kernel];
+    for (const b of launch.buffers) {
+      if (b.param !== undefined && kernel.storage_bindings.find((s) => s.binding === b.binding)?.access === "read_write") written.add(b.param);
+    }
+  }
+  return [...written];
+}
+
+/**
+ * Tune on the wasm kernels: candidates are extra exports `<function>__<id>` of the same module
+ * (manifest functions[f].wasm_candidates). ctx: {kernels (WasmKernels), manifest, executor
+ * (WasmExecutor)}. Returns the same report as tuneWebGPU.
+ */
+export async function tuneWasm(ctx, options, onProgress = () => {}) {
+  const { kernels, manifest, executor } = ctx;
+  const t0 = now();
+  const deadline = t0 + options.budgetMs;
+  const report = { winners: {}, functions: {}, candidates_timed: 0, seconds: 0 };
+  const time = (name, args, reps) => {
+    const start = now();
+    for (let r = 0; r < reps; r++) kernels.call(name, args);
+    return (now() - start) / reps;
+  };
+  for (const spec of options.entries) {
+    const { entry, inputs } = entryInputs(manifest, spec);
+    if (!manifest.entries[entry] || now() >= deadline) continue;
+    const { calls } = executor.callsOf(entry, inputs);
+    const targets = calls.filter((c, i) => manifest.functions[c.func].wasm_candidates?.length && !(c.func in report.functions)
+      && calls.findIndex((d) => d.func === c.func) === i);
+    let left = targets.length;
+    for (const call of calls) {
+      if (now() >= deadline) break;
+      if (!targets.includes(call)) {
+        kernels.call(call.func, call.args);
+        continue;
+      }
+      const until = now() + (deadline - now()) / left--;
+      onProgress({ stage: "tuning", loaded: Object.keys(report.functions).length, total: null, func: call.func, entry: spec });
+      await new Promise((resolve) => setTimeout(resolve, 0)); // let the page breathe between functions
+      const func = manifest.functions[call.func];
+      const result = { default_ms: null, best_ms: null, winner: null, timed: 0, rejected: {} };
+      report.functions[call.func] = result;
+      const outputs = writtenParams(manifest, func).map((p) => call.args[p]).filter((a) => typeof a === "object");
+      const read = () => outputs.map((t) => new Float32Array(kernels.bytes(t.ptr, tensorBytes(t.shape, t.dtype)).slice().buffer));
+      const baseline = time(call.func, call.args, 1);
+      const reference = read();
+      const reps = Math.max(1, Math.min(200, Math.ceil(MIN_MEASURE_MS / Math.max(baseline, 0.01))));
+      const alive = [];
+      for (const c of func.wasm_candidates) {
+        const name = `${call.func}__${c.id}`;
+        if (!kernels.x[`__tvm_ffi_${name}`]) continue; // this build has no variants (scalar)
+        try {
+          outputs.forEach((t) => kernels.zero(t.ptr, tensorBytes(t.shape, t.dtype)));
+          kernels.call(name, call.args);
+          const err = Math.max(...read().map((got, i) => maxError(got, reference[i])));
+          if (err <= TOLERANCE) alive.push({ c, name, times: [] });
+          else result.rejected[c.id] = `wrong output (max error ${err.toExponential(2)} relative)`;
+        } catch (err) {
+          result.rejected[c.id] = err.message;
+        }
+      }
+      result.timed = alive.length;
+      const defaults = [];
+      for (let round = 0; round < ROUNDS && alive.length; round++) {
+        if ((round >= MIN_ROUNDS && now() >= until) || now() >= deadline) break;
+        defaults.push(time(call.func, call.args, reps));
+        for (const a of alive) {
+          a.times.push(time(a.name, call.args, reps));
+          if (a.times.length === 1) report.candidates_timed += 1;
+        }
+      }
+      kernels.call(call.func, call.args); // the default's output feeds the next calls
+      if (!defaults.length) continue;
+      result.default_ms = median(defaults);
+      result.best_ms = result.default_ms;
+      for (const a of alive) {
+        if (a.times.length < MIN_ROUNDS) continue;
+        const m = median(a.times);
+        if (m < result.best_ms && m < result.default_ms * (1 - NOISE)) {
+          result.best_ms = m;
+          result.winner = a.c.id;
+        }
+      }
+    }
+  }
+  for (const [name, r] of Object.entries(report.functions)) if (r.winner) report.winners[name] = r.winner;
+  report.seconds = (now() - t0) / 1000;
+  executor.useWinners(report.winners);
+  return report;
 }

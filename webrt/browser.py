@@ -66,16 +66,16 @@ def shell_page(artifact_dir: Path):
 
 
 _FORWARD_JS = """
-async ([url, device, tokenLists, threads]) => {
+async ([url, device, tokenLists, threads, tuning]) => {
   try {
-    const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined });
+    const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined, tuning });
     const results = [];
     for (const tokens of tokenLists) {
       const { logits, forward_ms } = await model.forward(tokens);
       results.push({ logits: logits.map((row) => Array.from(row)), forward_ms });
     }
     const info = { device: model.device, adapter: model.adapter, timings: model.timings, results,
-                   threads: model.threads, threads_reason: model.threadsReason };
+                   threads: model.threads, threads_reason: model.threadsReason, tuning: model.tuning };
     model.unload();
     return info;
   } catch (err) {
@@ -114,11 +114,12 @@ def _checked(result: dict) -> dict:
 
 
 def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = "webgpu",
-                threads: int | None = None) -> dict:
-    """Load the artifact once and return logits for each token list, with device, threads and
-    timings. threads (wasm): None is the shell's default, one per core."""
+                threads: int | None = None, tuning="auto") -> dict:
+    """Load the artifact once and return logits for each token list, with device, threads,
+    timings and tuning. threads (wasm): None is the shell's default, one per core; tuning: the
+    loadModel option (false, "auto", true or {budget_s})."""
     with shell_page(artifact_dir) as (page, url):
-        return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists, threads]))
+        return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists, threads, tuning]))
 
 
 def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = "webgpu",

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from .artifact import write_artifact
+from .artifact import read_tuning_db, write_artifact
 from .compile import compile_module
 from .compile.schedule import SCHEDULES
 from .errors import WebrtError
@@ -32,18 +32,21 @@ def open_checkpoint(source: Path, workdir: Path):
 
 
 def compile_model(source: Path | None, out: Path, quantization: str = "f32", context_window: int | None = None,
-                  stage: Callable[[str], None] = lambda name: None, schedule: str = "portable") -> Path:
+                  stage: Callable[[str], None] = lambda name: None, schedule: str = "portable",
+                  tuning_db: Path | None = None) -> Path:
     """Compile a Hugging Face folder or GGUF file (default: the default model) into an artifact at
     `out`; `stage` is told each stage's name. context_window caps the KV cache below the model's
-    own context length."""
+    own context length; tuning_db (web/tuner.js format) ships with the artifact."""
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
     if schedule not in SCHEDULES:
         raise WebrtError(f"schedule {schedule!r} is not known; choose one of: {', '.join(SCHEDULES)}")
+    if tuning_db is not None:
+        read_tuning_db(tuning_db)  # refused now, not after minutes of compiling
     stage("reading checkpoint")
     with tempfile.TemporaryDirectory(prefix="webrt-compile-") as workdir:
         ckpt = open_checkpoint(source or default_model_path(), Path(workdir))
-        return _compile(ckpt, out, quantization, context_window, stage, schedule)
+        return _compile(ckpt, out, quantization, context_window, stage, schedule, tuning_db)
 
 
 def quantize_weights(ckpt, params: dict) -> dict[str, np.ndarray]:
@@ -64,7 +67,8 @@ def quantize_weights(ckpt, params: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage, schedule: str) -> Path:
+def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage, schedule: str,
+             tuning_db: Path | None = None) -> Path:
     cfg = ckpt.config
     if context_window is not None:
         if not 1 <= context_window <= cfg.context_window:
@@ -96,4 +100,4 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
     stage("writing the artifact")
     meta = {"name": ckpt.name, "source": "gguf" if ckpt.path.suffix == ".gguf" else "huggingface",
             "quantization": quantization, "schedule": schedule, "config": cfg.to_json()}
-    return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files, state)
+    return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files, state, tuning_db)

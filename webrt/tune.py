@@ -64,8 +64,6 @@ def tune_artifact(artifact: Path, device: str = "webgpu", budget_s: float = 30.0
                   steps: int = 4, entries: list[str] | None = None, bake: bool = True) -> dict:
     """Tune ARTIFACT's schedules on this machine's browser device; returns the report (see the CLI)."""
     manifest = read_manifest(artifact)
-    if device != "webgpu":
-        raise WebrtError(f"--device {device}: only webgpu has schedule candidates in this version")
     if not manifest.get("tuning", {}).get("space"):
         raise WebrtError(f"{artifact} has no schedule candidates: recompile it with this webrt")
     tuning = {"budget_s": budget_s, "force": True, **({"entries": entries} if entries else {})}

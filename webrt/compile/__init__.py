@@ -13,7 +13,7 @@ import tvm
 from .kernels import Kernel, extract_kernels
 from .plan import entry_plan
 from .relax_pipeline import fusion_passes, lowering_passes, run_passes
-from .tuning import Candidate, gpu_candidates
+from .tuning import Candidate, gpu_candidates, wasm_candidates
 from .wasm import BUILDS, build_wasm
 
 
@@ -44,11 +44,15 @@ def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedu
     entries = {name: entry_plan(lowered[name], params) for name, params in entry_params.items()}
     used = sorted({step["func"] for plan in entries.values() for step in plan["steps"] if step["op"] == "call"})
     functions = {name: recipe for name, recipe in kernel_set.functions.items() if name in used}
-    builds = {build.name: (build, build_wasm(unscheduled, used, build)) for build in BUILDS} if wasm else None
-    space = None
+    space = wasm_space = None
     if candidates:
         space = {name: found for name in used
                  if (found := gpu_candidates(name, unscheduled[name], functions[name], target))}
+        wasm_space = {name: found for name in used if wasm and (found := wasm_candidates(name, unscheduled[name]))}
+        for name, found in wasm_space.items():
+            functions[name] = {**functions[name], "wasm_candidates": found}
+    builds = ({build.name: (build, build_wasm(unscheduled, used, build, wasm_space)) for build in BUILDS}
+              if wasm else None)
     return CompiledModule(kernel_set.kernels, functions, entries, builds, space)
 
 

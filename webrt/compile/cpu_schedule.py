@@ -63,7 +63,7 @@ def _reduction_block(sch: Schedule, block_rv):
     return block, spatial, reduce
 
 
-def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
+def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int = ROWS, lanes: int = LANES) -> bool:
     found = _reduction_block(sch, block_rv)
     if found is None:
         return False
@@ -73,10 +73,10 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
         return False
     inner = reduce[-1]
     extent = inner.dom.extent
-    if not isinstance(extent, tirx.IntImm) or extent.value % LANES or not _walks_contiguously(block, inner.var):
+    if not isinstance(extent, tirx.IntImm) or extent.value % lanes or not _walks_contiguously(block, inner.var):
         return False
     # the loops follow the iter vars (spatial first): split the innermost reduction into lanes
-    _, lane = sch.split(loops[-1], [None, LANES])
+    _, lane = sch.split(loops[-1], [None, lanes])
     n_spatial = len(spatial)
     rf_block = sch.rfactor(lane, factor_axis=n_spatial)
     # rf_block keeps the loop nest (spatial..., reductions..., lane), with lane now a spatial axis of
@@ -85,10 +85,10 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
     spatial_loops, reduce_loops, lane_loop = rf_loops[:n_spatial], rf_loops[n_spatial:-1], rf_loops[-1]
     row_loop = spatial_loops[-1]
     row_extent = sch.get(row_loop).extent
-    if isinstance(row_extent, tirx.IntImm) and row_extent.value % ROWS == 0 and row_extent.value >= ROWS:
+    if isinstance(row_extent, tirx.IntImm) and row_extent.value % rows == 0 and row_extent.value >= rows:
         # blocks of ROWS weight rows outermost: one parallel launch per call whatever the
         # sequence length, and a block's weights stay in cache while every token row uses them
-        anchor, row_inner = sch.split(row_loop, [None, ROWS])
+        anchor, row_inner = sch.split(row_loop, [None, rows])
         sch.reorder(anchor, *spatial_loops[:-1], *reduce_loops, row_inner, lane_loop)
         sch.unroll(row_inner)
         per_output = spatial_loops[-2] if n_spatial > 1 else anchor
@@ -110,15 +110,16 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool) -> bool:
     return True
 
 
-def schedule_cpu(func: tirx.PrimFunc, threads: bool = False) -> tirx.PrimFunc:
-    """The CPU schedule of one fused function; functions no rule fits come back unchanged."""
+def schedule_cpu(func: tirx.PrimFunc, threads: bool = False, rows: int = ROWS, lanes: int = LANES) -> tirx.PrimFunc:
+    """The CPU schedule of one fused function; functions no rule fits come back unchanged. rows and
+    lanes are the tuner's knobs (webrt/compile/tuning.py); the defaults are the shipped schedule."""
     sch = Schedule(tvm.IRModule({"main": func}))
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(get_root_block(sch))]
     changed = False
     for name in names:
         trial = sch.copy()
         try:
-            scheduled = _schedule_vector_reduction(trial, trial.get_sblock(name), threads)
+            scheduled = _schedule_vector_reduction(trial, trial.get_sblock(name), threads, rows, lanes)
         except tvm.s_tir.ScheduleError:
             continue  # e.g. an argmax, whose reducer rfactor does not know: left as generated
         if scheduled:

@@ -21,12 +21,13 @@ import json
 from dataclasses import dataclass
 
 import tvm
+import tvm_ffi
 from tvm import tirx
 from tvm.s_tir import Schedule, ScheduleError
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
 
-from .cpu_schedule import _walks_contiguously
+from .cpu_schedule import LANES, ROWS, _walks_contiguously, schedule_cpu
 from .kernels import Kernel, extract_kernels
 
 # A candidate kernel above this size is not worth a pipeline: dlight's unrolled kernels of this
@@ -35,11 +36,11 @@ MAX_CANDIDATE_WGSL_CHARS = 40_000
 
 # (rows per thread, threads per workgroup, unroll the innermost reduction by 4): 9 points chosen to
 # span the register-pressure / occupancy trade-off without a full grid (compile time and tuning
-# time both grow with the count).
+# time both grow with the count). Likeliest winners first (measured on SwiftShader): the tuner
+# tries a prefix of the list when a function's budget share is short.
 GPU_SPACE = (
-    (1, 64, False), (2, 64, False), (4, 64, False), (8, 64, False),
-    (4, 32, False), (4, 128, False), (2, 256, False),
-    (4, 64, True), (8, 32, True),
+    (4, 64, False), (8, 64, False), (4, 64, True), (8, 32, True), (4, 32, False),
+    (2, 64, False), (1, 64, False), (4, 128, False), (2, 256, False),
 )
 
 
@@ -129,8 +130,6 @@ def gpu_candidates(name: str, func: tirx.PrimFunc, default: dict, target: tvm.ta
         except Exception:  # noqa: BLE001 - a schedule primitive refused: this point does not apply
             scheduled = None
         if scheduled is None:
-            if knobs == GPU_SPACE[0]:
-                return []  # not matmul-like: no candidate applies
             continue
         cid = f"c{len(out) + 1}"
         symbol = f"{name}__{cid}"
@@ -147,9 +146,33 @@ def gpu_candidates(name: str, func: tirx.PrimFunc, default: dict, target: tvm.ta
     return out
 
 
+# wasm: rows of the register block and f32 lanes of partial sums (8 and 16: two or four v128
+# accumulators per row, more independent multiply-adds in flight). The default is (ROWS, LANES).
+WASM_SPACE = ((1, 4), (2, 4), (8, 4), (2, 8), (4, 8), (1, 16))
+
+
+def wasm_candidates(name: str, func: tirx.PrimFunc) -> list[dict]:
+    """[{id, knobs}] of the CPU schedule variants of `name` that differ from its default schedule
+    (and from each other): exported by the SIMD wasm builds as `<name>__<id>`."""
+    seen = [schedule_cpu(func)]
+    if seen[0].same_as(func):
+        return []  # no rule applies: nothing to vary
+    out = []
+    for rows, lanes in WASM_SPACE:
+        if (rows, lanes) == (ROWS, LANES):
+            continue
+        variant = schedule_cpu(func, rows=rows, lanes=lanes)
+        if any(tvm_ffi.structural_equal(variant, s) for s in seen):
+            continue
+        seen.append(variant)
+        out.append({"id": f"w{len(out) + 1}", "knobs": {"rows": rows, "lanes": lanes}})
+    return out
+
+
 def space_hash(functions: dict, kernels: dict) -> str:
     """What a tuning result is valid for: the functions' launch recipes (defaults and candidates)
     and the kernels' code. Baking a tuning DB into the artifact does not change it."""
     text = json.dumps({"functions": functions, "kernels": {k: v["sha256"] for k, v in kernels.items()}},
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+

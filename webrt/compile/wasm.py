@@ -60,15 +60,25 @@ def _zig(*args: str, cwd: Path) -> None:
         raise WebrtError(f"internal: linking the wasm kernels failed: {result.stderr.strip()[:500]}")
 
 
-def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild = BUILDS[0]) -> bytes:
-    """Compile `functions` (fused, unscheduled PrimFuncs) into one linked .wasm."""
+def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild = BUILDS[0],
+               candidates: dict[str, list[dict]] | None = None) -> bytes:
+    """Compile `functions` (fused, unscheduled PrimFuncs) into one linked .wasm. candidates: function
+    -> [{id, knobs}] schedule variants (tuning.wasm_candidates), exported as `<function>__<id>`
+    besides the default, for the browser tuner; SIMD builds only (the knobs are SIMD widths)."""
     target = tvm.target.Target({"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm", "mattr": list(build.mattr)})
     prim_funcs = {gv: schedule_cpu(f, threads=build.threads) for gv, f in unscheduled.functions.items()
                   if isinstance(f, tirx.PrimFunc) and gv.name_hint in functions}
+    exported = list(functions)
+    if candidates and "+simd128" in build.mattr:
+        for name, found in candidates.items():
+            for c in found:
+                symbol = f"{name}__{c['id']}"
+                prim_funcs[tvm.ir.GlobalVar(symbol)] = schedule_cpu(unscheduled[name], threads=build.threads, **c["knobs"])
+                exported.append(symbol)
     mod = relax.transform.AttachGlobalSymbol()(tvm.IRModule(prim_funcs))
     # with a system-lib prefix, calls into the runtime become plain imports the support file defines
     mod = mod.with_attr("system_lib_prefix", "")
-    link = [f"-Wl,--export=__tvm_ffi_{name}" for name in functions]
+    link = [f"-Wl,--export=__tvm_ffi_{name}" for name in exported]
     link.append(f"-Wl,-z,stack-size={STACK_BYTES}")
     if build.threads:
         # one memory shared by the caller and the workers; each worker sets its own stack pointer
