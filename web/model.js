@@ -7,7 +7,8 @@ import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
 import { WasmExecutor } from "./wasm_executor.js";
 import {
-  applyWinners, findRecord, storeRecord, tuneWasm, tuneWebGPU, tuningOptions, wasmDeviceKey, webgpuDeviceKey,
+  applyWinners, findRecord, storeRecord, TuningDeviceLost, tuneWasm, tuneWebGPU, tuningOptions, wasmDeviceKey,
+  webgpuDeviceKey,
 } from "./tuner.js";
 import { checkWasmFits, chooseWasmBuild, WasmKernels } from "./wasm_backend.js";
 import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
@@ -81,7 +82,17 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
   let tuning = { source: stored ? stored.source : "default", device_key: deviceKey, winners: stored?.winners ?? {},
                  candidates_timed: 0, seconds: 0 };
   if (tune?.time && !stored && manifest.tuning?.space) {
-    const report = await tuneWebGPU({ device: gpu.device, base, manifest, executor, pipelines }, tune, onProgress);
+    let report;
+    try {
+      report = await tuneWebGPU({ device: gpu.device, base, manifest, executor, pipelines }, tune, onProgress);
+    } catch (err) {
+      if (!(err instanceof TuningDeviceLost) || (tune.exclude?.length ?? 0) >= 3) throw err;
+      // survive it: a new device, everything loaded again, and tuning resumed without the suspects
+      const retry = await createDevice(manifest.device.requires);
+      return loadWebGPU(base, manifest, retry, onProgress, t0, reason, {
+        ...tune, exclude: [...(tune.exclude ?? []), ...err.culprits], done: err.report.functions,
+        timedBefore: err.report.candidates_timed, startedAt: err.startedAt });
+    }
     const record = { device: deviceKey, space: manifest.tuning.space, backend: "webgpu", winners: report.winners,
                      functions: report.functions, seconds: report.seconds, created: new Date().toISOString() };
     await storeRecord(record).catch(() => {}); // unremembered, but this load still uses the winners

@@ -215,10 +215,58 @@ function entryInputs(manifest, spec) {
  */
 export async function tuneWebGPU(ctx, options, onProgress = () => {}) {
   const { device, manifest, executor, pipelines } = ctx;
-  const t0 = now();
+  // a resumed run (after a lost device) keeps its start, its finished functions and its count
+  const t0 = options.startedAt ?? now();
   const deadline = t0 + options.budgetMs;
-  const report = { winners: {}, functions: {}, candidates_timed: 0, seconds: 0 };
+  const report = { winners: {}, functions: { ...options.done }, candidates_timed: options.timedBefore ?? 0, seconds: 0 };
   const entries = manifest.entries;
+  ctx.lost = false;
+  device.lost.then(() => { ctx.lost = true; });
+  ctx.inFlight = new Set();
+  ctx.exclude = options.exclude ?? [];
+  try {
+    await tuneEntries(ctx, options, onProgress, { entries, deadline, report });
+  } catch (err) {
+    await new Promise((resolve) => setTimeout(resolve, 0)); // device.lost resolves after the failure
+    if (!ctx.lost) throw err;
+    throw new TuningDeviceLost(report, [...ctx.inFlight], t0);
+  }
+  for (const [name, r] of Object.entries(report.functions)) if (r.winner) report.winners[name] = r.winner;
+  report.seconds = (now() - t0) / 1000;
+  const tuned = applyWinners(manifest, report.winners);
+  // winners found before a lost device have no pipelines on this one yet
+  await ensurePipelines(ctx, Object.keys(tuned.kernels));
+  executor.useManifest(tuned, pipelines);
+  return report;
+}
+
+/** Throw while the candidate that ran last is still marked in flight, when the device is gone:
+ * a lost device reports itself a task later, and must not be blamed on the next candidate. */
+async function stillAlive(ctx) {
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  if (ctx.lost) throw new DeviceError("the device was lost");
+}
+
+async function ensurePipelines({ device, base, manifest, pipelines }, names) {
+  const missing = names.filter((n) => !pipelines[n]);
+  const sources = Object.fromEntries(await Promise.all(missing.map(async (n) =>
+    [n, new TextDecoder().decode(await fetchVerified(base, manifest.kernels[n].file, manifest.kernels[n]))])));
+  Object.assign(pipelines, await createPipelines(device, Object.fromEntries(missing.map((n) => [n, manifest.kernels[n]])), sources));
+}
+
+/** The device was lost while candidates (`culprits`: "function:id") ran; the caller recreates the
+ * device and resumes with them excluded (tuningOptions `exclude`, `done`). */
+export class TuningDeviceLost extends DeviceError {
+  constructor(report, culprits, startedAt) {
+    super(`the WebGPU device was lost while tuning ${culprits.join(", ")}`);
+    this.report = report;
+    this.culprits = culprits;
+    this.startedAt = startedAt;
+  }
+}
+
+async function tuneEntries(ctx, options, onProgress, { entries, deadline, report }) {
+  const { device, manifest, executor } = ctx;
   for (const spec of options.entries) {
     const { entry, inputs } = entryInputs(manifest, spec);
     if (!entries[entry] || now() >= deadline) continue;
@@ -248,11 +296,6 @@ export async function tuneWebGPU(ctx, options, onProgress = () => {}) {
       await runDispatches(device, own); // the default's output feeds the next steps
     }
   }
-  for (const [name, r] of Object.entries(report.functions)) if (r.winner) report.winners[name] = r.winner;
-  report.seconds = (now() - t0) / 1000;
-  const tuned = applyWinners(manifest, report.winners);
-  executor.useManifest(tuned, pipelines);
-  return report;
 }
 
 async function tuneStep(ctx, { step, env, program, own, until, deadline }, report) {
@@ -283,20 +326,26 @@ async function tuneStep(ctx, { step, env, program, own, until, deadline }, repor
   // rounds of every candidate must fit this function's share: keep the first ones (GPU_SPACE
   // lists the likeliest first) when the step is slow
   const affordable = Math.max(1, Math.floor((until - now()) / (baseline * (MIN_ROUNDS + 1))) - 1);
-  const tried = func.candidates.slice(0, affordable);
-  for (const c of func.candidates.slice(affordable)) result.rejected[c.id] = "not tried: out of tuning budget";
+  const excluded = new Set(ctx.exclude ?? []);
+  const usable = func.candidates.filter((c) => {
+    if (!excluded.has(`${step.func}:${c.id}`)) return true;
+    result.rejected[c.id] = "the device was lost while it ran";
+    return false;
+  });
+  const tried = usable.slice(0, affordable);
+  for (const c of usable.slice(affordable)) result.rejected[c.id] = "not tried: out of tuning budget";
+  const mark = (c, on) => (on ? ctx.inFlight.add(`${step.func}:${c.id}`) : ctx.inFlight.delete(`${step.func}:${c.id}`));
   await Promise.all(tried.map(async (c) => {
+    mark(c, true);
     try {
-      const names = [...new Set(c.launches.map((l) => l.kernel))];
-      const missing = names.filter((n) => !pipelines[n]);
-      const sources = Object.fromEntries(await Promise.all(missing.map(async (n) =>
-        [n, new TextDecoder().decode(await fetchVerified(base, manifest.kernels[n].file, manifest.kernels[n]))])));
-      const compiled = await withTimeout(createPipelines(device, Object.fromEntries(missing.map((n) => [n, manifest.kernels[n]])), sources),
+      await withTimeout(ensurePipelines(ctx, [...new Set(c.launches.map((l) => l.kernel))]),
         PIPELINE_TIMEOUT_MS, `pipeline creation of ${c.id}`);
-      Object.assign(pipelines, compiled);
+      await stillAlive(ctx);
       made.push({ c, dispatches: candidateDispatches(device, executor, pipelines, step, program, env, c, owned) });
+      mark(c, false);
     } catch (err) {
       result.rejected[c.id] = err.message;
+      // left in flight: if the device is now lost, this candidate is the suspect
     }
   }));
   // a candidate must compute what the default computes before its speed counts
@@ -308,8 +357,11 @@ async function tuneStep(ctx, { step, env, program, own, until, deadline }, repor
       continue;
     }
     clearRegions(device, regions);
+    mark(m.c, true);
     await runDispatches(device, m.dispatches);
+    await stillAlive(ctx);
     const err = maxError(await readRegions(device, regions), reference);
+    mark(m.c, false);
     if (err <= TOLERANCE) alive.push({ ...m, times: [] });
     else result.rejected[m.c.id] = `wrong output (max error ${err.toExponential(2)} relative)`;
   }
@@ -319,7 +371,10 @@ async function tuneStep(ctx, { step, env, program, own, until, deadline }, repor
     if ((round >= MIN_ROUNDS && now() >= until) || now() >= deadline) break;
     defaults.push(await runDispatches(device, own, reps));
     for (const a of alive) {
+      mark(a.c, true);
       a.times.push(await runDispatches(device, a.dispatches, reps));
+      await stillAlive(ctx);
+      mark(a.c, false);
       if (a.times.length === 1) report.candidates_timed += 1;
     }
     if (round === 0) {

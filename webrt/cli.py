@@ -76,6 +76,13 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, 
         raise
     reporter.finish()
     console.print(f"artifact written to {out}")
+    if tuning_db is not None:
+        from .artifact import read_manifest
+
+        space = read_manifest(out)["tuning"]["space"]
+        if not any(r.get("space") == space for r in json.loads(tuning_db.read_text())["records"]):
+            console.print(f"[yellow]warning:[/yellow] {tuning_db} holds no record for this artifact's schedule "
+                          "candidates (it was tuned on another compile): visitors will use the default schedules")
 
 
 def tuning_option(mode: str, budget: float | None):

@@ -26,6 +26,7 @@ from tvm import tirx
 from tvm.s_tir import Schedule, ScheduleError
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
+from tvm.tirx.analysis import undefined_vars
 
 from .cpu_schedule import LANES, ROWS, _walks_contiguously, schedule_cpu
 from .kernels import Kernel, extract_kernels
@@ -34,13 +35,16 @@ from .kernels import Kernel, extract_kernels
 # size took seconds to create on SwiftShader (schedule.py keeps a looser limit for defaults).
 MAX_CANDIDATE_WGSL_CHARS = 40_000
 
-# (rows per thread, threads per workgroup, unroll the innermost reduction by 4): 9 points chosen to
+# (rows per thread, threads per workgroup, unroll the innermost reduction by 4, hoist): 12 points chosen to
 # span the register-pressure / occupancy trade-off without a full grid (compile time and tuning
 # time both grow with the count). Likeliest winners first (measured on SwiftShader): the tuner
-# tries a prefix of the list when a function's budget share is short.
+# tries a prefix of the list when a function's budget share is short. `hoist` moves the reduction
+# loops the weight reads do not depend on (the q4 code index j: 8 codes share one u32 word, one
+# scale and one min) innermost and unrolls them, so each weight word is loaded once, not 8 times.
 GPU_SPACE = (
-    (4, 64, False), (8, 64, False), (4, 64, True), (8, 32, True), (4, 32, False),
-    (2, 64, False), (1, 64, False), (4, 128, False), (2, 256, False),
+    (4, 64, False, True), (8, 64, False, True), (8, 32, False, True), (2, 64, False, True),
+    (4, 64, False, False), (8, 64, False, False), (4, 64, True, False), (8, 32, True, False),
+    (4, 32, False, False), (2, 64, False, False), (1, 64, False, False), (4, 128, False, False),
 )
 
 
@@ -64,7 +68,25 @@ def _spatial_reduce_loops(sch: Schedule, info):
     return [l for l, k in zip(loops, kinds) if k == "S"], [l for l, k in zip(loops, kinds) if k == "R"]
 
 
-def register_blocked(func: tirx.PrimFunc, rows: int, threads: int, unroll: bool) -> tirx.PrimFunc | None:
+def _hoisted(main, block) -> list[int]:
+    """Positions (among the reduction loops) of those no weight read depends on; weights are the
+    buffers read with the blocked output row."""
+    reduce = [it for it in main.iters if it.kind == "R"]
+    weights = _weight_reads(main, block)
+    return [i for i, it in enumerate(reduce) if not any(_region_uses(r, it.var) for r in weights)]
+
+
+def _region_uses(region, var) -> bool:
+    return any(v.same_as(var) for rng in region.region for v in undefined_vars(rng.min))
+
+
+def _weight_reads(main, block) -> list:
+    row = [it for it in main.iters if it.kind == "S"][-1].var
+    return [r for r in block.reads if _region_uses(r, row)]
+
+
+def register_blocked(func: tirx.PrimFunc, rows: int, threads: int, unroll: bool,
+                     hoist: bool = False) -> tirx.PrimFunc | None:
     """The barrier-free register-blocked schedule of a matmul-like function, or None when the
     function is not one (one reduction, contiguous innermost reduction loop, injective epilogues)."""
     sch = Schedule(tvm.IRModule({"main": func}))
@@ -88,6 +110,13 @@ def register_blocked(func: tirx.PrimFunc, rows: int, threads: int, unroll: bool)
         return None
     later = [i for i in infos if i is not main]
     sch.reorder(*s_loops, *r_loops)
+    moved = []
+    if hoist:
+        free = _hoisted(main, block)
+        if not free or len(free) == len(r_loops) or unroll:
+            return None  # nothing to hoist: the plain schedule covers it
+        moved = [r_loops[i] for i in free]
+        r_loops = [l for i, l in enumerate(r_loops) if i not in free]
     # the last spatial loop walks the outputs sharing one x row (weight rows, cache positions):
     # those are blocked into registers; the others (batch, sequence, heads) go to blockIdx.y
     outer = sch.fuse(*s_loops[:-1]) if len(s_loops) > 1 else sch.add_unit_loop(main.block_rv)
@@ -100,7 +129,15 @@ def register_blocked(func: tirx.PrimFunc, rows: int, threads: int, unroll: bool)
             return None
         inner_r, unroll_loop = sch.split(inner_r, [None, 4])
         r_loops = [*r_loops[:-1], inner_r]
-    sch.reorder(outer, bx, tx, *r_loops, *([unroll_loop] if unroll_loop else []), rr)
+    sch.reorder(outer, bx, tx, *r_loops, *([unroll_loop] if unroll_loop else []), *moved, rr)
+    for loop in moved:
+        sch.unroll(loop)
+    if moved:
+        # each thread's weight words, scales and mins in registers once per step of the kept loops:
+        # SwiftShader's shader compiler does not merge the repeated loads itself
+        for name in [r.source.name for r in _weight_reads(main, block)]:
+            index = next(i for i, r in enumerate(sch.get(main.block_rv).reads) if r.source.name == name)
+            sch.compute_at(sch.cache_read(main.block_rv, index, "local"), r_loops[-1])
     sch.bind(outer, "blockIdx.y")
     sch.bind(bx, "blockIdx.x")
     sch.bind(tx, "threadIdx.x")
@@ -124,9 +161,9 @@ def gpu_candidates(name: str, func: tirx.PrimFunc, default: dict, target: tvm.ta
     """The candidates of function `name` that build, fit, and take the default's parameters."""
     out = []
     for knobs in GPU_SPACE:
-        rows, threads, unroll = knobs
+        rows, threads, unroll, hoist = knobs
         try:
-            scheduled = register_blocked(func, rows, threads, unroll)
+            scheduled = register_blocked(func, rows, threads, unroll, hoist)
         except Exception:  # noqa: BLE001 - a schedule primitive refused: this point does not apply
             scheduled = None
         if scheduled is None:
@@ -142,7 +179,8 @@ def gpu_candidates(name: str, func: tirx.PrimFunc, default: dict, target: tvm.ta
             continue
         if recipe["params"] != default["params"]:
             continue  # the plan's call steps must run it unchanged
-        out.append(Candidate(cid, {"rows": rows, "threads": threads, "unroll": unroll}, recipe, kernel_set.kernels))
+        out.append(Candidate(cid, {"rows": rows, "threads": threads, "unroll": unroll, "hoist": hoist}, recipe,
+                             kernel_set.kernels))
     return out
 
 
