@@ -1,7 +1,8 @@
 """Single kernels (matmul, x @ W^T, the q4 / q8 matmul, RMSNorm, softmax) compiled by the compile stage
 and run through the same JS path as the models (loader -> plan executor), on WebGPU and on the wasm
 kernels with 1 and 2 threads, checked against numpy. The wasm runs exercise the CPU schedules
-(webrt/compile/cpu_schedule.py): SIMD partial sums, 4-row blocks, parallel loops."""
+(webrt/compile/cpu_schedule.py): SIMD partial sums, 4-row blocks, the one-row GEMV of a decode
+step, parallel loops."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class KernelChecks(nn.Module):
     def linear(self, x: nn.Tensor, w: nn.Tensor):
         return op.matmul(x, op.permute_dims(w))  # x @ W^T, as nn.Linear
 
+    def gemv(self, x: nn.Tensor, w: nn.Tensor):
+        return op.matmul(x, op.permute_dims(w))  # one static row: the decode-step schedule
+
     def qlinear4(self, x: nn.Tensor, qweight: nn.Tensor, scales: nn.Tensor, mins: nn.Tensor):
         return quantized_matmul(x, SimpleNamespace(qweight=qweight, scales=scales, mins=mins, bits=4, rows=N, cols=K))
 
@@ -52,6 +56,7 @@ def _quantized_spec(bits: int) -> dict:
 SPEC = {
     "matmul": {"a": nn.spec.Tensor(["n", K], "float32"), "b": nn.spec.Tensor([K, N], "float32")},
     "linear": {"x": nn.spec.Tensor(["n", K], "float32"), "w": nn.spec.Tensor([N, K], "float32")},
+    "gemv": {"x": nn.spec.Tensor([1, 1, K], "float32"), "w": nn.spec.Tensor([N, K], "float32")},
     "qlinear4": _quantized_spec(4),
     "qlinear8": _quantized_spec(8),
     "rms_norm": {"x": nn.spec.Tensor(["n", 320], "float32"), "weight": nn.spec.Tensor([320], "float32")},
@@ -104,6 +109,9 @@ def test_kernels_match_numpy(kernel_artifact, device, threads, build):
         jobs.append(("softmax", {"x": _input(s)}))
         e = np.exp(s - s.max(-1, keepdims=True))
         expected.append(e / e.sum(-1, keepdims=True))
+    x, w = rng.standard_normal((1, 1, K), dtype=np.float32), rng.standard_normal((N, K), dtype=np.float32)
+    jobs.append(("gemv", {"x": _input(x), "w": _input(w)}))
+    expected.append(x @ w.T)
 
     outputs = run_entries(kernel_artifact, jobs, device, threads, build)
     for (entry, _), out, ref in zip(jobs, outputs, expected):

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 import tvm
 import tvm_ffi
 from tvm import tirx
-from tvm.s_tir import Schedule, ScheduleError
+from tvm.s_tir import Schedule
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline
 from tvm.tirx.analysis import undefined_vars
 
-from .cpu_schedule import LANES, ROWS, _walks_contiguously, schedule_cpu
+from .cpu_schedule import _walks_contiguously, schedule_cpu
 from .kernels import Kernel, extract_kernels
 
 # A candidate kernel above this size is not worth a pipeline: dlight's unrolled kernels of this
@@ -185,8 +185,9 @@ def gpu_candidates(name: str, func: tirx.PrimFunc, default: dict, target: tvm.ta
 
 
 # wasm: rows of the register block and f32 lanes of partial sums (8 and 16: two or four v128
-# accumulators per row, more independent multiply-adds in flight). The default is (ROWS, LANES).
-WASM_SPACE = ((1, 4), (2, 4), (8, 4), (2, 8), (4, 8), (1, 16))
+# accumulators per row, more independent multiply-adds in flight). The default depends on the shape
+# (cpu_schedule._default_knobs); a variant equal to it is dropped.
+WASM_SPACE = ((1, 4), (1, 8), (1, 16), (2, 8), (4, 4), (8, 4), (4, 8))
 
 
 def wasm_candidates(name: str, func: tirx.PrimFunc) -> list[dict]:
@@ -197,8 +198,6 @@ def wasm_candidates(name: str, func: tirx.PrimFunc) -> list[dict]:
         return []  # no rule applies: nothing to vary
     out = []
     for rows, lanes in WASM_SPACE:
-        if (rows, lanes) == (ROWS, LANES):
-            continue
         variant = schedule_cpu(func, rows=rows, lanes=lanes)
         if any(tvm_ffi.structural_equal(variant, s) for s in seen):
             continue
