@@ -27,7 +27,7 @@ from tvm.s_tir.dlight.analysis import get_root_block
 
 LANES = 4          # f32 lanes in a v128
 ROWS = 4           # outputs computed together (register blocking)
-GEMV_LANES = 16   # a GEMV's partial sums per row (four v128 accumulators)
+GEMV_LANES = 8    # a GEMV's partial sums per row (two v128 accumulators)
 MIN_PARALLEL_BLOCKS = 16  # fewer output blocks than this run on one thread
 
 
@@ -69,16 +69,19 @@ def _is_gemv(spatial) -> bool:
     return all(isinstance(iv.dom.extent, tirx.IntImm) and iv.dom.extent.value == 1 for iv in spatial[:-1])
 
 
-def _default_knobs(spatial, extent) -> tuple[int, int]:
+def _default_knobs(spatial, reduce) -> tuple[int, int]:
     """(rows, lanes) of the shipped schedule. A GEMV (decode) streams each weight once, so memory
     order decides: one row at a time walks the weight matrix as a single sequential stream, which
-    measured ~1.9x faster than four interleaved row streams on wasm (x86 prefetchers; the weights
-    of a decode step are far larger than the caches), with four v128 accumulators for the latency
-    of the adds. The q4/q8 GEMV (a lane axis of 4 or 8 words) is bound by its dequantization
-    arithmetic instead, and a matmul over many tokens reuses each weight row across them: both keep
-    ROWS x LANES register blocking, which shares each load of x and keeps ROWS sums in flight
-    (bench/wasm.md)."""
-    if _is_gemv(spatial) and isinstance(extent, tirx.IntImm) and extent.value % GEMV_LANES == 0:
+    measured ~1.8x faster than four interleaved row streams on wasm (x86 prefetchers; the weights
+    of a decode step are far larger than the caches), with two v128 accumulators for the latency
+    of the adds (bench/wasm_gemv.md; from cache the four-row block wins, which is why the tuner
+    times every layer's weights). The q4/q8 GEMV (a reduction over group, code and word) is bound
+    by its dequantization arithmetic instead, and a matmul over many tokens reuses each weight row
+    across them: both keep ROWS x LANES register blocking, which shares each load of x and keeps
+    ROWS sums in flight."""
+    extent = reduce[-1].dom.extent
+    if (_is_gemv(spatial) and len(reduce) == 1 and isinstance(extent, tirx.IntImm)
+            and extent.value % GEMV_LANES == 0):
         return 1, GEMV_LANES
     return ROWS, LANES
 
@@ -95,7 +98,7 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
     inner = reduce[-1]
     extent = inner.dom.extent
     if rows is None or lanes is None:
-        rows, lanes = _default_knobs(spatial, extent)
+        rows, lanes = _default_knobs(spatial, reduce)
     if not isinstance(extent, tirx.IntImm) or extent.value % lanes or not _walks_contiguously(block, inner.var):
         return False
     # the loops follow the iter vars (spatial first): split the innermost reduction into lanes
