@@ -11,9 +11,12 @@ over head_dim) gets
   * a parallel outer loop over output blocks when the build has threads and the outputs are
     many and of a fixed count (the features of a weight matrix).
 
-Everything else (norms, softmax, rope, cache writes, sampling) is left as generated, with its
-outermost loop parallel in a threads build. dlight's cpu.GEMV is not used: on wasm it is slower than
-no schedule at all and takes minutes to compile (see ../shared/NOTES.md).
+A reduction over a strided axis whose innermost output axis is contiguous (attention's
+probabilities @ V over the cache) gets its reduction loops moved outside that axis, which becomes
+SIMD lanes. Everything else (softmax, rope, cache writes, sampling) is left as generated.
+
+dlight's cpu.GEMV is not used: on wasm it is slower than no schedule at all and takes minutes to
+compile (see ../shared/NOTES.md).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ LANES = 4          # f32 lanes in a v128
 ROWS = 4           # outputs computed together (register blocking)
 GEMV_LANES = 8    # a GEMV's partial sums per row (two v128 accumulators)
 MIN_PARALLEL_BLOCKS = 16  # fewer output blocks than this run on one thread
+MIN_PARALLEL_OUTPUTS = 8   # the same for attention's (token, head) pairs, each a pass over the cache
 
 
 def _stride(expr, var) -> int | None:
@@ -136,6 +140,46 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
     return True
 
 
+def _walks_outputs_contiguously(block, var) -> bool:
+    """var moves every buffer the block reads or writes with it by one element along the last axis."""
+    for region in (*block.reads, *block.writes):
+        starts = [r.min for r in region.region]
+        if any(_uses(s, var) for s in starts[:-1]) or (_uses(starts[-1], var) and _stride(starts[-1], var) != 1):
+            return False
+    return any(_uses(r.region[-1].min, var) for r in block.writes)
+
+
+def _schedule_spatial_vector(sch: Schedule, block_rv, threads: bool) -> bool:
+    """A reduction whose reduced axis is strided but whose innermost output axis is contiguous, such
+    as attention's probabilities @ V (the cache is [position, head, dim]): as generated, each output
+    walks the cache across positions, a jump of heads x dim floats per step. With the reduction
+    loops moved outside the output axis, each position's row of V is read once, in order, and the
+    outputs it feeds are updated LANES at a time (they stay in L1)."""
+    found = _reduction_block(sch, block_rv)
+    if found is None:
+        return False
+    block, spatial, reduce = found
+    loops = sch.get_loops(block_rv)
+    if len(loops) != len(block.iter_vars) or len(spatial) < 2:
+        return False
+    inner = spatial[-1]
+    if (not isinstance(inner.dom.extent, tirx.IntImm) or inner.dom.extent.value % LANES
+            or not _walks_outputs_contiguously(block, inner.var)):
+        return False
+    outer_loops, out_loop, reduce_loops = loops[:len(spatial) - 1], loops[len(spatial) - 1], loops[len(spatial):]
+    sch.reorder(*reduce_loops, out_loop)
+    _, lane = sch.split(out_loop, [None, LANES])
+    sch.vectorize(lane)
+    outer = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
+    extent = sch.get(outer).extent
+    # a symbolic extent here counts tokens x heads, each output a pass over the whole cache: worth a
+    # launch even for one token
+    if threads and (not isinstance(extent, tirx.IntImm) or extent.value >= MIN_PARALLEL_OUTPUTS):
+        sch.parallel(outer)
+    sch.decompose_reduction(block_rv, reduce_loops[0])
+    return True
+
+
 def schedule_cpu(func: tirx.PrimFunc, threads: bool = False, rows: int | None = None,
                  lanes: int | None = None) -> tirx.PrimFunc:
     """The CPU schedule of one fused function; functions no rule fits come back unchanged. rows and
@@ -145,11 +189,14 @@ def schedule_cpu(func: tirx.PrimFunc, threads: bool = False, rows: int | None = 
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(get_root_block(sch))]
     changed = False
     for name in names:
-        trial = sch.copy()
-        try:
-            scheduled = _schedule_vector_reduction(trial, trial.get_sblock(name), threads, rows, lanes)
-        except tvm.s_tir.ScheduleError:
-            continue  # e.g. an argmax, whose reducer rfactor does not know: left as generated
-        if scheduled:
-            sch, changed = trial, True
+        for rule in (lambda t, b: _schedule_vector_reduction(t, b, threads, rows, lanes),
+                     lambda t, b: _schedule_spatial_vector(t, b, threads)):
+            trial = sch.copy()
+            try:
+                scheduled = rule(trial, trial.get_sblock(name))
+            except tvm.s_tir.ScheduleError:
+                continue  # e.g. an argmax, whose reducer rfactor does not know: left as generated
+            if scheduled:
+                sch, changed = trial, True
+                break
     return sch.mod["main"] if changed else func
