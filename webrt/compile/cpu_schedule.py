@@ -131,6 +131,13 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
         # symbolic extents (rows of a norm, cache positions) stay serial: a launch costs more
         # than those loops
         sch.parallel(anchor)
+    elif threads and anchor.same_as(row_loop) and n_spatial > 1:
+        # attention scores: the outputs are heads x tokens rows of cache positions; those rows go
+        # to the threads, each a pass over the cache (a symbolic count is tokens x heads)
+        outer = sch.fuse(*spatial_loops[:-1]) if n_spatial > 2 else spatial_loops[0]
+        extent = sch.get(outer).extent
+        if not isinstance(extent, tirx.IntImm) or extent.value >= MIN_PARALLEL_OUTPUTS:
+            sch.parallel(outer)
     # the lane sums go right after each output block, so the partial sums stay in registers
     sch.reverse_compute_at(block_rv, per_output)
     # the partial sums shrink to ROWS x LANES under that loop; TVM keeps such a small "global"
