@@ -170,6 +170,8 @@ def markdown(results: dict, plots: dict[str, str]) -> str:
              f"{opts['decode_tokens']} tokens (the first from the prefill). Each engine run has a "
              f"{opts['budget_s']:.0f} s budget for a warm-up generation and its prompts: a prompt predicted to "
              "overrun it is skipped (the shortest always runs), and past it decoding stops after 5 tokens. "
+             f"Before each engine run the bench waits for the CPUs to go idle (longest wait "
+             f"{max((r.get('settle_s', 0) for m in results['models'].values() for r in m['runs']), default=0):.1f} s). "
              "Ratios are geometric means over the prompt lengths both engines measured. onnxruntime-web's WebGPU EP "
              "compiles shaders per input shape, so its time to first token for a prompt length it has not seen "
              "includes that compilation, as in a chat.", ""]

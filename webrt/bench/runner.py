@@ -16,6 +16,35 @@ from .models import ModelSpec, prepare_random_model
 from .roofline import build_microkernels
 
 PEERS = ("ort", "transformers.js")
+SETTLE_MAX_S = 10.0    # longest wait for the CPUs to go idle before an engine run
+SETTLE_BUSY = 0.15     # "idle": under this fraction of all CPU time busy over half a second
+
+
+def _cpu_busy(interval: float = 0.5) -> float | None:
+    """Fraction of all CPU time spent busy over `interval` (/proc/stat); None where there is none."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except OSError:
+        return None
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def settle() -> float:
+    """Wait (up to SETTLE_MAX_S) until the machine is idle; returns the seconds waited. A closed page's
+    work can outlive it (SwiftShader finishing a peer's queued WebGPU submissions, a thread pool
+    spinning down) and would otherwise slow the next engine's run."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < SETTLE_MAX_S:
+        busy = _cpu_busy()
+        if busy is None or busy < SETTLE_BUSY:
+            break
+    return time.perf_counter() - t0
 
 
 @dataclass
@@ -96,10 +125,11 @@ def run_bench(options: BenchOptions, workdir: Path, stage: Callable[[str], None]
                           "modelId": f"{spec.name}/hf", "prompts": prompts, "decodeTokens": options.decode_tokens,
                           "budgetMs": options.budget_s * 1000,
                           "profileTokens": options.profile_tokens if engine == "webrt" else 0}
+                settled = settle()
                 before = os.getloadavg()
                 t0 = time.perf_counter()
                 result = session.call("benchRun", config, timeout_s=options.budget_s * 4 + 600)
-                runs.append({"engine": engine, "device": device, "threads": threads,
+                runs.append({"engine": engine, "device": device, "threads": threads, "settle_s": settled,
                              "loadavg_before": before, "loadavg_after": os.getloadavg(),
                              "wall_s": time.perf_counter() - t0, **result})
             results["models"][spec.name] = {
