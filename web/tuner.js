@@ -464,10 +464,12 @@ export async function tuneWasm(ctx, options, onProgress = () => {}) {
   const t0 = now();
   const deadline = t0 + options.budgetMs;
   const report = { winners: {}, functions: {}, candidates_timed: 0, seconds: 0 };
-  // sites: argument lists, called in turn (see weightSites)
+  // sites: argument lists, called in turn across timings (see weightSites), so consecutive calls
+  // never reuse the weights they just read
+  let turn = 0;
   const time = (name, sites, reps) => {
     const start = now();
-    for (let r = 0; r < reps; r++) kernels.call(name, sites[r % sites.length]);
+    for (let r = 0; r < reps; r++) kernels.call(name, sites[turn++ % sites.length]);
     return (now() - start) / reps;
   };
   const weights = new Set(Object.values(executor.bound).map((t) => t.ptr));
@@ -496,7 +498,7 @@ export async function tuneWasm(ctx, options, onProgress = () => {}) {
       const sites = weightSites(call, calls, written, weights);
       const baseline = time(call.func, [call.args], 1);
       const reference = read();
-      const reps = Math.max(sites.length, Math.min(200, Math.ceil(MIN_MEASURE_MS / Math.max(baseline, 0.01))));
+      const reps = Math.max(1, Math.min(200, Math.ceil(MIN_MEASURE_MS / Math.max(baseline, 0.01))));
       const alive = [];
       for (const c of func.wasm_candidates) {
         const name = `${call.func}__${c.id}`;
