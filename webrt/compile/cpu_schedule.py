@@ -47,9 +47,10 @@ def _uses(expr, var) -> bool:
     return any(v.same_as(var) for v in undefined_vars(expr))
 
 
-def _walks_contiguously(block, var) -> bool:
-    """Every buffer the block reads with `var` is read at consecutive addresses along it."""
-    for region in block.reads:
+def _walks_contiguously(block, var, writes: bool = False) -> bool:
+    """Every buffer the block reads (and with writes, writes) with `var` is accessed at consecutive
+    addresses along it."""
+    for region in (*block.reads, *block.writes) if writes else block.reads:
         starts = [r.min for r in region.region]
         if not any(_uses(s, var) for s in starts):
             continue
@@ -132,12 +133,8 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
         # than those loops
         sch.parallel(anchor)
     elif threads and anchor.same_as(row_loop) and n_spatial > 1:
-        # attention scores: the outputs are heads x tokens rows of cache positions; those rows go
-        # to the threads, each a pass over the cache (a symbolic count is tokens x heads)
-        outer = sch.fuse(*spatial_loops[:-1]) if n_spatial > 2 else spatial_loops[0]
-        extent = sch.get(outer).extent
-        if not isinstance(extent, tirx.IntImm) or extent.value >= MIN_PARALLEL_OUTPUTS:
-            sch.parallel(outer)
+        # attention scores: rows of cache positions, one per (token, head)
+        _parallel_over_outputs(sch, spatial_loops[:-1])
     # the lane sums go right after each output block, so the partial sums stay in registers
     sch.reverse_compute_at(block_rv, per_output)
     # the partial sums shrink to ROWS x LANES under that loop; TVM keeps such a small "global"
@@ -147,13 +144,13 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
     return True
 
 
-def _walks_outputs_contiguously(block, var) -> bool:
-    """var moves every buffer the block reads or writes with it by one element along the last axis."""
-    for region in (*block.reads, *block.writes):
-        starts = [r.min for r in region.region]
-        if any(_uses(s, var) for s in starts[:-1]) or (_uses(starts[-1], var) and _stride(starts[-1], var) != 1):
-            return False
-    return any(_uses(r.region[-1].min, var) for r in block.writes)
+def _parallel_over_outputs(sch: Schedule, outer_loops) -> None:
+    """Run attention's outer output loops (fused) on the threads: each iteration is a pass over the
+    whole cache, so a symbolic count (tokens x heads) is worth a launch even for one token."""
+    outer = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
+    extent = sch.get(outer).extent
+    if not isinstance(extent, tirx.IntImm) or extent.value >= MIN_PARALLEL_OUTPUTS:
+        sch.parallel(outer)
 
 
 def _schedule_spatial_vector(sch: Schedule, block_rv, threads: bool) -> bool:
@@ -171,18 +168,15 @@ def _schedule_spatial_vector(sch: Schedule, block_rv, threads: bool) -> bool:
         return False
     inner = spatial[-1]
     if (not isinstance(inner.dom.extent, tirx.IntImm) or inner.dom.extent.value % LANES
-            or not _walks_outputs_contiguously(block, inner.var)):
+            or not _walks_contiguously(block, inner.var, writes=True)
+            or not any(_uses(w.region[-1].min, inner.var) for w in block.writes)):
         return False
     outer_loops, out_loop, reduce_loops = loops[:len(spatial) - 1], loops[len(spatial) - 1], loops[len(spatial):]
     sch.reorder(*reduce_loops, out_loop)
     _, lane = sch.split(out_loop, [None, LANES])
     sch.vectorize(lane)
-    outer = sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0]
-    extent = sch.get(outer).extent
-    # a symbolic extent here counts tokens x heads, each output a pass over the whole cache: worth a
-    # launch even for one token
-    if threads and (not isinstance(extent, tirx.IntImm) or extent.value >= MIN_PARALLEL_OUTPUTS):
-        sch.parallel(outer)
+    if threads:
+        _parallel_over_outputs(sch, outer_loops)
     sch.decompose_reduction(block_rv, reduce_loops[0])
     return True
 
@@ -202,7 +196,7 @@ def schedule_cpu(func: tirx.PrimFunc, threads: bool = False, rows: int | None = 
             try:
                 scheduled = rule(trial, trial.get_sblock(name))
             except tvm.s_tir.ScheduleError:
-                continue  # e.g. an argmax, whose reducer rfactor does not know: left as generated
+                continue  # e.g. an argmax, whose reducer rfactor does not know: the next rule, or as generated
             if scheduled:
                 sch, changed = trial, True
                 break
