@@ -204,12 +204,14 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, t
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Folder to write the site into (created, or replaced if it holds a webrt site).")
-def build_site_cmd(artifacts: tuple[Path, ...], out: Path):
+@click.option("--python", "python", is_flag=True,
+              help="Add the Python page (python.html): Pyodide's core and the webrt_web wheel, served from the site.")
+def build_site_cmd(artifacts: tuple[Path, ...], out: Path, python: bool):
     """Build a static site from ARTIFACTS: the chat page, the JS shell and the models (with their
     tuning DBs), with relative, content-hashed URLs only. It works from any static host and any sub-path."""
     from .site import build_site
 
-    build_site(list(artifacts), out)
+    build_site(list(artifacts), out, python=python)
     console.print(f"site written to {out}: serve it with `webrt serve {out}`, or copy it to any static host")
 
 

@@ -108,12 +108,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "model"
 
 
-def render_page(app: str, files: dict[str, bytes]) -> bytes:
-    """index.html: the app folder, an import map for the npm dependencies (and integrity for every
-    module the page imports), and a Content-Security-Policy that allows this origin only."""
+def render_page(app: str, files: dict[str, bytes], template: str = TEMPLATE, script: str = "demo/chat.js",
+                modules: dict[str, bytes] | None = None, **context) -> bytes:
+    """index.html (or another page of the site: template, its module script): the app folder, an
+    import map for the npm dependencies (and integrity for every module the page imports: the app's,
+    and modules, {site path: bytes}, outside it), and a Content-Security-Policy that allows this
+    origin only."""
     importmap = json.dumps({
         "imports": {spec: f"./{app}{name}" for spec, (_, name) in VENDOR.items()},
-        "integrity": {f"./{app}{name}": sri(data) for name, data in files.items() if name.endswith(".js")},
+        "integrity": {**{f"./{app}{name}": sri(data) for name, data in files.items() if name.endswith(".js")},
+                      **{f"./{path}": sri(data) for path, data in (modules or {}).items()}},
     }, indent=1)
     csp = "; ".join([
         "default-src 'self'",
@@ -124,9 +128,9 @@ def render_page(app: str, files: dict[str, bytes]) -> bytes:
     ])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(WEB_DIR), autoescape=True,
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    page = env.get_template(TEMPLATE).render(
+    page = env.get_template(template).render(
         app=f"./{app}", importmap=importmap, csp=csp,
-        integrity={"css": sri(files["demo/chat.css"]), "js": sri(files["demo/chat.js"])})
+        integrity={"css": sri(files["demo/chat.css"]), "js": sri(files[script])}, **context)
     return page.encode()
 
 
@@ -145,8 +149,9 @@ def _is_site(folder: Path) -> bool:
         return False
 
 
-def build_site(artifacts: list[Path], out: Path) -> Path:
-    """Write the site for these artifact folders into out (replacing an older site there)."""
+def build_site(artifacts: list[Path], out: Path, python: bool = False) -> Path:
+    """Write the site for these artifact folders into out (replacing an older site there); with
+    python, also the Python page, Pyodide and the webrt_web wheel (python_page.py)."""
     if not artifacts:
         raise WebrtError("give at least one artifact folder (written by `webrt compile`)")
     manifests = [read_manifest(folder) for folder in artifacts]
@@ -185,8 +190,13 @@ def build_site(artifacts: list[Path], out: Path) -> Path:
         (staging / "index.html").write_bytes(page)
         integrity["index.html"] = sri(page)
         site = {"format": SITE_FORMAT, "format_version": SITE_FORMAT_VERSION,
-                "created_by": {"webrt": __version__}, "app": app, "models": models,
-                "integrity": dict(sorted(integrity.items()))}
+                "created_by": {"webrt": __version__}, "app": app, "models": models}
+        if python:
+            from .python_page import write_python_page
+
+            site["python"], written = write_python_page(staging, app, app_source)
+            integrity.update(written)
+        site["integrity"] = dict(sorted(integrity.items()))
         (staging / "site.json").write_text(json.dumps(site, indent=1) + "\n")
         _replace(staging, out)
     except BaseException:
