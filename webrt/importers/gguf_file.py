@@ -2,8 +2,8 @@
 
 Tensors in Q4_0, Q4_1, Q8_0, F16 and F32 are read; quantized ones are dequantized here to float32
 (the q4 modes keep Q4_0/Q4_1 blocks as they are instead, see webrt/quantize.py). The tokenizer and
-chat template embedded in the file are written out as Hugging Face tokenizer files, converted by
-transformers, so the browser loads them exactly like a Hugging Face checkpoint's.
+chat template embedded in the file are written out as Hugging Face tokenizer files
+(webrt/importers/gguf_tokenizer.py), so the browser loads them exactly like a Hugging Face checkpoint's.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import ModelConfig, config_from_dict
 from ..errors import WebrtError
+from .gguf_tokenizer import read_vocab, write_tokenizer_files
 
 SUPPORTED_TYPES = ("F32", "F16", "Q4_0", "Q4_1", "Q8_0")
 _LAYER_NAMES = {
@@ -144,19 +145,16 @@ def open_gguf(path: Path, workdir: Path | None = None) -> GGUFCheckpoint:
     }
     config = config_from_dict(raw, str(path))
     ckpt = GGUFCheckpoint(path, config, reader)
-    ckpt.tokenizer_files = _write_tokenizer(path, workdir or Path(tempfile.mkdtemp(prefix="webrt-tok-")))
+    ckpt.tokenizer_files = _write_tokenizer(path, meta, workdir or Path(tempfile.mkdtemp(prefix="webrt-tok-")))
     return ckpt
 
 
-def _write_tokenizer(path: Path, workdir: Path) -> list[Path]:
-    """tokenizer.json, tokenizer_config.json and the chat template, converted by transformers."""
-    from transformers import AutoTokenizer
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
+def _write_tokenizer(path: Path, meta, workdir: Path) -> list[Path]:
+    """tokenizer.json, tokenizer_config.json and the chat template, built from the file's
+    tokenizer.ggml.* metadata (webrt/importers/gguf_tokenizer.py; no transformers or torch)."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    except Exception as err:  # noqa: BLE001
+        return write_tokenizer_files(read_vocab(meta), workdir)
+    except WebrtError as err:
+        raise WebrtError(f"{path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exceptions on malformed vocabularies
         raise WebrtError(f"{path}: the embedded tokenizer cannot be converted ({err})") from None
-    tokenizer.save_pretrained(str(workdir))
-    return sorted(p for p in workdir.iterdir() if p.is_file())
