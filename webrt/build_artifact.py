@@ -15,12 +15,12 @@ from .errors import WebrtError
 from .default_model import default_model_path
 from .importers.gguf_file import open_gguf
 from .importers.hf import open_hf_folder
-from .models.llama import GENERATE_INPUTS, LlamaForCausalLM
+from .models.blocks import GENERATE_INPUTS
+from .models.registry import family
 from .quantize import GROUP, quantize_q4
 
 QUANTIZATIONS = ("f32", "q4f32")
 QUANTIZED_PARTS = (".qweight", ".scales", ".mins")
-COMPUTED_WEIGHTS = ("rope.cos", "rope.sin")
 STATE_PREFIX = "kv_cache."
 
 
@@ -75,15 +75,16 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
             raise WebrtError(f"--context-window {context_window} is outside [1, {cfg.context_window}], "
                              "the model's context length")
         cfg.context_window = context_window
-    model = LlamaForCausalLM(cfg, ckpt.code_bits() if quantization == "q4f32" else None)
+    model = family(cfg.family).model(cfg, ckpt.code_bits() if quantization == "q4f32" else None)
+    computed = model.host_tables()
     shapes = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()}
     state = {name: shape for name, shape in shapes.items() if name.startswith(STATE_PREFIX)}
     quantized = {name: shape for name, shape in shapes.items() if name.endswith(QUANTIZED_PARTS)}
     expected = {name: shape for name, shape in shapes.items()
-                if name not in COMPUTED_WEIGHTS and name not in state and name not in quantized}
+                if name not in computed and name not in state and name not in quantized}
     weights = ckpt.load_weights(expected)
     weights.update(quantize_weights(ckpt, quantized))
-    weights["rope.cos"], weights["rope.sin"] = cfg.rope_tables()
+    weights.update(computed)
 
     stage("exporting the model to Relax")
     mod, params = model.export_tvm(spec=model.get_default_spec())

@@ -16,25 +16,20 @@ import numpy as np
 
 from ..config import ModelConfig, config_from_dict
 from ..errors import WebrtError
+from ..models.gguf_mapping import GGUF_GLOBAL_NAMES, GGUFMetadata
+from ..models.registry import family, family_for_gguf
 from .gguf_tokenizer import read_vocab, write_tokenizer_files
 
 SUPPORTED_TYPES = ("F32", "F16", "Q4_0", "Q4_1", "Q8_0")
-_LAYER_NAMES = {
-    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
-_GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-                 "output.weight": "lm_head.weight"}
 
 
-def hf_name(gguf_name: str) -> str | None:
-    if gguf_name in _GLOBAL_NAMES:
-        return _GLOBAL_NAMES[gguf_name]
+def hf_name(gguf_name: str, layer_names: dict[str, str]) -> str | None:
+    """The Hugging Face name of a GGUF tensor, with the family's per-layer names (registry)."""
+    if gguf_name in GGUF_GLOBAL_NAMES:
+        return GGUF_GLOBAL_NAMES[gguf_name]
     parts = gguf_name.split(".")
-    if len(parts) == 4 and parts[0] == "blk" and parts[2] in _LAYER_NAMES:
-        return f"model.layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{parts[3]}"
+    if len(parts) == 4 and parts[0] == "blk" and parts[2] in layer_names:
+        return f"model.layers.{parts[1]}.{layer_names[parts[2]]}.{parts[3]}"
     return None
 
 
@@ -50,6 +45,7 @@ class GGUFCheckpoint:
     path: Path
     config: ModelConfig
     reader: object
+    architecture: str = "llama"  # general.architecture
     tokenizer_files: list[Path] = field(default_factory=list)
 
     @property
@@ -59,12 +55,14 @@ class GGUFCheckpoint:
     def raw_tensors(self) -> dict:
         """HF name -> (the gguf tensor, heads to unpermute by or None)."""
         cfg = self.config
+        rows = family(cfg.family)
+        permuted = self.architecture in rows.gguf_permuted_qk
         out = {}
         for t in self.reader.tensors:
-            name = hf_name(t.name)
+            name = hf_name(t.name, rows.gguf_layer_names)
             if name is None:
                 continue
-            heads = cfg.num_attention_heads if ".q_proj." in name else \
+            heads = None if not permuted else cfg.num_attention_heads if ".q_proj." in name else \
                 cfg.num_key_value_heads if ".k_proj." in name else None
             out[name] = (t, heads)
         return out
@@ -120,31 +118,14 @@ def open_gguf(path: Path, workdir: Path | None = None) -> GGUFCheckpoint:
         return default if f is None else f.contents()
 
     arch = meta("general.architecture")
-    if arch != "llama":
-        raise WebrtError(f"{path}: GGUF architecture {arch!r} is not supported; supported: llama")
+    rows = family_for_gguf(arch, str(path))
     kinds = {t.tensor_type.name for t in reader.tensors}
     if kinds - set(SUPPORTED_TYPES):
         raise WebrtError(f"{path}: tensor types {sorted(kinds - set(SUPPORTED_TYPES))} are not supported; "
                          f"supported: {', '.join(SUPPORTED_TYPES)}")
-    tokens = meta("tokenizer.ggml.tokens") or []
-    heads = meta("llama.attention.head_count")
-    hidden = meta("llama.embedding_length")
-    raw = {
-        "architectures": ["LlamaForCausalLM"],
-        "vocab_size": meta("llama.vocab_size", len(tokens)),
-        "hidden_size": hidden,
-        "intermediate_size": meta("llama.feed_forward_length"),
-        "num_hidden_layers": meta("llama.block_count"),
-        "num_attention_heads": heads,
-        "num_key_value_heads": meta("llama.attention.head_count_kv", heads),
-        "head_dim": meta("llama.rope.dimension_count", hidden // heads if heads else None),
-        "rms_norm_eps": meta("llama.attention.layer_norm_rms_epsilon"),
-        "max_position_embeddings": meta("llama.context_length"),
-        "rope_theta": meta("llama.rope.freq_base", 10000.0),
-        "tie_word_embeddings": not any(t.name == "output.weight" for t in reader.tensors),
-    }
+    raw = rows.gguf_to_hf(GGUFMetadata(reader, arch))
     config = config_from_dict(raw, str(path))
-    ckpt = GGUFCheckpoint(path, config, reader)
+    ckpt = GGUFCheckpoint(path, config, reader, arch)
     ckpt.tokenizer_files = _write_tokenizer(path, meta, workdir or Path(tempfile.mkdtemp(prefix="webrt-tok-")))
     return ckpt
 

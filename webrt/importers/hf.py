@@ -11,6 +11,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..config import ModelConfig, read_hf_config
 from ..errors import WebrtError
+from ..models.registry import family
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json", "vocab.json", "merges.txt", "tokenizer.model")
@@ -65,6 +66,7 @@ def load_weights(ckpt: HFCheckpoint, expected: dict[str, tuple[tuple[int, ...], 
         for name in handle.keys():
             found[name] = (file, handle)
     weights = {}
+    convert = family(ckpt.config.family).hf_weight  # e.g. Gemma's norms: 1 + w
     for name, (shape, dtype) in expected.items():
         if name not in found:
             raise WebrtError(f"{ckpt.path}: tensor {name!r} is missing from the safetensors files; "
@@ -78,5 +80,5 @@ def load_weights(ckpt: HFCheckpoint, expected: dict[str, tuple[tuple[int, ...], 
         if tuple(array.shape) != tuple(shape):
             raise WebrtError(f"{file}: tensor {name!r} has shape {list(array.shape)}, but config.json "
                              f"implies {list(shape)}")
-        weights[name] = np.ascontiguousarray(array.astype(dtype))
+        weights[name] = np.ascontiguousarray(convert(name, array.astype(dtype)))
     return weights

@@ -1,0 +1,360 @@
+"""Building blocks the decoder families share, on tvm.relax.frontend.nn: RoPE from host tables,
+masks, the embedding gather, KV caches with in-place appends, GQA attention (optionally with q/k
+norms, a fused qkv projection and a sliding window), the gated MLP, and the causal-LM wrapper with
+its forward / prefill / decode entries.
+
+A family's file builds its decoder layer from these; what differs between architectures is all
+that is left there. Module and parameter names mirror Hugging Face's, so checkpoint tensors bind
+by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax as rx
+from tvm import te, tirx
+from tvm.relax.frontend import nn
+from tvm.relax.frontend.nn import op
+from tvm.script import tirx as T
+
+from ..config import ModelConfig
+from .quantized import QLinear, QuantizedWeight, quantized_embed, quantized_matmul
+from .sampling import SAMPLING_PARAMS, choose, penalize
+
+# The inputs of the prefill/decode entries that are not weights or state, in order.
+GENERATE_INPUTS = ["input_ids", "offset", "penalty_ids", "penalty_counts", "sampling", "seed"]
+
+
+def apply_rope(x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor, head_dim: int, offset=0) -> nn.Tensor:
+    """Rotate-half RoPE at positions offset..offset+s-1: x*cos + rotate_half(x)*sin, with
+    host-computed tables [positions, head_dim]."""
+    half = head_dim // 2
+
+    def compute(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, offset=0):
+        def value(b, s, h, d):
+            rotated = tirx.if_then_else(d < half, -x[b, s, h, d + half], x[b, s, h, d - half])
+            return x[b, s, h, d] * cos[offset + s, d] + rotated * sin[offset + s, d]
+
+        return te.compute(x.shape, value, name="rope")
+
+    # the offset is passed as an argument, so the kernel receives it as a scalar
+    args = [x, cos, sin] if isinstance(offset, int) and offset == 0 else [x, cos, sin, offset]
+    return op.tensor_expr_op(compute, "rope", args)
+
+
+def _visible(i, j, window: int | None):
+    """Whether the query at position i sees the key at position j: causal, and within the last
+    `window` positions when the layer slides (transformers: j > i - window)."""
+    causal = j <= i
+    return causal if window is None else tirx.all(causal, j + window > i)
+
+
+def causal_mask(scores: nn.Tensor, window: int | None = None) -> nn.Tensor:
+    """Scores [b, heads, q, k] with every key the query may not see set to the lowest float."""
+
+    def compute(s: te.Tensor):
+        lowest = tirx.min_value(s.dtype)
+        return te.compute(
+            s.shape,
+            lambda b, h, i, j: tirx.if_then_else(_visible(i, j, window), s[b, h, i, j], lowest),
+            name="causal_mask",
+        )
+
+    return op.tensor_expr_op(compute, "causal_mask", [scores])
+
+
+def embed(weight: nn.Tensor, ids: nn.Tensor) -> nn.Tensor:
+    """Rows of the embedding table for token ids [b, s] -> [b, s, hidden].
+
+    A plain gather: relax's take legalizes in "fast" mode, which warns on every compile. Callers
+    validate ids against the vocabulary before they reach the kernel.
+    """
+
+    def compute(w: te.Tensor, ids: te.Tensor):
+        return te.compute((*ids.shape, w.shape[1]), lambda b, s, h: w[ids[b, s], h], name="embed")
+
+    return op.tensor_expr_op(compute, "embed", [weight, ids])
+
+
+def cache_append(cache: nn.Tensor, new: nn.Tensor, offset) -> nn.Tensor:
+    """Write new [1, n, kv_heads, head_dim] into cache [capacity, kv_heads, head_dim] at row offset,
+    in place: after CallTIRRewrite this is one kernel and no allocation."""
+    capacity, heads, dim = (int(v) for v in cache.shape)
+
+    @T.prim_func(private=True, s_tir=True)
+    def append(var_cache: T.handle, var_new: T.handle, offset: T.int64):
+        T.func_attr({"tirx.noalias": True})
+        n = T.int64()
+        dst = T.match_buffer(var_cache, (capacity, heads, dim), "float32")
+        src = T.match_buffer(var_new, (1, n, heads, dim), "float32")
+        for s, h, d in T.grid(n, heads, dim):
+            with T.sblock("append"):
+                vs, vh, vd = T.axis.remap("SSS", [s, h, d])
+                dst[offset + vs, vh, vd] = src[0, vs, vh, vd]
+
+    return op.tensor_ir_inplace_op(append, "cache_append", [cache, new, rx.ShapeExpr([offset])], 0,
+                                   nn.Tensor.placeholder(cache.shape, cache.dtype))
+
+
+def cached_attention(q: nn.Tensor, k_cache: nn.Tensor, v_cache: nn.Tensor, offset, groups: int,
+                     scale: float, window: int | None = None) -> nn.Tensor:
+    """Attention of q [1, n, heads, hd] (positions offset..offset+n-1) over the first offset+n rows
+    of the caches [capacity, kv_heads, hd], causal and within `window`; returns [1, n, heads, hd].
+
+    Each kernel takes the offset as a scalar argument: TIR functions may only use variables their
+    arguments define."""
+    heads, hd = (int(v) for v in q.shape[2:])
+
+    # shapes come from the te tensors, whose variables are the kernel's own
+    def scores(q: te.Tensor, k: te.Tensor, offset):
+        n = q.shape[1]
+        d = te.reduce_axis((0, hd), name="d")
+        return te.compute((1, heads, n, offset + n), lambda b, h, i, j: te.sum(
+            q[b, i, h, d] * k[j, h // groups, d], axis=d), name="scores")
+
+    def masked(s: te.Tensor, offset):
+        lowest = tirx.min_value(s.dtype)
+        return te.compute(s.shape, lambda b, h, i, j: tirx.if_then_else(
+            _visible(offset + i, j, window), s[b, h, i, j] * tirx.const(scale, s.dtype), lowest), name="masked")
+
+    def weighted(p: te.Tensor, v: te.Tensor, offset):
+        n = p.shape[2]
+        j = te.reduce_axis((0, offset + n), name="j")
+        return te.compute((1, n, heads, hd), lambda b, i, h, d: te.sum(
+            p[b, h, i, j] * v[j, h // groups, d], axis=j), name="weighted")
+
+    s = op.tensor_expr_op(scores, "attn_scores", [q, k_cache, offset])
+    p = op.softmax(op.tensor_expr_op(masked, "attn_mask", [s, offset]), axis=-1)
+    return op.tensor_expr_op(weighted, "attn_values", [p, v_cache, offset])
+
+
+def last_position(x: nn.Tensor) -> nn.Tensor:
+    """x [b, n, h] -> [b, 1, h]: only the last position's logits are needed to generate."""
+    return op.tensor_expr_op(lambda t: te.compute((t.shape[0], 1, t.shape[2]),
+                                                  lambda b, _, h: t[b, t.shape[1] - 1, h], name="last"),
+                             "last_position", [x])
+
+
+def rms_norm(cfg: ModelConfig, size: int | None = None) -> nn.RMSNorm:
+    """x * rsqrt(mean(x^2) + eps) * w. Gemma's (1 + w) is folded into w when weights load."""
+    return nn.RMSNorm(size or cfg.hidden_size, axes=-1, epsilon=cfg.rms_norm_eps, bias=False)
+
+
+class Attention(nn.Module):
+    """Grouped-query attention. q_proj/k_proj/v_proj, or one qkv_proj (Phi-3); q_norm/k_norm over
+    each head before RoPE when cfg.qk_norm; keys limited to the last `window` positions on a
+    sliding layer."""
+
+    def __init__(self, cfg: ModelConfig, linear, prefix: str, window: int | None = None,
+                 fused_qkv: bool = False):
+        self.num_heads = cfg.num_attention_heads
+        self.num_kv_heads = cfg.num_key_value_heads
+        self.head_dim = hd = cfg.head_dim
+        self.scale = cfg.query_scale if cfg.query_scale is not None else hd ** -0.5
+        self.window = window
+        q_size, kv_size = self.num_heads * hd, self.num_kv_heads * hd
+        if fused_qkv:
+            self.qkv_proj = linear(f"{prefix}.qkv_proj", cfg.hidden_size, q_size + 2 * kv_size, cfg.qkv_bias)
+        else:
+            self.q_proj = linear(f"{prefix}.q_proj", cfg.hidden_size, q_size, cfg.qkv_bias)
+            self.k_proj = linear(f"{prefix}.k_proj", cfg.hidden_size, kv_size, cfg.qkv_bias)
+            self.v_proj = linear(f"{prefix}.v_proj", cfg.hidden_size, kv_size, cfg.qkv_bias)
+        self.o_proj = linear(f"{prefix}.o_proj", q_size, cfg.hidden_size, cfg.o_bias)
+        if cfg.qk_norm:
+            self.q_norm = rms_norm(cfg, hd)
+            self.k_norm = rms_norm(cfg, hd)
+        self.fused_qkv, self.qk_norm = fused_qkv, cfg.qk_norm
+
+    def _qkv(self, x: nn.Tensor, cos, sin, offset) -> tuple:
+        """q [b, s, heads, hd], k and v [b, s, kv_heads, hd], with RoPE applied to q and k."""
+        b, s, _ = x.shape
+        hd = self.head_dim
+        if self.fused_qkv:
+            q_size = self.num_heads * hd
+            q, k, v = op.split(self.qkv_proj(x), [q_size, q_size + self.num_kv_heads * hd], axis=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = op.reshape(q, (b, s, self.num_heads, hd))
+        k = op.reshape(k, (b, s, self.num_kv_heads, hd))
+        v = op.reshape(v, (b, s, self.num_kv_heads, hd))
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        return apply_rope(q, cos, sin, hd, offset), apply_rope(k, cos, sin, hd, offset), v
+
+    def forward(self, x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor) -> nn.Tensor:
+        b, s, _ = x.shape
+        hd, groups = self.head_dim, self.num_heads // self.num_kv_heads
+        q, k, v = self._qkv(x, cos, sin, 0)
+        # [b, heads, s, hd]; grouped-query attention repeats each KV head for its query heads
+        q = op.permute_dims(q, (0, 2, 1, 3))
+        k = op.repeat(op.permute_dims(k, (0, 2, 1, 3)), groups, axis=1)
+        v = op.repeat(op.permute_dims(v, (0, 2, 1, 3)), groups, axis=1)
+        scores = op.matmul(q, op.permute_dims(k, (0, 1, 3, 2))) * self.scale
+        probs = op.softmax(causal_mask(scores, self.window), axis=-1)
+        out = op.permute_dims(op.matmul(probs, v), (0, 2, 1, 3))
+        return self.o_proj(op.reshape(out, (b, s, self.num_heads * hd)))
+
+    def forward_cached(self, x: nn.Tensor, cos, sin, k_cache, v_cache, offset) -> nn.Tensor:
+        """Attention for new tokens at positions offset.., appending their K/V to the caches."""
+        b, s, _ = x.shape
+        q, k, v = self._qkv(x, cos, sin, offset)
+        k_cache = cache_append(k_cache, k, offset)
+        v_cache = cache_append(v_cache, v, offset)
+        out = cached_attention(q, k_cache, v_cache, offset, self.num_heads // self.num_kv_heads,
+                               self.scale, self.window)
+        return self.o_proj(op.reshape(out, (b, s, self.num_heads * self.head_dim)))
+
+
+ACTIVATIONS = {"silu": op.silu, "gelu_tanh": lambda x: op.gelu(x, approximate="tanh")}
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)); gate_proj and up_proj, or one gate_up_proj (Phi-3, gate first)."""
+
+    def __init__(self, cfg: ModelConfig, linear, prefix: str, fused: bool = False):
+        hidden, inner = cfg.hidden_size, cfg.intermediate_size
+        if fused:
+            self.gate_up_proj = linear(f"{prefix}.gate_up_proj", hidden, 2 * inner, cfg.mlp_bias)
+        else:
+            self.gate_proj = linear(f"{prefix}.gate_proj", hidden, inner, cfg.mlp_bias)
+            self.up_proj = linear(f"{prefix}.up_proj", hidden, inner, cfg.mlp_bias)
+        self.down_proj = linear(f"{prefix}.down_proj", inner, hidden, cfg.mlp_bias)
+        self.fused, self.act = fused, ACTIVATIONS[cfg.hidden_act]
+
+    def forward(self, x: nn.Tensor) -> nn.Tensor:
+        if self.fused:
+            gate, up = op.split(self.gate_up_proj(x), 2, axis=-1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(self.act(gate) * up)
+
+
+class RopeTables(nn.Module):
+    """Host-computed cos/sin tables [context_window, head_dim], stored with the weights."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.cos = nn.Parameter((cfg.context_window, cfg.head_dim), "float32")
+        self.sin = nn.Parameter((cfg.context_window, cfg.head_dim), "float32")
+
+
+class KVCache(nn.Module):
+    """Per-layer key and value caches [capacity, kv_heads, head_dim]. They are entry inputs like the
+    weights, but the artifact lists them as state: the shell allocates them zeroed, once, and the
+    prefill/decode kernels update them in place."""
+
+    def __init__(self, cfg: ModelConfig, capacity: int):
+        shape = (capacity, cfg.num_key_value_heads, cfg.head_dim)
+        self.k = nn.ModuleList([_State(shape) for _ in range(cfg.num_hidden_layers)])
+        self.v = nn.ModuleList([_State(shape) for _ in range(cfg.num_hidden_layers)])
+
+
+class _State(nn.Module):
+    def __init__(self, shape):
+        self.data = nn.Parameter(shape, "float32")
+
+
+def float_or_quantized(bits: dict[str, int] | None):
+    """The layer factory: linear(name, in, out, bias) gives float32 nn.Linear when bits is None,
+    else a QLinear of the code width listed for name (4 when not listed)."""
+
+    def linear(name: str, in_features: int, out_features: int, bias: bool):
+        if bits is None:
+            return nn.Linear(in_features, out_features, bias=bias)
+        return QLinear(in_features, out_features, bias, bits.get(f"{name}.weight", 4))
+
+    return linear
+
+
+class DecoderModel(nn.Module):
+    """`model.` of a Hugging Face checkpoint: embed_tokens, layers, norm."""
+
+    def __init__(self, cfg: ModelConfig, layer, embed_bits: int | None):
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size) if embed_bits is None else \
+            QuantizedWeight(cfg.vocab_size, cfg.hidden_size, embed_bits)
+        self.layers = nn.ModuleList([layer(i) for i in range(cfg.num_hidden_layers)])
+        self.norm = rms_norm(cfg)
+
+
+class CausalLM(nn.Module):
+    """A decoder-only LM: embedding, decoder layers, final norm, LM head (tied or not), and the
+    forward / prefill / decode entries every family compiles to.
+
+    A family subclasses it and sets `Layer`, a module built as Layer(cfg, linear, prefix, index)
+    with forward(x, cos, sin) and forward_cached(x, cos, sin, k_cache, v_cache, offset)."""
+
+    Layer: type
+
+    def __init__(self, cfg: ModelConfig, bits: dict[str, int] | None = None):
+        """bits: None for float32 weights, else the code width (4 or 8) of each quantized matrix,
+        by its Hugging Face weight name; matrices not listed there are quantized to 4 bits."""
+        self.cfg = cfg
+        self.quantized = bits is not None
+        linear = float_or_quantized(bits)
+        self.model = DecoderModel(cfg, lambda i: self.Layer(cfg, linear, f"model.layers.{i}", i),
+                                  None if bits is None else bits.get("model.embed_tokens.weight", 4))
+        self.kv_cache = KVCache(cfg, cfg.context_window)
+        self.rope = RopeTables(cfg)
+        self.rope_local = RopeTables(cfg) if cfg.local_rope_theta is not None else None
+        self.lm_head = None if cfg.tie_word_embeddings else linear("lm_head", cfg.hidden_size, cfg.vocab_size, False)
+
+    def host_tables(self) -> dict[str, np.ndarray]:
+        """The parameters computed here rather than read from the checkpoint."""
+        tables = dict(zip(("rope.cos", "rope.sin"), self.cfg.rope_tables()))
+        if self.rope_local is not None:
+            tables.update(zip(("rope_local.cos", "rope_local.sin"), self.cfg.local_rope_tables()))
+        return tables
+
+    def _tables(self, index: int) -> tuple[nn.Tensor, nn.Tensor]:
+        rope = self.rope_local if self.rope_local is not None and self.cfg.is_sliding(index) else self.rope
+        return rope.cos, rope.sin
+
+    def forward(self, input_ids: nn.Tensor) -> nn.Tensor:
+        """Logits [1, seq_len, vocab] for token ids [1, seq_len] at positions 0..seq_len-1."""
+        x = self.embed(input_ids)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, *self._tables(i))
+        return self.logits(self.model.norm(x))
+
+    def embed(self, input_ids: nn.Tensor) -> nn.Tensor:
+        if self.quantized:
+            x = quantized_embed(self.model.embed_tokens, input_ids)
+        else:
+            x = embed(self.model.embed_tokens.weight, input_ids)
+        return x if self.cfg.embed_scale == 1.0 else x * self.cfg.embed_scale
+
+    def logits(self, x: nn.Tensor) -> nn.Tensor:
+        if self.lm_head is not None:
+            return self.lm_head(x)
+        if self.quantized:  # tied: the embedding table is the LM head
+            return quantized_matmul(x, self.model.embed_tokens)
+        return op.matmul(x, op.permute_dims(self.model.embed_tokens.weight))
+
+    def prefill(self, input_ids: nn.Tensor, offset: int, penalty_ids: nn.Tensor, penalty_counts: nn.Tensor,
+                sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
+        """Tokens [1, n] at positions offset..offset+n-1: their keys and values are appended to the
+        caches, and the next token is sampled from the last position's logits (see sampling.py).
+        Returns (token [1] int32, penalized logits [1, 1, vocab]); the shell reads back the token,
+        and the logits only when it samples with top-k / top-p itself."""
+        x = self.embed(input_ids)
+        for i, (layer, k, v) in enumerate(zip(self.model.layers, self.kv_cache.k, self.kv_cache.v)):
+            x = layer.forward_cached(x, *self._tables(i), k.data, v.data, offset)
+        logits = penalize(self.logits(self.model.norm(last_position(x))), penalty_ids, penalty_counts, sampling)
+        return choose(logits, sampling, seed), logits
+
+    def decode(self, input_ids: nn.Tensor, offset: int, penalty_ids: nn.Tensor, penalty_counts: nn.Tensor,
+               sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
+        """prefill for exactly one token: a static shape, so GEMV schedules apply."""
+        return self.prefill(input_ids, offset, penalty_ids, penalty_counts, sampling, seed)
+
+    def get_default_spec(self) -> nn.spec.ModuleSpec:
+        mode = {"param_mode": "plain", "effect_mode": "none"}
+        sampling = {"penalty_ids": nn.spec.Tensor(["num_penalized"], "int32"),
+                    "penalty_counts": nn.spec.Tensor(["num_penalized"], "float32"),
+                    "sampling": nn.spec.Tensor([SAMPLING_PARAMS], "float32"), "seed": nn.spec.Int()}
+        spec = {
+            "forward": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "$": mode},
+            "prefill": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "offset": nn.spec.Int(),
+                        **sampling, "$": mode},
+            "decode": {"input_ids": nn.spec.Tensor([1, 1], "int32"), "offset": nn.spec.Int(), **sampling, "$": mode},
+        }
+        return nn.spec.ModuleSpec.from_raw(spec, self)
