@@ -9,8 +9,10 @@ shell's camelCase (`reset_chat` -> `resetChat`)."""
 
 from __future__ import annotations
 
+import importlib
+
 import js
-from pyodide.ffi import JsException, JsProxy, create_proxy, to_js
+from pyodide.ffi import JsException, JsProxy, create_proxy, jsnull, to_js
 
 from .errors import error_class, from_js
 
@@ -30,6 +32,8 @@ def _py_data(value):
 
 
 def _lists(value):
+    if value is jsnull:
+        return None
     if isinstance(value, memoryview):
         return value.tolist()
     if isinstance(value, dict):
@@ -53,6 +57,14 @@ async def _call(function, *args):
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.capitalize() for part in rest)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _unloaded():
+    return error_class("EngineStateError")("the engine was unloaded; create a new one")
 
 
 class Stream:
@@ -83,6 +95,8 @@ class Api:
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
+        if self._engine.unloaded:
+            raise _unloaded()
         path = f"{self._path}.{name}"
         value = getattr(self._target, _camel(name), None)
         if value is None:
@@ -92,7 +106,7 @@ class Api:
         return Api(self._engine, value, path)
 
     def __dir__(self):
-        return list(js.Object.keys(self._target))
+        return [_snake(name) for name in js.Object.keys(self._target)]
 
     def __repr__(self):
         return f"<webrt engine API {self._path}>"
@@ -102,15 +116,17 @@ class Engine(Api):
     """A loaded model. `info` says which backend runs it and why (a dict, as the JS engine's)."""
 
     def __init__(self, remote: JsProxy):
+        self.unloaded = False  # first: attribute look-ups (Api.__getattr__) read it
         super().__init__(self, remote, "engine")
         self.info = _py_data(remote.info)
+        self.js_engine = remote  # the JS worker engine itself, for JS code on the page
 
     def _method(self, function, path: str):
         async def method(**request):
-            if self._target is None:
-                raise error_class("EngineStateError")("the engine was unloaded; create a new one")
+            if self.unloaded:
+                raise _unloaded()
             result = await _call(function, _js_object(request)) if request else await _call(function)
-            if isinstance(result, JsProxy) and hasattr(result, "next") and hasattr(js.Symbol, "asyncIterator"):
+            if isinstance(result, JsProxy) and hasattr(result, "next"):  # a streamed reply's async iterator
                 return Stream(result)
             return _py_data(result)
 
@@ -120,17 +136,16 @@ class Engine(Api):
 
     async def unload(self) -> None:
         """Free the model and end its Worker; the engine cannot be used afterwards."""
-        if self._target is None:
-            return
-        remote, self._target = self._target, None
-        await _call(remote.unload)
+        if not self.unloaded:
+            self.unloaded = True
+            await _call(self._target.unload)
 
 
 def _shell(shell):
     if shell is not None:
         return shell
     try:
-        return __import__(SHELL_MODULE)
+        return importlib.import_module(SHELL_MODULE)
     except ImportError:
         raise error_class("WebrtError")(
             f"the webrt JS shell is not registered: the page must call pyodide.registerJsModule("

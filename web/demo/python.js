@@ -20,7 +20,15 @@ async for chunk in await engine.chat.completions.create(messages=messages, strea
 `;
 
 let pyodide = null;
-let running = null; // the run in progress: its globals, so Stop can find its engines
+let running = null; // the globals of the run in progress, so Stop can find its engines
+
+// Python that calls one method of every engine a run's code left in its globals
+const eachEngine = (method) => `
+from webrt_web import Engine
+for value in list(globals().values()):
+    if isinstance(value, Engine) and not value.unloaded:
+        await value.${method}()
+`;
 
 function setState(state) {
   document.body.dataset.state = state;
@@ -65,6 +73,8 @@ async function start() {
   setState("ready");
 }
 
+/** Run the cell in a fresh namespace; the engines it made are unloaded when it ends (their Workers
+ * and memory go with them), so runs never pile up models. */
 async function run() {
   setState("running");
   $("output").replaceChildren();
@@ -80,20 +90,15 @@ async function run() {
     $("status").textContent = "The code raised an error (shown below).";
   } finally {
     running = null;
+    await pyodide.runPythonAsync(eachEngine("unload"), { globals }).catch(() => {});
     globals.destroy();
     setState("ready");
   }
 }
 
-/** Stop: interrupt every engine the running code holds (the stream then ends with "abort"). */
+/** Stop: interrupt every engine of the running code (a streamed reply then ends with "abort"). */
 async function stop() {
-  if (!running) return;
-  await pyodide.runPythonAsync(`
-from webrt_web import Engine
-for value in list(globals().values()):
-    if isinstance(value, Engine) and value._target is not None:
-        await value.interrupt()
-`, { globals: running });
+  if (running) await pyodide.runPythonAsync(eachEngine("interrupt"), { globals: running });
 }
 
 $("run").addEventListener("click", run);
