@@ -5,6 +5,7 @@
 //   const reply = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }] });
 //   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) ...
 
+import { EmbeddingEngine, isEmbeddingModel } from "./embeddings.js";
 import { ContextWindowError, EngineStateError } from "./errors.js";
 import { Generator } from "./generator.js";
 import { loadModel } from "./model.js";
@@ -18,10 +19,12 @@ import { ChatTokenizer } from "./tokenizer.js";
 /**
  * options: device ("webgpu"), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
  * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy), tuning (false |
- * "auto" | true | {budget_s}: schedule tuning, see loadModel).
+ * "auto" | true | {budget_s}: schedule tuning, see loadModel). For an embedding model: batchSize (32)
+ * and batchTokens (2048), the most sentences and padded tokens per kernel run (embeddings.js).
  */
-export async function createEngine(url, { device = "webgpu", threads, tuning, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy } = {}) {
+export async function createEngine(url, { device = "webgpu", threads, tuning, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
   const model = await loadModel(url, { device, threads, tuning, onProgress });
+  if (isEmbeddingModel(model.manifest)) return EmbeddingEngine.create(model, { batchSize, batchTokens }); // no chat
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
   return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error" });
 }
@@ -41,6 +44,10 @@ export class Engine {
     this.interrupted = false;
     this.chat = { completions: { create: (request) => this.start(parseChatRequest(request), "chat") } };
     this.completions = { create: (request) => this.start(parseCompletionRequest(request), "text") };
+    this.embeddings = { create: async () => {
+      throw new EngineStateError(`${this.modelName} is a language model: embeddings need an encoder artifact ` +
+        "(webrt compile a BertModel or XLMRobertaModel folder)");
+    } };
   }
 
   get info() {

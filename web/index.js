@@ -8,6 +8,7 @@
 //   const { logits } = await (await loadModel("./out/")).forward([5, 17, 300]);
 
 export * from "./errors.js";
+export { EmbeddingEngine, Embeddings, EmbeddingTokenizer } from "./embeddings.js";
 export { createEngine, Engine } from "./engine.js";
 export { Generator } from "./generator.js";
 export { FORMAT_VERSION, useFileCache } from "./loader.js";

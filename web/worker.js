@@ -1,7 +1,7 @@
 // The engine inside a Web Worker, so the page stays responsive. Pair it with createWorkerEngine
 // (worker_engine.js), which gives the page the same API as createEngine.
 //
-// Messages in:  {id, method: "load" | "chat" | "completion" | "interrupt" | "resetChat" | "unload", args}
+// Messages in:  {id, method: "load" | "chat" | "completion" | "embeddings" | "interrupt" | "resetChat" | "unload", args}
 // Messages out: {id, progress} while loading, {id, chunk} while streaming, then {id, result} or
 //               {id, error: {name, message}}.
 
@@ -39,6 +39,8 @@ async function handle(id, method, args) {
       }
       return null;
     }
+    case "embeddings":
+      return engine.embeddings.create(args.request);
     case "interrupt":
       return engine?.interrupt();
     case "resetChat":

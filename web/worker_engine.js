@@ -78,6 +78,7 @@ export async function createWorkerEngine(worker, url, { onProgress = () => {}, .
     info,
     chat: { completions: { create: create("chat") } },
     completions: { create: create("completion") },
+    embeddings: { create: (request) => client.call("embeddings", { request }) },
     interrupt: () => client.call("interrupt"),
     resetChat: () => client.call("resetChat"),
     unload: async () => {

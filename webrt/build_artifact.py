@@ -15,6 +15,8 @@ from .errors import WebrtError
 from .default_model import default_model_path
 from .importers.gguf_file import open_gguf
 from .importers.hf import open_hf_folder
+from .importers.sentence_transformers import EncoderCheckpoint, is_encoder_folder, open_encoder_folder
+from .build_encoder import compile_encoder
 from .models.blocks import GENERATE_INPUTS
 from .models.registry import family
 from .quantize import GROUP, quantize_q4
@@ -28,6 +30,8 @@ def open_checkpoint(source: Path, workdir: Path):
     """A Hugging Face folder or a .gguf file, by what `source` is."""
     if source.suffix == ".gguf" or source.is_file():
         return open_gguf(source, workdir)
+    if is_encoder_folder(source):
+        return open_encoder_folder(source)
     return open_hf_folder(source)
 
 
@@ -46,6 +50,8 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
     stage("reading checkpoint")
     with tempfile.TemporaryDirectory(prefix="webrt-compile-") as workdir:
         ckpt = open_checkpoint(source or default_model_path(), Path(workdir))
+        if isinstance(ckpt, EncoderCheckpoint):
+            return compile_encoder(ckpt, out, quantization, context_window, stage, schedule, tuning_db)
         return _compile(ckpt, out, quantization, context_window, stage, schedule, tuning_db)
 
 

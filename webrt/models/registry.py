@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import WebrtError
-from . import gemma3, llama, phi3, qwen3
+from . import bert, gemma3, llama, phi3, qwen3
 from .gguf_mapping import GGUF_LAYER_NAMES, gguf_metadata_to_hf
 
 
@@ -43,6 +43,7 @@ FAMILIES = (
            gguf_to_hf=gemma3.gguf_to_hf, gguf_layer_names=gemma3.GGUF_LAYER_NAMES, hf_weight=gemma3.hf_weight),
     Family("phi3", ("Phi3ForCausalLM",), phi3.Phi3ForCausalLM, phi3.config_from_hf, ("phi3",),
            gguf_to_hf=phi3.gguf_to_hf, gguf_layer_names=phi3.GGUF_LAYER_NAMES),
+    Family("bert", bert.ENCODER_ARCHITECTURES, bert.BertEncoder, bert.config_from_hf),  # encoders: build_encoder.py
 )
 
 SUPPORTED_ARCHITECTURES = tuple(arch for f in FAMILIES for arch in f.hf_architectures)
