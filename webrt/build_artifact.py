@@ -19,10 +19,9 @@ from .importers.sentence_transformers import EncoderCheckpoint, is_encoder_folde
 from .build_encoder import compile_encoder
 from .models.blocks import GENERATE_INPUTS
 from .models.registry import family
-from .quantize import GROUP, quantize_q4
+from .models.quantized import quantized_weights
 
 QUANTIZATIONS = ("f32", "q4f32")
-QUANTIZED_PARTS = (".qweight", ".scales", ".mins")
 STATE_PREFIX = "kv_cache."
 
 
@@ -55,21 +54,20 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
         return _compile(ckpt, out, quantization, context_window, stage, schedule, tuning_db)
 
 
-def quantize_weights(ckpt, params: dict) -> dict[str, np.ndarray]:
-    """The qweight / scales / mins tensors of every quantized matrix: the checkpoint's own blocks
-    where it has them (GGUF), else its float weights quantized to 4 bits here."""
+def quantize_weights(ckpt, model) -> dict[str, np.ndarray]:
+    """The parts of every quantized matrix (webrt/models/quantized.py): the checkpoint's own blocks
+    where it has them (GGUF, each in its own type), else its float weights quantized here."""
     out = {}
-    for base in sorted({name.rsplit(".", 1)[0] for name in params}):
-        source = base if base.endswith(".weight") else f"{base}.weight"
-        (rows, words), _ = params[f"{base}.qweight"]
-        q = ckpt.quantized(source)
-        if q is None:
-            cols = params[f"{base}.scales"][0][1] * GROUP
-            q = quantize_q4(ckpt.load_weights({source: ((rows, cols), "float32")})[source])
-        out[f"{base}.qweight"], out[f"{base}.scales"], out[f"{base}.mins"] = q.packed(), q.scales, q.mins
-        if out[f"{base}.qweight"].shape != (rows, words):
-            raise WebrtError(f"{source}: quantized to shape {list(out[f'{base}.qweight'].shape)}, "
-                             f"the model expects {[rows, words]}")
+    for prefix, w in quantized_weights(model).items():
+        source = prefix if prefix.endswith(".weight") else f"{prefix}.weight"
+        data = ckpt.quantized(source)
+        if data is None:
+            data = ckpt.load_weights({source: ((w.rows, w.cols), "float32")})[source]
+        for part, array in w.arrays(data).items():
+            expected = tuple(int(d) for d in getattr(w, part).shape)
+            if array.shape != expected:
+                raise WebrtError(f"{source}: its {part} has shape {list(array.shape)}, the model expects {list(expected)}")
+            out[f"{prefix}.{part}"] = array
     return out
 
 
@@ -85,11 +83,11 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
     computed = model.host_tables()
     shapes = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()}
     state = {name: shape for name, shape in shapes.items() if name.startswith(STATE_PREFIX)}
-    quantized = {name: shape for name, shape in shapes.items() if name.endswith(QUANTIZED_PARTS)}
+    quantized = {f"{prefix}.{part}" for prefix, w in quantized_weights(model).items() for part in w.part_names}
     expected = {name: shape for name, shape in shapes.items()
                 if name not in computed and name not in state and name not in quantized}
     weights = ckpt.load_weights(expected)
-    weights.update(quantize_weights(ckpt, quantized))
+    weights.update(quantize_weights(ckpt, model))
     weights.update(computed)
 
     stage("exporting the model to Relax")

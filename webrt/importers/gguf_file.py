@@ -1,7 +1,8 @@
 """Import a LLaMA-architecture GGUF file (llama.cpp's format), with the `gguf` library.
 
-Tensors in Q4_0, Q4_1, Q8_0, F16 and F32 are read; quantized ones are dequantized here to float32
-(the q4 modes keep Q4_0/Q4_1 blocks as they are instead, see webrt/quantize.py). The tokenizer and
+Tensors in F32, F16, BF16 and the block types of webrt/weight_types.py (Q4_0 ... Q8_0, Q2_K ... Q6_K)
+are read; the f32 mode dequantizes block types here, the q4f32 mode keeps each tensor's blocks in
+its own type's layout. The tokenizer and
 chat template embedded in the file are written out as Hugging Face tokenizer files
 (webrt/importers/gguf_tokenizer.py), so the browser loads them exactly like a Hugging Face checkpoint's.
 """
@@ -16,11 +17,13 @@ import numpy as np
 
 from ..config import ModelConfig, config_from_dict
 from ..errors import WebrtError
+from ..weight_types import TYPES
 from ..models.gguf_mapping import GGUF_GLOBAL_NAMES, GGUFMetadata
 from ..models.registry import family, family_for_gguf
 from .gguf_tokenizer import read_vocab, write_tokenizer_files
 
-SUPPORTED_TYPES = ("F32", "F16", "Q4_0", "Q4_1", "Q8_0")
+BLOCK_TYPES = tuple(TYPES)  # kept in their own blocks by the q4f32 mode
+SUPPORTED_TYPES = ("F32", "F16", "BF16", *BLOCK_TYPES)
 
 
 def hf_name(gguf_name: str, layer_names: dict[str, str]) -> str | None:
@@ -67,24 +70,23 @@ class GGUFCheckpoint:
             out[name] = (t, heads)
         return out
 
-    def code_bits(self) -> dict[str, int]:
-        """Code width of the tensors stored in blocks webrt keeps exactly (q4 modes)."""
-        widths = {"Q4_0": 4, "Q4_1": 4, "Q8_0": 8}
-        return {name: widths[t.tensor_type.name] for name, (t, _) in self.raw_tensors().items()
-                if t.tensor_type.name in widths}
+    def code_bits(self) -> dict[str, str]:
+        """The GGUF type of every tensor stored in blocks (Q4_K, Q8_0, ...; webrt/weight_types.py),
+        by Hugging Face name: the q4f32 mode keeps each in its own type
+        (QuantizedWeight / QLinear.for_type in webrt/models/quantized.py)."""
+        return {name: t.tensor_type.name for name, (t, _) in self.raw_tensors().items()
+                if t.tensor_type.name in BLOCK_TYPES}
+
+    weight_types = code_bits
 
     def quantized(self, name: str):
-        """The tensor's own Q4_0 / Q4_1 / Q8_0 blocks, unpermuted like load_weights; None for
-        float tensors."""
-        from ..quantize import Quantized, from_gguf_blocks
-
+        """(GGUF type name, the tensor's own blocks uint8 [rows, bytes]), rows unpermuted like
+        load_weights (blocks run along a row, so they move whole); None for float tensors."""
         tensor, heads = self.raw_tensors()[name]
-        if tensor.tensor_type.name not in ("Q4_0", "Q4_1", "Q8_0"):
+        if tensor.tensor_type.name not in BLOCK_TYPES:
             return None
-        q = from_gguf_blocks(np.asarray(tensor.data), tensor.tensor_type.name)
-        if heads:
-            q = Quantized(*(unpermute_rows(a, heads) for a in (q.codes, q.scales, q.mins)), q.bits)
-        return q
+        raw = np.asarray(tensor.data)
+        return tensor.tensor_type.name, np.ascontiguousarray(unpermute_rows(raw, heads) if heads else raw)
 
     def load_weights(self, expected: dict) -> dict[str, np.ndarray]:
         import gguf
@@ -119,10 +121,12 @@ def open_gguf(path: Path, workdir: Path | None = None) -> GGUFCheckpoint:
 
     arch = meta("general.architecture")
     rows = family_for_gguf(arch, str(path))
-    kinds = {t.tensor_type.name for t in reader.tensors}
-    if kinds - set(SUPPORTED_TYPES):
-        raise WebrtError(f"{path}: tensor types {sorted(kinds - set(SUPPORTED_TYPES))} are not supported; "
-                         f"supported: {', '.join(SUPPORTED_TYPES)}")
+    for t in reader.tensors:
+        if t.tensor_type.name not in SUPPORTED_TYPES:
+            others = sorted({u.tensor_type.name for u in reader.tensors} - set(SUPPORTED_TYPES) - {t.tensor_type.name})
+            also = f" (also: {', '.join(others)})" if others else ""
+            raise WebrtError(f"{path}: tensor {t.name} has type {t.tensor_type.name}, which webrt cannot read{also}; "
+                             f"supported: {', '.join(SUPPORTED_TYPES)}")
     raw = rows.gguf_to_hf(GGUFMetadata(reader, arch))
     config = config_from_dict(raw, str(path))
     ckpt = GGUFCheckpoint(path, config, reader, arch)

