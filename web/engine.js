@@ -6,7 +6,7 @@
 //   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) ...
 
 import { EmbeddingEngine, isEmbeddingModel } from "./embeddings.js";
-import { ContextWindowError, EngineStateError } from "./errors.js";
+import { ContextWindowError, DeviceLostError, EngineStateError } from "./errors.js";
 import { Generator } from "./generator.js";
 import { loadModel } from "./model.js";
 import {
@@ -26,17 +26,21 @@ export async function createEngine(url, { device = "webgpu", threads, tuning, on
   const model = await loadModel(url, { device, threads, tuning, onProgress });
   if (isEmbeddingModel(model.manifest)) return EmbeddingEngine.create(model, { batchSize, batchTokens }); // no chat
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
-  return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error" });
+  // after a lost WebGPU device the engine loads the model again the same way (from the file cache
+  // when the page uses one, see useFileCache)
+  const reload = () => loadModel(url, { device, threads, tuning, onProgress });
+  return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error", reload });
 }
 
 export class Engine {
-  constructor(model, tokenizer, { prefillChunk = 128, contextPolicy = "error" } = {}) {
+  constructor(model, tokenizer, { prefillChunk = 128, contextPolicy = "error", reload = null } = {}) {
     if (!["error", "sliding"].includes(contextPolicy)) {
       throw new EngineStateError(`contextPolicy must be "error" or "sliding", got ${JSON.stringify(contextPolicy)}`);
     }
     this.model = model;
     this.tokenizer = tokenizer;
     this.generator = new Generator(model, { prefillChunk });
+    this.reload = reload;
     this.contextPolicy = contextPolicy;
     this.contextWindow = model.manifest.model.config.context_window;
     this.modelName = model.manifest.model.name;
@@ -59,6 +63,29 @@ export class Engine {
   /** Stop the running generation after the current token; its finish_reason is "abort". */
   interrupt() {
     this.interrupted = true;
+  }
+
+  /**
+   * After a lost WebGPU device (the request in flight ended with DeviceLostError): load the model
+   * again on a new device. The KV cache went with the old device, so the next prompt is prefilled
+   * whole. When that fails, every request gets a DeviceLostError that says to reload the page.
+   */
+  async recover() {
+    const { reason } = this.model.lost;
+    if (!this.reload) {
+      throw new DeviceLostError(`the WebGPU device was lost (${reason}) and this engine was not made by createEngine, ` +
+        "so it cannot load the model again: reload the page", reason);
+    }
+    let model;
+    try {
+      model = await this.reload();
+    } catch (err) {
+      throw new DeviceLostError(`the WebGPU device was lost (${reason}) and loading the model again failed ` +
+        `(${err.name}: ${err.message}): reload the page`, reason);
+    }
+    this.model.unload();
+    this.model = model;
+    this.generator = new Generator(model, { prefillChunk: this.generator.prefillChunk });
   }
 
   /** Forget the conversation held in the KV cache. */
@@ -121,6 +148,7 @@ export class Engine {
     this.busy = true;
     this.interrupted = false;
     try {
+      if (this.model.lost) await this.recover();
       const id = newId(kind === "chat" ? "chatcmpl" : "cmpl");
       const prompt = this.promptTokens(request, kind);
       const maxTokens = request.maxTokens ?? this.contextWindow - prompt.length;

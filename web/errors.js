@@ -22,6 +22,21 @@ export class WebGPUUnavailableError extends WebrtError {}
 /** A kernel failed to compile into a pipeline, or the device reported an error while running. */
 export class DeviceError extends WebrtError {}
 
+/**
+ * The WebGPU device was lost (a driver reset, a GPU process crash, device.destroy()). `reason` is
+ * the browser's GPUDeviceLostInfo.reason ("destroyed" or "unknown"). The request in flight ends with
+ * it; an engine re-creates its device and buffers on the next request (see Engine.recover).
+ */
+export class DeviceLostError extends DeviceError {
+  constructor(message, reason = "unknown") {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+/** The model does not fit: a buffer over the device's limits, or an allocation that failed. */
+export class OutOfMemoryError extends DeviceError {}
+
 /** Inputs given to an entry do not match what the plan expects. */
 export class InputError extends WebrtError {}
 

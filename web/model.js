@@ -1,7 +1,7 @@
 // A loaded artifact: fetch and verify it, create the device, pipelines and weight buffers, and
 // run its entries through the plan executor.
 
-import { InputError, WebGPUUnavailableError } from "./errors.js";
+import { DeviceLostError, InputError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.js";
 import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
@@ -60,19 +60,51 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) : loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune);
 }
 
+/** Never a half-loaded model: when loading fails, the device goes, and every buffer with it. */
 async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
+  try {
+    return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune);
+  } catch (err) {
+    const lost = await lostInfo(gpu.device.lost);
+    gpu.device.destroy();
+    throw lost && !(err instanceof DeviceLostError) ? deviceLostError(lost, "while loading the model") : err;
+  }
+}
+
+/** Before any download: every weight and state buffer within the device's buffer limits. */
+export function checkWebGPUFits(manifest, limits) {
+  const buffers = [...manifest.weights.tensors.map((t) => [t.name, t.bytes]),
+    ...(manifest.state ?? []).map((s) => [s.name, tensorBytes(s.shape, s.dtype)])];
+  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const [name, bytes] = buffers.reduce((a, b) => (b[1] > a[1] ? b : a), ["", 0]);
+  if (bytes > limit) {
+    const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    throw new OutOfMemoryError(`the model will not fit this GPU: ${name} needs one buffer of ${mib(bytes)}, the ` +
+      `device allows ${mib(limit)} (maxStorageBufferBindingSize / maxBufferSize); use device "wasm", a smaller ` +
+      "--context-window, or a smaller model");
+  }
+}
+
+async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
+  checkWebGPUFits(manifest, gpu.device.limits);
   const deviceKey = webgpuDeviceKey(gpu.adapter, gpu.device);
   const stored = tune && !tune.force ? await findRecord(base, manifest, deviceKey) : null;
   // only the kernels the chosen launches use are fetched and compiled
   const active = applyWinners(manifest, stored?.winners);
   const { kernels, weights } = await fetchArtifact(base, active, onProgress, "webgpu");
   const bound = {};
+  gpu.device.pushErrorScope("out-of-memory");
   for (const [name, w] of Object.entries(weights)) {
     bound[name] = { buffer: uploadBuffer(gpu.device, w.bytes, name), shape: w.shape, dtype: w.dtype };
   }
   // state (the KV cache) starts zeroed: WebGPU zero-initializes new buffers
   for (const s of manifest.state ?? []) {
     bound[s.name] = { buffer: createBuffer(gpu.device, tensorBytes(s.shape, s.dtype), s.name), shape: s.shape, dtype: s.dtype };
+  }
+  const oom = await gpu.device.popErrorScope();
+  if (oom) {
+    throw new OutOfMemoryError(`the GPU ran out of memory holding the weights and KV cache (${oom.message}); ` +
+      'use device "wasm", a smaller --context-window, or a smaller model');
   }
   const t1 = now();
   onProgress({ stage: "pipelines", loaded: 0, total: Object.keys(kernels).length });
@@ -100,7 +132,7 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
   }
   onProgress({ stage: "ready" });
   return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor, tuning,
-    memoryBytes: () => gpuBytes(gpu.device), release: () => gpu.device.destroy() },
+    lost: gpu.device.lost, memoryBytes: () => gpuBytes(gpu.device), release: () => gpu.device.destroy() },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
 
@@ -112,17 +144,22 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
   onProgress({ stage: "pipelines", loaded: 0, total: 1 });
   const wasm = await WasmKernels.create(kernels.wasm, { threads: choice.threads });
   const bound = {};
-  // weights are copied into wasm memory once; the shard buffers are dropped after loading
-  for (const [name, w] of Object.entries(weights)) {
-    const ptr = wasm.alloc(w.bytes.byteLength);
-    wasm.write(ptr, w.bytes);
-    bound[name] = { ptr, shape: w.shape, dtype: w.dtype };
-  }
-  for (const s of manifest.state ?? []) {
-    const bytes = tensorBytes(s.shape, s.dtype);
-    const ptr = wasm.alloc(bytes);
-    wasm.zero(ptr, bytes);
-    bound[s.name] = { ptr, shape: s.shape, dtype: s.dtype };
+  try {
+    // weights are copied into wasm memory once; the shard buffers are dropped after loading
+    for (const [name, w] of Object.entries(weights)) {
+      const ptr = wasm.alloc(w.bytes.byteLength);
+      wasm.write(ptr, w.bytes);
+      bound[name] = { ptr, shape: w.shape, dtype: w.dtype };
+    }
+    for (const s of manifest.state ?? []) {
+      const bytes = tensorBytes(s.shape, s.dtype);
+      const ptr = wasm.alloc(bytes);
+      wasm.zero(ptr, bytes);
+      bound[s.name] = { ptr, shape: s.shape, dtype: s.dtype };
+    }
+  } catch (err) {
+    wasm.destroy(); // no half-loaded model: the thread pool stops, the memory goes with the instance
+    throw err;
   }
   const t2 = now();
   const executor = new WasmExecutor(wasm, manifest, bound);
@@ -159,6 +196,8 @@ export class Model {
     this.threadsReason = backend.threadsReason ?? null;
     this.tuning = backend.tuning ?? null;         // {source, device_key, winners, candidates_timed, ...}
     this.timings = timings;
+    this.lost = null;                             // WebGPU: the GPUDeviceLostInfo once the device is lost
+    backend.lost?.then((info) => { this.lost = info; });
   }
 
   /** Device memory in use: live GPU buffers (weights, state, planned storage), or wasm memory. */
@@ -168,8 +207,15 @@ export class Model {
 
   /** Run any entry of the plan (see PlanExecutor.run); resolves to one item per output. */
   async run(entry, inputs, options) {
+    if (this.lost) throw deviceLostError(this.lost, `before running ${entry}`);
     const t0 = now();
-    const out = await this.executor.run(entry, inputs, options);
+    let out;
+    try {
+      out = await this.executor.run(entry, inputs, options);
+    } catch (err) {
+      const lost = this.backend.lost && await lostInfo(this.backend.lost);
+      throw lost ? deviceLostError(lost, `while running ${entry}`) : err;
+    }
     this.timings.last_run_ms = now() - t0;
     return out;
   }
@@ -193,4 +239,16 @@ export class Model {
     this.executor.destroy();
     this.backend.release();
   }
+}
+
+/** The GPUDeviceLostInfo when the device is lost, else null. A failed submission or mapping comes
+ * first and the lost promise settles a moment later, so it gets a short grace period. */
+async function lostInfo(lost) {
+  return Promise.race([lost, new Promise((resolve) => setTimeout(() => resolve(null), 200))]);
+}
+
+function deviceLostError(info, when) {
+  return new DeviceLostError(`the WebGPU device was lost ${when} (${info.reason}${info.message ? `: ${info.message}` : ""}); ` +
+    "an engine loads the model again on its next request, a model from loadModel must be loaded again " +
+    "(or reload the page)", info.reason);
 }

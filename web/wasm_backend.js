@@ -5,7 +5,7 @@
 //   DLTensor on wasm32 (40 bytes): data@0, device {type 1 = CPU, id}@4, ndim@12,
 //   dtype {code, bits, lanes}@16, shape*@20 (int64[ndim]), strides*@24 (null), byte_offset@32.
 
-import { DeviceError } from "./errors.js";
+import { DeviceError, OutOfMemoryError } from "./errors.js";
 import { tensorBytes } from "./plan_inputs.js";
 
 const DTYPE_CODES = { int32: [0, 32], uint32: [1, 32], float32: [2, 32] };
@@ -56,7 +56,7 @@ export function checkWasmFits(manifest) {
   const state = (manifest.state ?? []).reduce((sum, s) => sum + tensorBytes(s.shape, s.dtype), 0);
   if (weights + state > WASM32_BYTES * 0.9) {
     const gib = (n) => (n / 1024 ** 3).toFixed(2);
-    throw new DeviceError(`the model needs ${gib(weights)} GiB of weights and ${gib(state)} GiB of KV cache, ` +
+    throw new OutOfMemoryError(`the model needs ${gib(weights)} GiB of weights and ${gib(state)} GiB of KV cache, ` +
       "more than the 4 GiB a wasm32 memory can hold: compile it with --quantization q4f32 or a smaller --context-window, or use WebGPU");
   }
 }
@@ -112,7 +112,7 @@ export class WasmKernels {
 
   alloc(bytes) {
     const ptr = this.x.webrt_alloc(Math.max(bytes, 4));
-    if (!ptr) throw new DeviceError(`wasm memory is exhausted allocating ${bytes} bytes (wasm32 allows 4 GiB)`);
+    if (!ptr) throw new OutOfMemoryError(`wasm memory is exhausted allocating ${bytes} bytes (wasm32 allows 4 GiB)`);
     return ptr;
   }
 

@@ -1,6 +1,6 @@
 // WebGPU backend: the device, one compute pipeline per kernel, GPU buffers, and one submission per run.
 
-import { DeviceError, WebGPUUnavailableError } from "./errors.js";
+import { DeviceError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.js";
 
 const MAX_GRID_X = 65535;
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256 everywhere
@@ -72,7 +72,15 @@ export function gpuBytes(device) {
 
 /** device.createBuffer, counted in gpuBytes until the buffer's destroy(). */
 export function trackedBuffer(device, descriptor) {
-  const buffer = device.createBuffer(descriptor);
+  let buffer;
+  try {
+    buffer = device.createBuffer(descriptor);
+  } catch (err) {
+    // mappedAtCreation throws RangeError when the browser cannot allocate the mapping
+    if (!(err instanceof RangeError)) throw err;
+    throw new OutOfMemoryError(`the GPU could not allocate ${descriptor.size} bytes for ${descriptor.label ?? "a buffer"} ` +
+      `(${err.message}); use device "wasm", a smaller --context-window, or a smaller model`);
+  }
   liveBytes.set(device, gpuBytes(device) + buffer.size);
   const destroy = buffer.destroy.bind(buffer);
   let destroyed = false;

@@ -65,12 +65,48 @@ def shell_page(artifact_dir: Path):
         yield page, f"{base}/model/"
 
 
-_FORWARD_JS = """
-async ([url, device, tokenLists, threads, tuning]) => {
+# A driver script runs under a watchdog: it names its stage (stage("...")) as it goes, and a stage
+# that takes longer than the timeout ends the call with {timeout: stage} instead of hanging (a
+# stuck GPU queue never settles its promises, but timers still fire).
+_WATCHDOG_JS = """
+async ([args, timeoutMs]) => {
+  let timer, fire;
+  const watchdog = new Promise((resolve) => { fire = resolve; });
+  const stage = (name) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fire({ timeout: name }), timeoutMs);
+  };
+  stage("loading the model");
   try {
-    const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined, tuning });
+    return await Promise.race([(JOB)(args, stage), watchdog]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+"""
+STAGE_TIMEOUT_S = 900  # SwiftShader on a busy machine takes minutes to create the default model's pipelines
+
+
+class DriverTimeout(WebrtError):
+    """A stage in the browser did not finish in time: a hang, not bad input."""
+
+    exit_code = 1
+
+
+def evaluate(page, job_js: str, args: list, timeout_s: float = STAGE_TIMEOUT_S) -> dict:
+    """Run a driver script `async (args, stage) => result` in the page under the stage watchdog;
+    raises WebrtError for an error it returns and DriverTimeout naming the stage that hung."""
+    return _checked(page.evaluate(_WATCHDOG_JS.replace("JOB", job_js.strip()), [args, timeout_s * 1000]), timeout_s)
+
+
+_FORWARD_JS = """
+async ([url, device, tokenLists, threads, tuning], stage) => {
+  try {
+    const onProgress = (p) => stage(`loading the model (${p.stage})`);
+    const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined, tuning, onProgress });
     const results = [];
-    for (const tokens of tokenLists) {
+    for (const [i, tokens] of tokenLists.entries()) {
+      stage(`forward pass ${i + 1} of ${tokenLists.length} (${tokens.length} tokens)`);
       const { logits, forward_ms } = await model.forward(tokens);
       results.push({ logits: logits.map((row) => Array.from(row)), forward_ms });
     }
@@ -85,11 +121,12 @@ async ([url, device, tokenLists, threads, tuning]) => {
 """
 
 _ENTRIES_JS = """
-async ([url, device, jobs, options]) => {
+async ([url, device, jobs, options], stage) => {
   try {
     const model = await window.webrt.loadModel(url, { device, ...options });
     const outputs = [];
     for (const [entry, inputs] of jobs) {
+      stage(`running ${entry}`);
       const typed = {};
       for (const [name, x] of Object.entries(inputs)) {
         const Typed = { int32: Int32Array, uint32: Uint32Array, float32: Float32Array }[x.dtype];
@@ -107,19 +144,21 @@ async ([url, device, jobs, options]) => {
 """
 
 
-def _checked(result: dict) -> dict:
+def _checked(result: dict, timeout_s: float | None = None) -> dict:
+    if "timeout" in result:
+        raise DriverTimeout(f"the browser hung: {result['timeout']} did not finish in {timeout_s:g} s")
     if "error" in result:
         raise WebrtError(f"in the browser: {result['error']}")
     return result
 
 
 def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = "webgpu",
-                threads: int | None = None, tuning="auto") -> dict:
+                threads: int | None = None, tuning="auto", timeout_s: float = STAGE_TIMEOUT_S) -> dict:
     """Load the artifact once and return logits for each token list, with device, threads,
     timings and tuning. threads (wasm): None is the shell's default, one per core; tuning: the
     loadModel option (false, "auto", true or {budget_s})."""
     with shell_page(artifact_dir) as (page, url):
-        return _checked(page.evaluate(_FORWARD_JS, [url, device, token_lists, threads, tuning]))
+        return evaluate(page, _FORWARD_JS, [url, device, token_lists, threads, tuning], timeout_s)
 
 
 def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = "webgpu",
@@ -128,16 +167,20 @@ def run_entries(artifact_dir: Path, jobs: list[tuple[str, dict]], device: str = 
     each result is {data: flat list, shape}."""
     with shell_page(artifact_dir) as (page, url):
         options = {k: v for k, v in {"threads": threads, "wasmBuild": wasm_build}.items() if v is not None}
-        return _checked(page.evaluate(_ENTRIES_JS, [url, device, jobs, options]))["outputs"]
+        return evaluate(page, _ENTRIES_JS, [url, device, jobs, options])["outputs"]
 
 
 _CHAT_JS = """
-async ([url, device, request, options]) => {
+async ([url, device, request, options], stage) => {
   try {
-    const engine = await window.webrt.createEngine(url, { device, ...options });
+    const onProgress = (p) => stage(`loading the model (${p.stage})`);
+    const engine = await window.webrt.createEngine(url, { device, onProgress, ...options });
     let last = null;
     let text = "";
+    let n = 0;
+    stage("prefill (the first token)");
     for await (const chunk of await engine.chat.completions.create({ ...request, stream: true })) {
+      stage(`decode (token ${++n})`);
       const delta = chunk.choices[0].delta.content;
       if (delta) {
         text += delta;
@@ -161,9 +204,9 @@ async ([url, device, request, options]) => {
 
 
 def run_chat(artifact_dir: Path, request: dict, on_delta=lambda text: None, device: str = "webgpu",
-             engine_options: dict | None = None) -> dict:
+             engine_options: dict | None = None, timeout_s: float = STAGE_TIMEOUT_S) -> dict:
     """One chat completion through the engine in headless Chromium; each text delta is passed to
     on_delta as it streams. Returns {text, finish_reason, usage, device, adapter, timings}."""
     with shell_page(artifact_dir) as (page, url):
         page.expose_function("webrtEmit", on_delta)
-        return _checked(page.evaluate(_CHAT_JS, [url, device, request, engine_options or {}]))
+        return evaluate(page, _CHAT_JS, [url, device, request, engine_options or {}], timeout_s)
