@@ -1,13 +1,22 @@
-"""Bad input to `webrt compile` and `webrt run`: one clear line on stderr, exit 2, nothing half-written."""
+"""Bad input on every verb: one `webrt: error:` line naming what is wrong, exit code 2, no traceback,
+nothing left behind (not even a temporary folder) and nothing of the user's clobbered.
+
+Each case is one row of CASES: how to set up the bad input in a scratch folder, the command line,
+and fragments the error line must hold. The check around each row snapshots every file under the
+scratch folder (and the shared artifact) before and after the command, and gives the command a
+TMPDIR of its own that must stay empty.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from contextlib import contextmanager
+import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,95 +24,26 @@ import pytest
 from tests.models import make_hf_model
 
 
-def webrt(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "webrt.cli", *args], capture_output=True, text=True, timeout=300)
+def webrt(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "webrt.cli", *args], capture_output=True, text=True, timeout=300,
+                          env=env, cwd=cwd)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("webrt: error:")]
-    assert len(errors) == 1, result.stderr
+    assert len(errors) == 1 and len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
-
-
-def assert_nothing_written(out: Path) -> None:
-    assert not out.exists()
-    assert not list(out.parent.glob(f".{out.name}.partial-*"))
-
-
-@pytest.fixture(scope="module")
-def good_model(tmp_path_factory) -> Path:
-    return make_hf_model(tmp_path_factory.mktemp("hf") / "m", "llama", num_hidden_layers=1)
-
-
-@pytest.fixture
-def model_copy(good_model, tmp_path) -> Path:
-    return Path(shutil.copytree(good_model, tmp_path / "model"))
-
-
-def test_missing_path(tmp_path):
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(tmp_path / "nope"), "-o", str(out)), "does not exist")
-    assert_nothing_written(out)
-
-
-def test_folder_without_config(tmp_path):
-    (tmp_path / "empty").mkdir()
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(tmp_path / "empty"), "-o", str(out)), "no config.json")
-    assert_nothing_written(out)
-
-
-def test_invalid_config_json(model_copy, tmp_path):
-    (model_copy / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], ')
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(model_copy), "-o", str(out)), "not valid JSON")
-    assert_nothing_written(out)
-
-
-def test_unknown_architecture(model_copy, tmp_path):
-    config = json.loads((model_copy / "config.json").read_text())
-    config["architectures"] = ["GPT2LMHeadModel"]
-    (model_copy / "config.json").write_text(json.dumps(config))
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(model_copy), "-o", str(out)),
-                          "GPT2LMHeadModel", "LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM")
-    assert_nothing_written(out)
-
-
-def test_missing_safetensors(model_copy, tmp_path):
-    (model_copy / "model.safetensors").unlink()
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(model_copy), "-o", str(out)), "no *.safetensors")
-    assert_nothing_written(out)
-
-
-def test_truncated_safetensors(model_copy, tmp_path):
-    path = model_copy / "model.safetensors"
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(model_copy), "-o", str(out)), "model.safetensors", "truncated")
-    assert_nothing_written(out)
-
-
-def test_tensor_shape_disagrees_with_config(model_copy, tmp_path):
-    config = json.loads((model_copy / "config.json").read_text())
-    config["intermediate_size"] = 384
-    (model_copy / "config.json").write_text(json.dumps(config))
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(model_copy), "-o", str(out)),
-                          "mlp.gate_proj.weight", "[512, 256]", "[384, 256]")
-    assert_nothing_written(out)
 
 
 @contextmanager
 def unwritable_folder(path: Path):
     """A folder nobody may write into, root included (root ignores modes, not the immutable flag)."""
     path.mkdir()
-    immutable = os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(path)]).returncode == 0
+    immutable = os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
     if not immutable:
         path.chmod(0o555)
     try:
@@ -114,43 +54,81 @@ def unwritable_folder(path: Path):
         path.chmod(0o755)
 
 
-def test_unwritable_output_folder(good_model, tmp_path):
-    with unwritable_folder(tmp_path / "locked") as locked:
-        out = locked / "artifact"
-        assert_one_line_error(webrt("compile", str(good_model), "-o", str(out)), "cannot write", str(out))
-        assert list(locked.iterdir()) == []
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every file and folder under root with its size and modification time."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        out[str(path.relative_to(root))] = (path.is_dir(), st.st_size, st.st_mtime_ns)
+    return out
 
 
-def test_non_artifact_output_folder_is_left_alone(good_model, tmp_path):
-    out = tmp_path / "mine"
-    out.mkdir()
-    (out / "notes.txt").write_text("precious")
-    assert_one_line_error(webrt("compile", str(good_model), "-o", str(out)), "not empty")
-    assert (out / "notes.txt").read_text() == "precious"
+class Scratch:
+    """The folder a case sets its bad input up in, with helpers for the usual ingredients."""
 
+    def __init__(self, root: Path, good_model: Path, artifact: Path, stack: ExitStack):
+        self.root, self.good_model, self.artifact, self.stack = root, good_model, artifact, stack
 
-def test_unknown_quantization(good_model, tmp_path):
-    out = tmp_path / "out"
-    assert_one_line_error(webrt("compile", str(good_model), "-o", str(out), "--quantization", "q3"), "q3", "f32")
-    assert_nothing_written(out)
+    def path(self, name: str) -> str:
+        return str(self.root / name)
 
+    def file(self, name: str = "a-file", text: str = "mine") -> str:
+        (self.root / name).write_text(text)
+        return self.path(name)
 
-def test_run_rejects_missing_artifact_and_bad_tokens(tmp_path, llama_artifact):
-    assert_one_line_error(webrt("run", str(tmp_path / "nope"), "--tokens", "1,2"), "not a folder")
-    assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,x"), "comma-separated")
-    assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,999999"), "[0, 2048)")
-    assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,2", "--threads", "2"),
-                          "--threads 2", "--device wasm")
-    assert_one_line_error(webrt("run", str(llama_artifact), "--tokens", "1,2", "--device", "wasm", "--threads", "0"),
-                          "--threads")
+    def folder_with_notes(self, name: str = "mine") -> str:
+        (self.root / name).mkdir()
+        (self.root / name / "notes.txt").write_text("precious")
+        return self.path(name)
 
+    def locked(self, name: str = "locked") -> str:
+        return str(self.stack.enter_context(unwritable_folder(self.root / name)))
 
-def test_run_refuses_other_format_version(tmp_path, llama_artifact):
-    copy = Path(shutil.copytree(llama_artifact, tmp_path / "old"))
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["format_version"] = 999
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    assert_one_line_error(webrt("run", str(copy), "--tokens", "1,2"), "format version 999", "recompile")
+    def model(self, config: dict | None = None, drop: tuple[str, ...] = (), files: dict | None = None) -> str:
+        """A copy of the good model with config.json keys replaced (None removes one), files dropped
+        or written."""
+        folder = Path(shutil.copytree(self.good_model, self.root / "model"))
+        if config:
+            raw = json.loads((folder / "config.json").read_text())
+            raw.update(config)
+            raw = {k: v for k, v in raw.items() if v is not None}
+            (folder / "config.json").write_text(json.dumps(raw))
+        for name in drop:
+            (folder / name).unlink()
+        for name, text in (files or {}).items():
+            (folder / name).write_text(text if isinstance(text, str) else json.dumps(text))
+        return str(folder)
+
+    def artifact_copy(self, manifest: dict | None = None) -> str:
+        folder = Path(shutil.copytree(self.artifact, self.root / "artifact"))
+        if manifest:
+            raw = json.loads((folder / "manifest.json").read_text())
+            raw.update(manifest)
+            (folder / "manifest.json").write_text(json.dumps(raw))
+        return str(folder)
+
+    def taken_port(self) -> str:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        self.stack.callback(sock.close)
+        return str(sock.getsockname()[1])
+
+    def truncated(self, name: str) -> str:
+        folder = Path(self.model())
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 2])
+        return str(folder)
+
+    def gguf(self, arch: str, tensor_type: str = "F32") -> str:
+        return str(write_gguf(self.root / f"{arch}-{tensor_type}.gguf", arch, tensor_type))
+
+    def cut_gguf(self) -> str:
+        from tests.models import default_gguf
+
+        with open(default_gguf(), "rb") as full:
+            (self.root / "cut.gguf").write_bytes(full.read(3 << 20))
+        return self.path("cut.gguf")
 
 
 def write_gguf(path: Path, arch: str, tensor_type: str = "F32") -> Path:
@@ -162,7 +140,8 @@ def write_gguf(path: Path, arch: str, tensor_type: str = "F32") -> Path:
     writer.add_embedding_length(32)
     writer.add_head_count(4)
     kind = gguf.GGMLQuantizationType[tensor_type]
-    data = np.zeros((32, 32), np.float32) if tensor_type == "F32" else np.zeros((32, 22), np.uint8)
+    data = np.zeros((32, 32), np.float32) if tensor_type == "F32" else \
+        np.zeros((32, gguf.GGML_QUANT_SIZES[kind][1]), np.uint8)  # one block of 32 weights per row
     writer.add_tensor("blk.0.attn_q.weight", data, raw_dtype=None if tensor_type == "F32" else kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -171,26 +150,170 @@ def write_gguf(path: Path, arch: str, tensor_type: str = "F32") -> Path:
     return path
 
 
-def test_gguf_with_unsupported_architecture(tmp_path):
-    out = tmp_path / "out"
-    model = write_gguf(tmp_path / "gpt2.gguf", "gpt2")
-    assert_one_line_error(webrt("compile", str(model), "-o", str(out)), "architecture 'gpt2'", "supported: llama")
-    assert_nothing_written(out)
+TOKENIZER_CONFIG = {"bos_token": "<s>", "eos_token": "</s>",
+                    "chat_template": "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"}
 
 
-def test_gguf_with_unsupported_tensor_type(tmp_path):
-    out = tmp_path / "out"
-    model = write_gguf(tmp_path / "q5.gguf", "llama", "Q5_0")
-    assert_one_line_error(webrt("compile", str(model), "-o", str(out)), "Q5_0", "Q4_0, Q4_1, Q8_0")
-    assert_nothing_written(out)
+def word_tokenizer_json() -> str:
+    """A small valid tokenizer.json, made with the tokenizers library."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({"<unk>": 0, "<s>": 1, "</s>": 2, "hello": 3}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    return tokenizer.to_str()
 
 
-def test_truncated_gguf(tmp_path):
-    from tests.models import default_gguf
+def with_tokenizer(s: Scratch, template: str | None = None, tokenizer: str | None = None) -> str:
+    config = dict(TOKENIZER_CONFIG, **({"chat_template": template} if template is not None else {}))
+    return s.model(files={"tokenizer.json": tokenizer if tokenizer is not None else word_tokenizer_json(),
+                          "tokenizer_config.json": config})
 
-    out = tmp_path / "out"
-    model = tmp_path / "cut.gguf"
-    with open(default_gguf(), "rb") as full:
-        model.write_bytes(full.read(3 << 20))
-    assert_one_line_error(webrt("compile", str(model), "-o", str(out)), "cut.gguf", "GGUF")
-    assert_nothing_written(out)
+
+# (id, args from a Scratch, fragments of the error line). The three marked FAST are the issue's
+# own cases: they must fail in under 5 s (before TVM loads).
+CASES = [
+    # compile: output paths first
+    ("compile-output-is-file", lambda s: ["compile", s.good_model, "-o", s.file()], ["a-file is a file"]),
+    ("compile-output-parent-is-file", lambda s: ["compile", s.good_model, "-o", s.file() + "/out"], ["is a file"]),
+    ("compile-output-not-an-artifact", lambda s: ["compile", s.good_model, "-o", s.folder_with_notes()], ["not empty"]),
+    ("compile-output-unwritable", lambda s: ["compile", s.good_model, "-o", s.locked() + "/artifact"], ["cannot write", "locked"]),
+    # compile: the checkpoint
+    ("compile-missing-path", lambda s: ["compile", s.path("nope"), "-o", s.path("out")], ["does not exist"]),
+    ("compile-no-config", lambda s: ["compile", str(Path(s.folder_with_notes("empty"))), "-o", s.path("out")], ["no config.json"]),
+    ("compile-config-not-json", lambda s: ["compile", s.model(files={"config.json": '{"vocab_size": '}), "-o", s.path("out")],
+     ["config.json is not valid JSON"]),
+    ("compile-unknown-architecture", lambda s: ["compile", s.model({"architectures": ["GPT2LMHeadModel"]}), "-o", s.path("out")],
+     ["GPT2LMHeadModel", "LlamaForCausalLM"]),
+    ("compile-negative-layers", lambda s: ["compile", s.model({"num_hidden_layers": -1}), "-o", s.path("out")],
+     ["num_hidden_layers is -1", "integer >= 1"]),
+    ("compile-fractional-layers", lambda s: ["compile", s.model({"num_hidden_layers": 2.5}), "-o", s.path("out")],
+     ["num_hidden_layers is 2.5"]),
+    ("compile-zero-heads", lambda s: ["compile", s.model({"num_attention_heads": 0}), "-o", s.path("out")],
+     ["num_attention_heads is 0"]),
+    ("compile-kv-heads-not-dividing", lambda s: ["compile", s.model({"num_key_value_heads": 3}), "-o", s.path("out")],
+     ["num_key_value_heads is 3", "divisor of num_attention_heads (4)"]),
+    ("compile-heads-not-dividing-hidden", lambda s: ["compile", s.model({"num_attention_heads": 6, "num_key_value_heads": 6, "head_dim": None}),
+                                                     "-o", s.path("out")], ["num_attention_heads is 6", "hidden_size (256)"]),
+    ("compile-negative-eps", lambda s: ["compile", s.model({"rms_norm_eps": -1e-5}), "-o", s.path("out")],
+     ["rms_norm_eps is -1e-05", "finite number > 0"]),
+    ("compile-vocab-as-string", lambda s: ["compile", s.model({"vocab_size": "2048"}), "-o", s.path("out")],
+     ["vocab_size is '2048'"]),
+    ("compile-unknown-rope-type", lambda s: ["compile", s.model({"rope_scaling": {"rope_type": "yarn", "factor": 2.0},
+                                                                 "rope_parameters": None}), "-o", s.path("out")],
+     ["yarn", "llama3"]),
+    ("compile-rope-missing-key", lambda s: ["compile", s.model({"rope_scaling": {"rope_type": "llama3", "factor": 8.0},
+                                                                "rope_parameters": None}), "-o", s.path("out")],
+     ["low_freq_factor is missing"]),
+    ("compile-missing-safetensors", lambda s: ["compile", s.model(drop=("model.safetensors",)), "-o", s.path("out")],
+     ["no *.safetensors"]),
+    ("compile-truncated-safetensors", lambda s: ["compile", s.truncated("model.safetensors"), "-o", s.path("out")],
+     ["model.safetensors", "truncated"]),
+    ("compile-shape-disagrees", lambda s: ["compile", s.model({"intermediate_size": 384}), "-o", s.path("out")],
+     ["mlp.gate_proj.weight", "[512, 256]", "[384, 256]"]),
+    ("compile-tokenizer-not-json", lambda s: ["compile", s.model(files={"tokenizer.json": "{not json"}), "-o", s.path("out")],
+     ["tokenizer.json cannot be loaded by the tokenizers library"]),
+    ("compile-tokenizer-bigger-than-vocab", lambda s: ["compile", s.model({"vocab_size": 2}, files={
+        "tokenizer.json": word_tokenizer_json()}), "-o", s.path("out")], ["has 4 tokens", "vocab_size 2"]),
+    ("compile-tokenizer-config-not-json", lambda s: ["compile", s.model(files={"tokenizer_config.json": "{"}), "-o", s.path("out")],
+     ["tokenizer_config.json is not valid JSON"]),
+    ("compile-chat-template-syntax", lambda s: ["compile", with_tokenizer(s, "{% for m in messages %}{{ m.content }"),
+                                                "-o", s.path("out")], ["tokenizer_config.json", "chat template fails"]),
+    ("compile-chat-template-raises", lambda s: ["compile", with_tokenizer(s, "{{ raise_exception('roles must alternate') }}"),
+                                                "-o", s.path("out")], ["roles must alternate"]),
+    ("compile-chat-template-file", lambda s: ["compile", s.model(files={"chat_template.jinja": "{% if %}"}), "-o", s.path("out")],
+     ["chat_template.jinja", "chat template fails"]),
+    ("compile-unknown-quantization", lambda s: ["compile", s.good_model, "-o", s.path("out"), "--quantization", "q3"],
+     ["q3", "f32"]),
+    ("compile-unknown-schedule", lambda s: ["compile", s.good_model, "-o", s.path("out"), "--schedule", "fastest"],
+     ["fastest", "portable"]),
+    ("compile-zero-context-window", lambda s: ["compile", s.good_model, "-o", s.path("out"), "--context-window", "0"],
+     ["--context-window"]),
+    ("compile-context-window-too-long", lambda s: ["compile", s.good_model, "-o", s.path("out"), "--context-window", "4096"],
+     ["--context-window 4096", "[1, 256]"]),
+    ("compile-missing-tuning-db", lambda s: ["compile", s.good_model, "-o", s.path("out"), "--tuning-db", s.path("db.json")],
+     ["--tuning-db", "does not exist"]),
+    ("compile-gguf-architecture", lambda s: ["compile", s.gguf("gpt2"), "-o", s.path("out")], ["gpt2"]),
+    ("compile-gguf-tensor-type", lambda s: ["compile", s.gguf("llama", "IQ4_NL"), "-o", s.path("out")],
+     ["blk.0.attn_q.weight", "IQ4_NL", "Q4_K, Q5_K, Q6_K"]),
+    ("compile-truncated-gguf", lambda s: ["compile", s.cut_gguf(), "-o", s.path("out")], ["cut.gguf"]),
+    # run
+    ("run-missing-artifact", lambda s: ["run", s.path("nope"), "--tokens", "1,2"], ["not a folder"]),
+    ("run-folder-without-manifest", lambda s: ["run", s.folder_with_notes(), "--tokens", "1,2"], ["no manifest.json"]),
+    ("run-other-format-version", lambda s: ["run", s.artifact_copy({"format_version": 999}), "--tokens", "1,2"],
+     ["format version 999", "recompile"]),
+    ("run-tokens-not-integers", lambda s: ["run", s.artifact, "--tokens", "1,x"], ["comma-separated"]),
+    ("run-tokens-empty", lambda s: ["run", s.artifact, "--tokens", ","], ["--tokens is empty"]),
+    ("run-tokens-outside-vocab", lambda s: ["run", s.artifact, "--tokens", "1,999999"], ["[0, 2048)"]),
+    ("run-threads-with-webgpu", lambda s: ["run", s.artifact, "--tokens", "1,2", "--threads", "2"], ["--threads 2", "--device wasm"]),
+    ("run-zero-threads", lambda s: ["run", s.artifact, "--tokens", "1", "--device", "wasm", "--threads", "0"], ["--threads"]),
+    ("run-unknown-device", lambda s: ["run", s.artifact, "--tokens", "1", "--device", "cuda"], ["cuda"]),
+    ("run-budget-without-tuning", lambda s: ["run", s.artifact, "--tokens", "1", "--tuning-budget", "5"],
+     ["--tuning-budget needs --tuning on"]),
+    # generate
+    ("generate-missing-artifact", lambda s: ["generate", s.path("nope"), "--prompt", "Hi"], ["not a folder"]),
+    ("generate-zero-max-tokens", lambda s: ["generate", s.artifact, "--prompt", "Hi", "--max-tokens", "0"], ["--max-tokens"]),
+    ("generate-top-p-zero", lambda s: ["generate", s.artifact, "--prompt", "Hi", "--top-p", "0"], ["--top-p"]),
+    ("generate-negative-temperature", lambda s: ["generate", s.artifact, "--prompt", "Hi", "--temperature", "-1"],
+     ["--temperature"]),
+    ("generate-threads-with-webgpu", lambda s: ["generate", s.artifact, "--prompt", "Hi", "--threads", "2"], ["--threads 2"]),
+    ("generate-no-prompt", lambda s: ["generate", s.artifact], ["--prompt"]),
+    # tune
+    ("tune-missing-artifact", lambda s: ["tune", s.path("nope")], ["not a folder"]),
+    ("tune-db-out-in-missing-folder", lambda s: ["tune", s.artifact, "--db-out", s.path("no/such/db.json")], ["--db-out"]),
+    ("tune-negative-budget", lambda s: ["tune", s.artifact, "--budget", "-1"], ["--budget"]),
+    ("tune-unknown-device", lambda s: ["tune", s.artifact, "--device", "cpu"], ["cpu"]),
+    # bench
+    ("bench-unknown-device", lambda s: ["bench", s.path("r"), "--device", "cuda"], ["--device 'cuda'"]),
+    ("bench-zero-threads", lambda s: ["bench", s.path("r"), "--threads", "0"], ["--threads '0'"]),
+    ("bench-unknown-model", lambda s: ["bench", s.path("r"), "--models", "gpt5"], ["unknown model gpt5"]),
+    ("bench-unwritable-report", lambda s: ["bench", s.locked() + "/r", "--models", "llama-h64-l2"], ["cannot write", "locked"]),
+    # serve
+    ("serve-missing-folder", lambda s: ["serve", s.path("nope"), "--port", "0"], ["is not a folder"]),
+    ("serve-port-taken", lambda s: ["serve", s.folder_with_notes(), "--port", s.taken_port()], ["--port 0"]),
+    ("serve-port-out-of-range", lambda s: ["serve", s.folder_with_notes(), "--port", "70000"], ["--port"]),
+    # build-site
+    ("build-site-no-artifacts", lambda s: ["build-site", "-o", s.path("site")], ["Missing argument"]),
+    ("build-site-not-an-artifact", lambda s: ["build-site", s.folder_with_notes(), "-o", s.path("site")], ["no manifest.json"]),
+    ("build-site-output-is-file", lambda s: ["build-site", s.artifact, "-o", s.file()], ["is a file"]),
+    ("build-site-output-not-a-site", lambda s: ["build-site", s.artifact, "-o", s.folder_with_notes()], ["not empty"]),
+    ("build-site-output-unwritable", lambda s: ["build-site", s.artifact, "-o", s.locked() + "/site"], ["cannot write"]),
+    # demo: refused before the default model is compiled
+    ("demo-output-is-file", lambda s: ["demo", "-o", s.file()], ["is a file"]),
+    ("demo-output-not-a-site", lambda s: ["demo", "-o", s.folder_with_notes()], ["not empty"]),
+    ("demo-not-an-artifact", lambda s: ["demo", s.folder_with_notes("x"), "-o", s.path("site"), "--check"], ["no manifest.json"]),
+    ("demo-port-taken", lambda s: ["demo", s.artifact, "-o", s.path("site"), "--port", s.taken_port()], ["--port 0"]),
+    ("demo-zero-max-tokens", lambda s: ["demo", "--check", "--max-tokens", "0", "-o", s.path("site")], ["--max-tokens"]),
+]
+FAST = {"compile-output-is-file", "compile-negative-layers", "compile-tokenizer-not-json"}
+
+
+@pytest.fixture(scope="module")
+def good_model(tmp_path_factory) -> Path:
+    return make_hf_model(tmp_path_factory.mktemp("hf") / "m", "llama", num_hidden_layers=1)
+
+
+@pytest.mark.parametrize("name, args, fragments", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(name, args, fragments, good_model, llama_artifact, tmp_path):
+    scratch_dir, tmp = tmp_path / "scratch", tmp_path / "tmp"
+    scratch_dir.mkdir()
+    tmp.mkdir()
+    with ExitStack() as stack:
+        scratch = Scratch(scratch_dir, good_model, llama_artifact, stack)
+        argv = args(scratch)
+        before, artifact_before = snapshot(scratch_dir), snapshot(llama_artifact)
+        t0 = time.perf_counter()
+        result = webrt(*argv, env={**os.environ, "TMPDIR": str(tmp)}, cwd=scratch_dir)
+        seconds = time.perf_counter() - t0
+        assert_one_line_error(result, *fragments)
+        assert snapshot(scratch_dir) == before, "the command changed files it was not asked to write"
+        assert snapshot(llama_artifact) == artifact_before
+        assert list(tmp.iterdir()) == [], "the command left temporary files behind"
+    if name in FAST:
+        assert seconds < 5, f"{name} took {seconds:.1f}s to refuse"
+
+
+def test_suite_size():
+    """The issue's floor: at least 40 cases, across every verb."""
+    assert len(CASES) >= 40
+    verbs = {name.removeprefix("build-site").split("-")[0] or "build-site" for name, _, _ in CASES}
+    assert verbs == {"compile", "run", "generate", "tune", "bench", "serve", "build-site", "demo"}

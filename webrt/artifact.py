@@ -14,13 +14,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import tvm
 
 from . import __version__
-from .compile import CompiledModule
-from .compile.tuning import space_hash
 from .errors import WebrtError
+from .output_paths import check_output_folder
+
+if TYPE_CHECKING:  # TVM loads only to write an artifact: reading one (run, build-site) stays quick
+    from .compile import CompiledModule
 
 FORMAT = "webrt-artifact"
 FORMAT_VERSION = 1
@@ -30,6 +33,12 @@ WEIGHT_ALIGN = 64   # every tensor starts on a 64-byte boundary inside its shard
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def check_destination(out: Path) -> None:
+    """Refuse an output path before any work: a file, a folder of someone else's files, or a place
+    that cannot be written."""
+    check_output_folder(out, "manifest.json", FORMAT, "artifact")
 
 
 def _check_destination(out: Path) -> None:
@@ -143,6 +152,10 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
                    extra_files: list[Path] = (), state: dict | None = None, tuning_db: Path | None = None) -> Path:
     """state: name -> (shape, dtype) of tensors the shell allocates zeroed and the plan updates;
     tuning_db: a tuning database (web/tuner.js) to ship as the artifact's `tuning.db`."""
+    import tvm
+
+    from .compile.tuning import space_hash
+
     _check_destination(out)
     staging = _make_staging(out)
     try:

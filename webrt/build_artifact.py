@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from .artifact import read_tuning_db, write_artifact
+from .artifact import check_destination, read_tuning_db, write_artifact
 from .compile import compile_module
 from .compile.schedule import SCHEDULES
 from .errors import WebrtError
@@ -20,6 +20,7 @@ from .build_encoder import compile_encoder
 from .models.blocks import GENERATE_INPUTS
 from .models.registry import family
 from .models.quantized import quantized_weights
+from .tokenizer_checks import check_tokenizer_files
 
 QUANTIZATIONS = ("f32", "q4f32")
 STATE_PREFIX = "kv_cache."
@@ -40,6 +41,7 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
     """Compile a Hugging Face folder or GGUF file (default: the default model) into an artifact at
     `out`; `stage` is told each stage's name. context_window caps the KV cache below the model's
     own context length; tuning_db (web/tuner.js format) ships with the artifact."""
+    check_destination(out)  # first: a bad output path is refused before any work
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
     if schedule not in SCHEDULES:
@@ -49,6 +51,7 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
     stage("reading checkpoint")
     with tempfile.TemporaryDirectory(prefix="webrt-compile-") as workdir:
         ckpt = open_checkpoint(source or default_model_path(), Path(workdir))
+        check_tokenizer_files(ckpt.tokenizer_files, getattr(ckpt.config, "vocab_size", None))
         if isinstance(ckpt, EncoderCheckpoint):
             return compile_encoder(ckpt, out, quantization, context_window, stage, schedule, tuning_db)
         return _compile(ckpt, out, quantization, context_window, stage, schedule, tuning_db)

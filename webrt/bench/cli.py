@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ..errors import WebrtError
+from ..output_paths import check_writable
 
 
 class BenchFlagged(WebrtError):
@@ -97,6 +98,8 @@ def bench_cmd(out: Path, devices: str, threads: str, peers: bool, prompt_lens: s
                            peers=peers, prompt_lens=_int_list("--prompt-lens", prompt_lens),
                            decode_tokens=decode_tokens, budget_s=budget_s)
     _check_dependencies(peers)
+    # OUT.json, OUT.md and the plots go beside the prefix (or into the folder): refused before minutes of runs
+    check_writable(out / "latest" if out.is_dir() else out, "the report")
     for spec in options.models:
         longest = max(options.prompt_lens) + decode_tokens + 8  # + the warm-up's margin
         if spec.random and longest > spec.context:
