@@ -1,4 +1,4 @@
-// The shell's npm dependencies (tokenizer, template engine), loaded on first use.
+// The shell's npm dependencies (tokenizer, template engine, grammar engine), loaded on first use.
 //
 // A page resolves their bare specifiers through its import map or bundler. A module Worker has no
 // import map, so the page side of a worker engine resolves them to URLs and passes those in
@@ -15,7 +15,27 @@ export function resolveDependencyUrls() {
   return {
     "@huggingface/tokenizers": import.meta.resolve("@huggingface/tokenizers"),
     "@huggingface/jinja": import.meta.resolve("@huggingface/jinja"),
+    ...optionalUrl("@mlc-ai/web-xgrammar"),
   };
+}
+
+/** The grammar engine is needed only for structured output: a page may leave it out of its import map. */
+function optionalUrl(specifier) {
+  try {
+    return { [specifier]: import.meta.resolve(specifier) };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * xgrammar (structured output, grammar.js). Its bundle is UMD: loaded as a module it defines
+ * globalThis.xgrammar rather than exports.
+ */
+export async function grammarLibrary() {
+  const url = urls["@mlc-ai/web-xgrammar"];
+  const module = await (url ? import(url) : import("@mlc-ai/web-xgrammar"));
+  return module.GrammarCompiler ? module : module.default?.GrammarCompiler ? module.default : globalThis.xgrammar;
 }
 
 export async function tokenizerLibraries() {

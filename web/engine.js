@@ -8,6 +8,7 @@
 import { EmbeddingEngine, isEmbeddingModel } from "./embeddings.js";
 import { ContextWindowError, DeviceLostError, EngineStateError } from "./errors.js";
 import { Generator } from "./generator.js";
+import { GrammarCompiler } from "./grammar.js";
 import { loadModel } from "./model.js";
 import {
   chatChunk, chatCompletion, newId, parseChatRequest, parseCompletionRequest, textChunk, textCompletion,
@@ -15,6 +16,7 @@ import {
 import { Sampler } from "./sampler.js";
 import { TextStream } from "./text_stream.js";
 import { ChatTokenizer } from "./tokenizer.js";
+import { ToolCallStream, toolGrammar, toolPrompt } from "./tools.js";
 
 /**
  * options: device ("webgpu"), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
@@ -105,11 +107,13 @@ export class Engine {
     return (async () => {
       let text = "";
       let last;
+      const toolCalls = [];
       for await (const chunk of steps) {
         text += kind === "chat" ? chunk.choices[0].delta.content ?? "" : chunk.choices[0].text;
+        toolCalls.push(...(chunk.choices[0].delta?.tool_calls ?? []));
         last = chunk;
       }
-      const result = { id: last.id, model: this.modelName, text, finishReason: last.choices[0].finish_reason, usage: last.usage };
+      const result = { id: last.id, model: this.modelName, text, toolCalls, finishReason: last.choices[0].finish_reason, usage: last.usage };
       return kind === "chat" ? chatCompletion(result) : textCompletion(result);
     })();
   }
@@ -117,7 +121,10 @@ export class Engine {
   /** Prompt tokens for the request, dropping the oldest turns under the sliding policy. */
   promptTokens(request, kind) {
     const maxTokens = request.maxTokens ?? 1;
-    const encode = (messages) => this.tokenizer.encode(this.tokenizer.applyChatTemplate(messages));
+    const encode = (messages) => {
+      const shaped = toolPrompt(messages, request.tools, this.tokenizer.templateSource);
+      return this.tokenizer.encode(this.tokenizer.applyChatTemplate(shaped.messages, shaped.variables));
+    };
     if (kind === "text") {
       const tokens = this.tokenizer.encode(request.prompt);
       this.checkFits(tokens.length, maxTokens);
@@ -143,20 +150,39 @@ export class Engine {
     }
   }
 
+  /** The grammar a request's response_format or tools ask for (grammar.js); the compiler loads on first use. */
+  async constraintFor(request) {
+    const spec = request.responseFormat ?? toolGrammar(request.tools);
+    if (!spec) return null;
+    this.grammars ??= GrammarCompiler.load(this.model.base, this.model.manifest, this.tokenizer.stopIds)
+      .catch((err) => { this.grammars = null; throw err; });
+    return (await this.grammars).constraint(spec);
+  }
+
   async *generate(request, kind) {
     if (this.busy) throw new EngineStateError("a request is already running; await it or call interrupt()");
     this.busy = true;
     this.interrupted = false;
+    let constraint = null;
     try {
       if (this.model.lost) await this.recover();
       const id = newId(kind === "chat" ? "chatcmpl" : "cmpl");
       const prompt = this.promptTokens(request, kind);
       const maxTokens = request.maxTokens ?? this.contextWindow - prompt.length;
-      const sampler = new Sampler(request.sampling, prompt);
+      constraint = await this.constraintFor(request);
+      const sampler = new Sampler(request.sampling, prompt, constraint);
       const text = new TextStream(this.tokenizer, request.stop);
-      const chunk = (delta, finishReason = null, usage) => (kind === "chat"
-        ? chatChunk({ id, model: this.modelName, delta: delta === null ? {} : { content: delta }, finishReason, usage })
+      const chunk = (delta, finishReason = null, usage, toolCalls) => (kind === "chat"
+        ? chatChunk({ id, model: this.modelName, delta: toolCalls ? { tool_calls: toolCalls } : delta === null ? {} : { content: delta }, finishReason, usage })
         : textChunk({ id, model: this.modelName, text: delta ?? "", finishReason, usage }));
+      // with tools, text deltas are split into content and tool calls (tools.js)
+      const calls = kind === "chat" && request.tools && request.tools.choice !== "none" ? new ToolCallStream() : null;
+      const pieces = function* (delta, last = false) {
+        const { content, calls: made } = !calls ? { content: delta, calls: [] } : calls.push(delta);
+        const tail = last && calls ? calls.flush().content : "";
+        if (content + tail) yield chunk(content + tail);
+        if (made.length) yield chunk(null, null, undefined, made);
+      };
 
       const t0 = performance.now();
       if (kind === "chat") yield chatChunk({ id, model: this.modelName, delta: { role: "assistant", content: "" } });
@@ -173,8 +199,7 @@ export class Engine {
         generated += 1;
         tokenIds.push(token);
         sampler.accept(token);
-        const delta = text.push(token);
-        if (delta) yield chunk(delta);
+        yield* pieces(text.push(token));
         if (text.stopped) {
           finishReason = "stop";
           break;
@@ -186,8 +211,8 @@ export class Engine {
         if (generated >= maxTokens || this.generator.cached.length >= this.contextWindow) break;
         token = await this.generator.decode(token, sampler);
       }
-      const tail = text.flush();
-      if (tail) yield chunk(tail);
+      yield* pieces(text.flush(), true);
+      if (calls?.calls.length && finishReason === "stop") finishReason = "tool_calls";
       const tEnd = performance.now();
       const usage = {
         prompt_tokens: prompt.length, completion_tokens: generated, total_tokens: prompt.length + generated,
@@ -201,10 +226,13 @@ export class Engine {
           gpu_bytes: this.model.gpuBytes,
           device: this.model.device,
           threads: this.model.threads,  // wasm: threads in use; threads_reason in engine.info says why
+          grammar: constraint && {  // time in xgrammar per generated token (mask filling and acceptance)
+            ...constraint.stats, ms_per_token: (constraint.stats.mask_ms + constraint.stats.accept_ms) / Math.max(1, generated) },
         },
       };
       yield chunk(null, finishReason, usage);
     } finally {
+      constraint?.dispose();
       this.busy = false;
     }
   }

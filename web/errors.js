@@ -45,3 +45,6 @@ export class ContextWindowError extends WebrtError {}
 
 /** The engine was used after unload(), or while another request is running. */
 export class EngineStateError extends WebrtError {}
+
+/** A response_format schema or grammar, or the tools' parameters, that the grammar engine cannot compile. */
+export class GrammarError extends WebrtError {}

@@ -1,8 +1,12 @@
 // Token-level generation over the prefill/decode entries, with the KV cache's bookkeeping.
 // `cached` lists the tokens whose keys and values sit in the cache, in position order; a new
 // prompt that starts with them only prefills the rest (prefix reuse across chat turns).
+// Every sampling step passes the sampler's token bitmask (a grammar's allowed tokens), or all ones.
 
-import { InputError } from "./errors.js";
+import { GrammarError, InputError } from "./errors.js";
+
+/** A token bitmask that allows every token: one int32 word of ones per 32 tokens. */
+export const allowAllMask = (vocab) => new Int32Array(Math.ceil(vocab / 32)).fill(-1);
 
 export class Generator {
   constructor(model, { prefillChunk = 128 } = {}) {
@@ -10,6 +14,8 @@ export class Generator {
     this.prefillChunk = prefillChunk;
     this.contextWindow = model.manifest.model.config.context_window;
     this.cached = [];
+    this.allowAll = allowAllMask(model.manifest.model.config.vocab_size);
+    this.masks = model.manifest.entries.decode?.inputs.some((i) => i.name === "token_mask") ?? false;
   }
 
   reset() {
@@ -46,9 +52,14 @@ export class Generator {
   async step(entry, chunk, sampler, sample) {
     const offset = this.cached.length;
     const readback = !sample ? [] : sampler.needsLogits ? [0, 1] : [0];
+    const mask = (sample ? await sampler.tokenMask() : null) ?? this.allowAll;
+    if (mask !== this.allowAll && !this.masks) {
+      throw new GrammarError("this artifact's entries take no token_mask, so they cannot follow a grammar; recompile it with this webrt");
+    }
     const [token, logits] = await this.model.run(entry, {
       input_ids: { data: Int32Array.from(chunk), shape: [1, chunk.length] },
       offset: { values: [offset] },
+      token_mask: { data: mask, shape: [mask.length] },
       ...sampler.inputs(),
     }, { readback });
     this.cached.push(...chunk);

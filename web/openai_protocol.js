@@ -1,8 +1,10 @@
 // OpenAI-shaped requests and responses: validation at the boundary, and the response objects.
 
 import { InputError } from "./errors.js";
+import { parseResponseFormat } from "./grammar.js";
+import { parseTools } from "./tools.js";
 
-const ROLES = new Set(["system", "user", "assistant"]);
+const ROLES = new Set(["system", "user", "assistant", "tool"]);
 const SAMPLING_KEYS = ["temperature", "top_p", "top_k", "seed", "repetition_penalty", "frequency_penalty", "presence_penalty"];
 
 function checkCommon(request) {
@@ -16,7 +18,8 @@ function checkCommon(request) {
     throw new InputError("stop must be a non-empty string or a list of them");
   }
   const sampling = Object.fromEntries(SAMPLING_KEYS.filter((k) => request[k] !== undefined).map((k) => [k, request[k]]));
-  return { maxTokens: request.max_tokens ?? null, stop, sampling, stream: Boolean(request.stream) };
+  return { maxTokens: request.max_tokens ?? null, stop, sampling, stream: Boolean(request.stream),
+           responseFormat: parseResponseFormat(request.response_format) };
 }
 
 export function parseChatRequest(request) {
@@ -24,12 +27,25 @@ export function parseChatRequest(request) {
     throw new InputError("messages must be a non-empty list of {role, content}");
   }
   for (const [i, m] of request.messages.entries()) {
-    if (!ROLES.has(m?.role) || typeof m.content !== "string") {
-      throw new InputError(`messages[${i}] must be {role: "system"|"user"|"assistant", content: string}`);
+    const callsOnly = m?.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length > 0 && (m.content ?? null) === null;
+    if (!ROLES.has(m?.role) || (typeof m.content !== "string" && !callsOnly)) {
+      throw new InputError(`messages[${i}] must be {role: "system"|"user"|"assistant"|"tool", content: string}` +
+        " (an assistant's may have content null with tool_calls)");
+    }
+    for (const [j, c] of (m.tool_calls ?? []).entries()) {
+      if (typeof c?.function?.name !== "string" || typeof c.function.arguments !== "string") {
+        throw new InputError(`messages[${i}].tool_calls[${j}] must be {id, type: "function", function: {name, arguments: a JSON string}}`);
+      }
     }
   }
   if (request.messages.at(-1).role === "assistant") throw new InputError("the last message must not be the assistant's");
-  return { ...checkCommon(request), messages: request.messages.map(({ role, content }) => ({ role, content })) };
+  const tools = parseTools(request.tools, request.tool_choice);
+  if (tools && request.response_format && request.response_format.type !== "text") {
+    throw new InputError("give either tools or response_format, not both");
+  }
+  const messages = request.messages.map(({ role, content, tool_calls, tool_call_id, name }) => ({
+    role, content, ...(tool_calls ? { tool_calls } : {}), ...(tool_call_id ? { tool_call_id } : {}), ...(name ? { name } : {}) }));
+  return { ...checkCommon(request), messages, tools };
 }
 
 export function parseCompletionRequest(request) {
@@ -42,10 +58,13 @@ export function parseCompletionRequest(request) {
 let counter = 0;
 export const newId = (prefix) => `${prefix}-${Date.now().toString(36)}${(counter++).toString(36)}`;
 
-export function chatCompletion({ id, model, text, finishReason, usage }) {
+export function chatCompletion({ id, model, text, toolCalls = [], finishReason, usage }) {
+  const message = toolCalls.length
+    ? { role: "assistant", content: text.trim() || null, tool_calls: toolCalls.map(({ index, ...call }) => call) }
+    : { role: "assistant", content: text };
   return {
     id, object: "chat.completion", created: Math.floor(Date.now() / 1000), model,
-    choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: finishReason }],
+    choices: [{ index: 0, message, finish_reason: finishReason }],
     usage,
   };
 }

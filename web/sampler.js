@@ -1,6 +1,8 @@
 // Sampling settings and state for one generation. The device does the common cases (penalties,
 // greedy, temperature via Gumbel-max) and returns one token id; with top-k or top-p the sampler
 // reads the penalized logits back and samples here. See webrt/models/sampling.py.
+// With a grammar (a GrammarConstraint, grammar.js) the sampler also holds its state: the next
+// step's token bitmask comes from it, and every accepted token advances it.
 
 import { InputError } from "./errors.js";
 
@@ -21,13 +23,14 @@ export const DEFAULT_SAMPLING = {
 };
 
 export class Sampler {
-  constructor(options = {}, promptTokens = []) {
+  constructor(options = {}, promptTokens = [], constraint = null) {
     const o = { ...DEFAULT_SAMPLING, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== null)) };
     if (!(o.temperature >= 0)) throw new InputError(`temperature must be >= 0, got ${o.temperature}`);
     if (!(o.top_p > 0 && o.top_p <= 1)) throw new InputError(`top_p must be in (0, 1], got ${o.top_p}`);
     if (!(Number.isInteger(o.top_k) && o.top_k >= 0)) throw new InputError(`top_k must be an integer >= 0, got ${o.top_k}`);
     if (!(o.repetition_penalty > 0)) throw new InputError(`repetition_penalty must be > 0, got ${o.repetition_penalty}`);
     this.options = o;
+    this.constraint = constraint;
     this.random = mulberry32(o.seed ?? Math.floor(Math.random() * 2 ** 31));
     this.seen = new Map(); // token id -> count in the reply (0 for prompt-only tokens)
     if (o.repetition_penalty !== 1) for (const t of promptTokens) if (!this.seen.has(t)) this.seen.set(t, 0);
@@ -75,7 +78,13 @@ export class Sampler {
     return order[kept - 1];
   }
 
+  /** The allowed tokens of the next step (Int32Array bitmask), or null when any token may come. */
+  async tokenMask() {
+    return this.constraint ? this.constraint.mask() : null;
+  }
+
   accept(token) {
+    this.constraint?.accept(token);
     this.seen.set(token, (this.seen.get(token) ?? 0) + 1);
   }
 }

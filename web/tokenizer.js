@@ -29,6 +29,7 @@ export class ChatTokenizer {
     this.tokenizer = new Tokenizer(json, config);
     this.config = config;
     this.template = template ? new Template(template) : null;
+    this.templateSource = template; // tools.js asks whether it renders tool calls itself
     this.bosToken = tokenText(config.bos_token);
     this.eosToken = tokenText(config.eos_token);
     // generation stops at the tokenizer's eos token and at generation_config's eos ids
@@ -45,11 +46,11 @@ export class ChatTokenizer {
     return this.tokenizer.decode(ids, { skip_special_tokens: true });
   }
 
-  /** The prompt text for a conversation, ending with the assistant's turn opening. */
-  applyChatTemplate(messages) {
+  /** The prompt text for a conversation, ending with the assistant's turn opening; `variables` (e.g. tools) go to the template. */
+  applyChatTemplate(messages, variables = {}) {
     if (!this.template) return messages.map((m) => m.content).join("\n");
     return this.template.render({
-      messages, add_generation_prompt: true, bos_token: this.bosToken ?? "", eos_token: this.eosToken ?? "",
+      messages, add_generation_prompt: true, bos_token: this.bosToken ?? "", eos_token: this.eosToken ?? "", ...variables,
     });
   }
 }

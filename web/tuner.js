@@ -13,6 +13,7 @@
 // when it beats the default by more than the noise tolerance.
 
 import { DeviceError, InputError } from "./errors.js";
+import { allowAllMask } from "./generator.js";
 import { fetchVerified } from "./loader.js";
 import { evaluateLaunches } from "./plan_executor.js";
 import { bucket, tensorBytes } from "./plan_inputs.js";
@@ -203,6 +204,7 @@ function entryInputs(manifest, spec) {
   const ids = Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
   return { entry, inputs: {
     input_ids: { data: Int32Array.from(ids), shape: [1, n] }, offset: { values: [offset] },
+    token_mask: { data: allowAllMask(vocab), shape: [Math.ceil(vocab / 32)] },
     penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
     sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] },
   } };

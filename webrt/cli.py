@@ -105,6 +105,30 @@ def compile_with_progress(model: Path | None, out: Path, quantization: str, verb
         raise failed
 
 
+def response_format_option(json_schema: Path | None, grammar: Path | None) -> dict:
+    """--json-schema / --grammar as the request's response_format (web/grammar.js). The browser
+    compiles them and names what is wrong in a schema or grammar it cannot compile."""
+    if json_schema and grammar:
+        raise WebrtError("give --json-schema or --grammar, not both")
+    option, path = ("--json-schema", json_schema) if json_schema else ("--grammar", grammar)
+    if path is None:
+        return {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise WebrtError(f"{option} {path} cannot be read ({err.strerror if isinstance(err, OSError) else err}); "
+                         "give a UTF-8 text file") from None
+    if grammar:
+        return {"response_format": {"type": "grammar", "grammar": text}}
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise WebrtError(f"{option} {path} is not JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    if not isinstance(schema, (dict, bool)):
+        raise WebrtError(f"{option} {path} must hold a JSON Schema object, not a JSON {type(schema).__name__}")
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": path.stem, "schema": schema, "strict": True}}}
+
+
 def tuning_option(mode: str, budget: float | None):
     """The engine's `tuning` option for --tuning / --tuning-budget."""
     if budget is not None and mode != "on":
@@ -189,8 +213,13 @@ def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, tunin
                    "when none are stored, off uses the compile-time schedules.")
 @click.option("--tuning-budget", type=click.FloatRange(min=0), default=None, help="Seconds of tuning (with --tuning on; default 30).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (reply, usage, timings) at the end.")
+@click.option("--json-schema", "json_schema", type=click.Path(path_type=Path), default=None,
+              help="A JSON Schema file: the reply is JSON that validates against it.")
+@click.option("--grammar", type=click.Path(path_type=Path), default=None,
+              help="An EBNF grammar file (xgrammar's EBNF, rules like root ::= ...): the reply follows it.")
 def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, threads: int | None, max_tokens: int,
-                 temperature: float, top_p: float, seed: int | None, tuning: str, tuning_budget: float | None, as_json: bool):
+                 temperature: float, top_p: float, seed: int | None, tuning: str, tuning_budget: float | None, as_json: bool,
+                 json_schema: Path | None, grammar: Path | None):
     """Chat with the artifact's model in headless Chromium; the reply streams to stdout."""
     from .artifact import read_manifest
     from .browser import run_chat
@@ -199,7 +228,7 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, t
     check_threads(device, threads)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     request = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-               **({"seed": seed} if seed is not None else {})}
+               **({"seed": seed} if seed is not None else {}), **response_format_option(json_schema, grammar)}
 
     def show(delta: str) -> None:
         if not as_json:

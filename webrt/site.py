@@ -39,6 +39,7 @@ HASH_CHARS = 16
 VENDOR = {
     "@huggingface/tokenizers": ("@huggingface/tokenizers/dist/tokenizers.mjs", "vendor/tokenizers.js"),
     "@huggingface/jinja": ("@huggingface/jinja/dist/index.js", "vendor/jinja.js"),
+    "@mlc-ai/web-xgrammar": ("@mlc-ai/web-xgrammar/lib/index.js", "vendor/xgrammar.js"),  # structured output
 }
 TEMPLATE = "demo/index.html"
 

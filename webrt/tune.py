@@ -24,6 +24,7 @@ async ([url, device, tuning, prefill, steps, exportDb]) => {
     const vocab = model.manifest.model.config.vocab_size;
     const inputs = (ids, offset) => ({
       input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] },
+      token_mask: { data: window.webrt.allowAllMask(vocab), shape: [Math.ceil(vocab / 32)] },
       penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
       sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] } });
     const ids = Array.from({ length: prefill }, (_, i) => (i * 7919 + 5) % vocab);

@@ -19,10 +19,10 @@ from tvm.script import tirx as T
 
 from ..config import ModelConfig
 from .quantized import QLinear, QuantizedWeight, quantized_embed, quantized_matmul
-from .sampling import SAMPLING_PARAMS, choose, penalize
+from .sampling import SAMPLING_PARAMS, choose, mask_tokens, mask_words, penalize
 
 # The inputs of the prefill/decode entries that are not weights or state, in order.
-GENERATE_INPUTS = ["input_ids", "offset", "penalty_ids", "penalty_counts", "sampling", "seed"]
+GENERATE_INPUTS = ["input_ids", "offset", "token_mask", "penalty_ids", "penalty_counts", "sampling", "seed"]
 
 
 def apply_rope(x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor, head_dim: int, offset=0) -> nn.Tensor:
@@ -329,26 +329,29 @@ class CausalLM(nn.Module):
             return quantized_matmul(x, self.model.embed_tokens)
         return op.matmul(x, op.permute_dims(self.model.embed_tokens.weight))
 
-    def prefill(self, input_ids: nn.Tensor, offset: int, penalty_ids: nn.Tensor, penalty_counts: nn.Tensor,
-                sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
+    def prefill(self, input_ids: nn.Tensor, offset: int, token_mask: nn.Tensor, penalty_ids: nn.Tensor,
+                penalty_counts: nn.Tensor, sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
         """Tokens [1, n] at positions offset..offset+n-1: their keys and values are appended to the
         caches, and the next token is sampled from the last position's logits (see sampling.py).
-        Returns (token [1] int32, penalized logits [1, 1, vocab]); the shell reads back the token,
+        token_mask is a grammar's bitmask of allowed tokens (all ones without one), applied before
+        the penalties. Returns (token [1] int32, penalized logits [1, 1, vocab]); the shell reads back the token,
         and the logits only when it samples with top-k / top-p itself."""
         x = self.embed(input_ids)
         for i, (layer, k, v) in enumerate(zip(self.model.layers, self.kv_cache.k, self.kv_cache.v)):
             x = layer.forward_cached(x, *self._tables(i), k.data, v.data, offset)
-        logits = penalize(self.logits(self.model.norm(last_position(x))), penalty_ids, penalty_counts, sampling)
+        logits = mask_tokens(self.logits(self.model.norm(last_position(x))), token_mask)
+        logits = penalize(logits, penalty_ids, penalty_counts, sampling)
         return choose(logits, sampling, seed), logits
 
-    def decode(self, input_ids: nn.Tensor, offset: int, penalty_ids: nn.Tensor, penalty_counts: nn.Tensor,
-               sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
+    def decode(self, input_ids: nn.Tensor, offset: int, token_mask: nn.Tensor, penalty_ids: nn.Tensor,
+               penalty_counts: nn.Tensor, sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
         """prefill for exactly one token: a static shape, so GEMV schedules apply."""
-        return self.prefill(input_ids, offset, penalty_ids, penalty_counts, sampling, seed)
+        return self.prefill(input_ids, offset, token_mask, penalty_ids, penalty_counts, sampling, seed)
 
     def get_default_spec(self) -> nn.spec.ModuleSpec:
         mode = {"param_mode": "plain", "effect_mode": "none"}
-        sampling = {"penalty_ids": nn.spec.Tensor(["num_penalized"], "int32"),
+        sampling = {"token_mask": nn.spec.Tensor([mask_words(self.cfg.vocab_size)], "int32"),
+                    "penalty_ids": nn.spec.Tensor(["num_penalized"], "int32"),
                     "penalty_counts": nn.spec.Tensor(["num_penalized"], "float32"),
                     "sampling": nn.spec.Tensor([SAMPLING_PARAMS], "float32"), "seed": nn.spec.Int()}
         spec = {

@@ -1,5 +1,7 @@
 """Token sampling on the device, so a step reads back one token id instead of the whole logits.
 
+    mask_tokens           a grammar's vocabulary bitmask (structured output, web/grammar.js): tokens
+                          whose bit is 0 get MASKED_LOGIT, before the penalties and the choice
     penalize              repetition / frequency / presence penalties for the tokens seen so far
     choose                greedy argmax when temperature is 0, else the Gumbel-max trick:
                           argmax(logits / T + g) with g = -log(-log(u)) samples softmax(logits / T)
@@ -17,6 +19,31 @@ from tvm.relax.frontend.nn import op
 
 # params tensor layout: [temperature, repetition_penalty, frequency_penalty, presence_penalty]
 SAMPLING_PARAMS = 4
+
+# A forbidden token's logit: far below any real one, yet finite, so the penalties, the division by
+# the temperature and the Gumbel noise keep it finite and last on every backend.
+MASKED_LOGIT = -1e30
+
+
+def mask_words(vocab: int) -> int:
+    """Length of the token bitmask: one int32 word per 32 tokens (xgrammar's layout)."""
+    return (vocab + 31) // 32
+
+
+def mask_tokens(logits: nn.Tensor, mask: nn.Tensor) -> nn.Tensor:
+    """logits [1, 1, vocab]; mask int32 [mask_words(vocab)]: bit v % 32 of word v // 32 is 1 when
+    token v is allowed. Without a grammar the shell passes all ones. The shift is arithmetic on
+    int32, but the bit is taken with `& 1` after it, so the sign bits shifted in never matter."""
+
+    def apply(x: te.Tensor, m: te.Tensor):
+        def value(b, s, v):
+            v32 = tirx.Cast("int32", v)
+            allowed = (m[v32 // 32] >> (v32 % 32)) & tirx.const(1, "int32")
+            return tirx.Select(allowed != tirx.const(0, "int32"), x[b, s, v], tirx.const(MASKED_LOGIT, "float32"))
+
+        return te.compute(x.shape, value, name="masked")
+
+    return op.tensor_expr_op(apply, "mask_tokens", [logits, mask])
 
 
 def penalize(logits: nn.Tensor, token_ids: nn.Tensor, counts: nn.Tensor, params: nn.Tensor) -> nn.Tensor:

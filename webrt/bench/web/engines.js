@@ -74,13 +74,15 @@ async function webrtEngine({ artifactUrl, device, threads }) {
      */
     async profile(prompt, n, withPrefill = true) {
       const sampler = new webrt.Sampler({ temperature: 0 }, prompt);
+      const allowAll = webrt.allowAllMask(model.manifest.model.config.vocab_size);
       const prefill = {};
       const decode = {};
       let offset = 0;
       let token = 0;
       const step = async (entry, ids, into) => {
         const [out] = await model.run(entry, {
-          input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] }, ...sampler.inputs(),
+          input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] },
+          token_mask: { data: allowAll, shape: [allowAll.length] }, ...sampler.inputs(),
         }, { readback: [0], profile: into });
         offset += ids.length;
         return out.data[0];
