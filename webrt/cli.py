@@ -73,6 +73,10 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, 
     # refused in about a second, before TVM loads (compile_model checks all of it again)
     check_output_folder(out, "manifest.json", "webrt-artifact", "artifact")
     check_model_folder(model)
+    if tuning_db is not None:
+        from .artifact import read_tuning_db
+
+        read_tuning_db(tuning_db)
     compile_with_progress(model, out, quantization, verbose, context_window=context_window, schedule=schedule,
                           tuning_db=tuning_db)
     console.print(f"artifact written to {out}")

@@ -9,14 +9,18 @@ from pathlib import Path
 
 from .config import read_config_json
 from .config_checks import check_hf_config
+from .errors import WebrtError
 from .tokenizer_checks import check_tokenizer_files
 
 
 def check_model_folder(source: Path | None) -> None:
-    """config.json's shared keys and the tokenizer files of a Hugging Face folder; anything else
-    (the default model, a GGUF file, a missing path) is left to the importers."""
-    if source is None or not source.is_dir() or not (source / "config.json").is_file():
+    """A model path that exists; for a Hugging Face folder, config.json's shared keys and the
+    tokenizer files. A GGUF file (and the default model) is left to its importer."""
+    if source is None or source.is_file():
         return
+    if not source.exists():
+        raise WebrtError(f"{source} does not exist: expected a Hugging Face model folder "
+                         "(config.json plus *.safetensors) or a .gguf file")
     raw = read_config_json(source)
     check_hf_config(raw, str(source / "config.json"))
     vocab = raw.get("vocab_size")
