@@ -72,11 +72,11 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, 
     out = out or Path(f"{model.stem if model else NAME}-{quantization}")
     # refused in about a second, before TVM loads (compile_model checks all of it again)
     check_output_folder(out, "manifest.json", "webrt-artifact", "artifact")
-    check_model_folder(model)
     if tuning_db is not None:
         from .artifact import read_tuning_db
 
         read_tuning_db(tuning_db)
+    check_model_folder(model)
     compile_with_progress(model, out, quantization, verbose, context_window=context_window, schedule=schedule,
                           tuning_db=tuning_db)
     console.print(f"artifact written to {out}")
