@@ -253,6 +253,33 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, t
                   f"[dim]{result['usage']['completion_tokens']} tokens, finish: {result['finish_reason']}[/dim]")
 
 
+@cli.command("embed")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--input", "texts", multiple=True, required=True, help="A text to embed; repeat for several.")
+@click.option("--dimensions", type=click.IntRange(min=1), default=None,
+              help="Keep the first N values (normalized again when the model normalizes).")
+@click.option("--device", default="wasm", show_default=True, type=click.Choice(["webgpu", "wasm", "auto"]),
+              help="webgpu, wasm (TVM-compiled WebAssembly kernels), or auto (WebGPU when usable).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="wasm threads (default: one per core; needs the page crossOriginIsolated, as webrt's server is).")
+@click.option("--json", "as_json", is_flag=True, help="Print the OpenAI-shaped response as one JSON object.")
+def embed_cmd(artifact: Path, texts: tuple[str, ...], dimensions: int | None, device: str, threads: int | None,
+              as_json: bool):
+    """Embed each --input with an embedding model's ARTIFACT in headless Chromium (engine.embeddings.create)."""
+    from .embed import embed_texts, summary_lines
+
+    check_threads(device, threads)
+    reply = embed_texts(artifact, list(texts), dimensions, device, threads)
+    if as_json:
+        print(json.dumps(reply))
+        return
+    for line in summary_lines(list(texts), reply):
+        print(line)
+    extra = reply["usage"]["extra"]
+    console.print(f"[dim]{reply['usage']['prompt_tokens']} tokens, {extra['total_ms']:.0f} ms, device {extra['device']}"
+                  f"{f' ({t} threads)' if (t := extra.get('threads')) else ''}[/dim]")
+
+
 @cli.command("build-site")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),

@@ -179,6 +179,7 @@ def build_site(artifacts: list[Path], out: Path, python: bool = False) -> Path:
                 "name": manifest["model"]["name"], "path": path,
                 "quantization": manifest["model"].get("quantization", "f32"),
                 "context_window": manifest["model"]["config"].get("context_window"),
+                "task": manifest["model"].get("task", "text-generation"),  # "embedding": search.html's
                 "wasm": manifest.get("wasm") is not None,
                 "tuning_db": (manifest.get("tuning") or {}).get("db"),
                 # what a visit downloads on wasm: the weights, the tokenizer files and one wasm build
@@ -196,6 +197,11 @@ def build_site(artifacts: list[Path], out: Path, python: bool = False) -> Path:
 
             site["python"], written = write_python_page(staging, app, app_source)
             integrity.update(written)
+        if any(m["task"] == "embedding" for m in models):
+            from .search_page import PAGE, write_search_page
+
+            site["search"] = {"page": PAGE}
+            integrity.update(write_search_page(staging, app, app_source))
         site["integrity"] = dict(sorted(integrity.items()))
         (staging / "site.json").write_text(json.dumps(site, indent=1) + "\n")
         _replace(staging, out)

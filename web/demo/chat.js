@@ -183,6 +183,7 @@ async function start() {
   $("model").replaceChildren(...site.models.map((m, i) => {
     const option = new Option(`${m.name} · ${m.quantization} · ${formatBytes(m.download_bytes)}`, String(i));
     option.selected = wanted !== null && (m.name === wanted || m.path === wanted);
+    option.hidden = option.disabled = m.task === "embedding"; // search.html's, not a chat model
     return option;
   }));
   if (["auto", "webgpu", "wasm"].includes(params.get("device"))) $("device").value = params.get("device");

@@ -47,6 +47,12 @@ def is_encoder_folder(path: Path) -> bool:
 class EncoderCheckpoint(HFCheckpoint):
     note: str | None = None     # how the pooling was chosen, when the folder did not say
 
+    @property
+    def name(self) -> str:
+        # packages ship the checkpoint as <package>/model/: the package names it
+        folder = self.path.resolve()
+        return folder.parent.name if folder.name == "model" else folder.name
+
 
 def read_pooling(path: Path, cfg: EncoderConfig) -> str | None:
     """Fill cfg.pooling / normalize / max_seq_length from the sentence-transformers files; returns a
