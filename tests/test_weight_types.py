@@ -138,7 +138,7 @@ def type_artifact(tmp_path_factory):
     module = TypeKernels()
     spec = {e: {**s[4], "$": {"param_mode": "none", "effect_mode": "none"}} for e, s in specs.items()}
     mod, _ = module.export_tvm(spec=spec)
-    compiled = compile_module(mod, {e: list(s[4]) for e, s in specs.items()})
+    compiled = compile_module(mod, {e: list(s[4]) for e, s in specs.items()}, candidates=False)
     return write_artifact(tmp_path_factory.mktemp("art") / "types", {"name": "weight-types"}, compiled, {}), specs
 
 
@@ -186,3 +186,116 @@ def test_kernels_match_gguf_dequantization(type_artifact, device, threads):
         else:
             assert err <= 2e-5 * scale, f"{entry}: max abs error {err}"
     print(f"\nmax abs error per entry on {device} threads={threads}: {worst}")
+
+
+# ---- a random-weight LLaMA quantized to llama.cpp's mixes, against transformers on the same GGUF ----
+
+# hidden 320: q/k/v/o, gate and up rows hold no whole super-block, so the mixes fall back to
+# Q5_0 / Q5_1 / Q8_0 there, while ffn_down (512 columns) takes Q4_K / Q5_K / Q6_K: five types in one
+# model, like the Gemma 3 file
+MIX_MODEL = dict(hidden_size=320, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=49152, max_position_embeddings=96, tie_word_embeddings=False)
+GGUF_LAYER_NAMES = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+                    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+                    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+                    "mlp.down_proj": "ffn_down"}
+PROMPT = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]
+NEW_TOKENS = 16
+
+
+def write_mix_gguf(folder, path, mix: str) -> dict[str, str]:
+    """The HF folder's weights as llama.cpp's `quantize` would write them for `mix` (webrt's
+    quantizers and type choice), with the default model's tokenizer; returns name -> type."""
+    from safetensors.numpy import load_file
+
+    from tests.models import default_gguf, read_config
+    from webrt.quantize import MixTypes, quantize_blocks, row_fallback
+
+    cfg = read_config(folder)
+    types = MixTypes(mix, cfg["num_hidden_layers"], cfg["tie_word_embeddings"])
+    source = gguf.GGUFReader(str(default_gguf()))
+    writer = gguf.GGUFWriter(str(path), "llama")
+    heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    writer.add_context_length(cfg["max_position_embeddings"])
+    writer.add_embedding_length(cfg["hidden_size"])
+    writer.add_block_count(cfg["num_hidden_layers"])
+    writer.add_feed_forward_length(cfg["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_dimension_count(cfg["hidden_size"] // heads)
+    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    writer.add_rope_freq_base(10000.0)
+    for key in ("model", "pre", "tokens", "token_type", "merges", "bos_token_id", "eos_token_id"):
+        field = source.fields[f"tokenizer.ggml.{key}"]
+        value = field.contents()
+        {"model": writer.add_tokenizer_model, "pre": writer.add_tokenizer_pre, "tokens": writer.add_token_list,
+         "token_type": writer.add_token_types, "merges": writer.add_token_merges,
+         "bos_token_id": writer.add_bos_token_id, "eos_token_id": writer.add_eos_token_id}[key](value)
+    chosen = {}
+    for name, array in load_file(str(folder / "model.safetensors")).items():
+        array = array.astype(np.float32)
+        out = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+               "lm_head.weight": "output.weight"}.get(name)
+        module = None
+        if out is None:
+            _, _, layer, rest = name.split(".", 3)
+            module, kind = rest.rsplit(".", 1)
+            out = f"blk.{layer}.{GGUF_LAYER_NAMES[module]}.{kind}"
+        if array.ndim == 1:
+            writer.add_tensor(out, array)
+            continue
+        kind = row_fallback(types.get(name), array.shape[1])
+        chosen[name] = kind
+        blocks = quantize_blocks(array, kind)
+        if module in ("self_attn.q_proj", "self_attn.k_proj"):  # llama.cpp interleaves the rotary halves
+            n = heads if module == "self_attn.q_proj" else kv_heads
+            blocks = blocks.reshape(n, 2, blocks.shape[0] // n // 2, -1).swapaxes(1, 2).reshape(blocks.shape)
+        writer.add_tensor(out, blocks, raw_dtype=gguf.GGMLQuantizationType[kind])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def mix_folder(tmp_path_factory):
+    from tests.models import make_hf_model
+
+    return make_hf_model(tmp_path_factory.mktemp("hf") / "llama-mix", "llama", **MIX_MODEL)
+
+
+def _gguf_greedy(path) -> list[int]:
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                              torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        out = model.generate(torch.tensor([PROMPT]), do_sample=False, max_new_tokens=NEW_TOKENS, pad_token_id=0)
+    return out[0, len(PROMPT):].tolist()
+
+
+@pytest.mark.parametrize("mix, backends", [
+    ("q4_k_m", BACKENDS), ("q5_k_m", [BACKENDS[0], BACKENDS[1]]), ("q6_k", [BACKENDS[0], BACKENDS[1]]),
+])
+def test_mix_greedy_tokens_match_transformers_on_the_same_gguf(mix_folder, tmp_path, mix, backends):
+    from tests.test_generation import generate
+    from webrt.build_artifact import compile_model
+
+    artifact = compile_model(mix_folder, tmp_path / mix, mix)
+    chosen = write_mix_gguf(mix_folder, tmp_path / f"{mix}.gguf", mix)
+    expected_types = {"q4_k_m": {"Q4_K", "Q6_K", "Q5_0", "Q8_0"}, "q5_k_m": {"Q5_K", "Q6_K", "Q5_1", "Q8_0"},
+                      "q6_k": {"Q6_K", "Q8_0"}}[mix]
+    assert set(chosen.values()) == expected_types
+    # the artifact holds the GGUF's numbers: its weight bytes are those of the GGUF's matrices, +10% at most
+    reader = gguf.GGUFReader(str(tmp_path / f"{mix}.gguf"))
+    gguf_matrix_bytes = sum(int(t.n_bytes) for t in reader.tensors if len(t.shape) == 2)
+    gguf_other = sum(int(t.n_bytes) for t in reader.tensors if len(t.shape) != 2)
+    weights = sum(f.stat().st_size for f in (artifact / "weights").iterdir())
+    assert weights <= 1.10 * gguf_matrix_bytes + gguf_other + 2 * 96 * 80 * 4 + 4096 * len(reader.tensors)
+    expected = _gguf_greedy(tmp_path / f"{mix}.gguf")
+    for device, threads in backends:
+        run = generate(artifact, [{"prompt": PROMPT, "n": NEW_TOKENS, "sampling": {"temperature": 0}, "chunk": 128}],
+                       device, threads)[0]
+        assert run["tokens"] == expected, f"{mix} on {device} threads={threads}"

@@ -20,9 +20,10 @@ from .build_encoder import compile_encoder
 from .models.blocks import GENERATE_INPUTS
 from .models.registry import family
 from .models.quantized import quantized_weights
+from .quantize import MIXES, MixTypes
 from .tokenizer_checks import check_tokenizer_files
 
-QUANTIZATIONS = ("f32", "q4f32")
+QUANTIZATIONS = ("f32", "q4f32", *MIXES)  # the mixes: llama.cpp's K-quant recipes (webrt/quantize.py)
 STATE_PREFIX = "kv_cache."
 
 
@@ -64,7 +65,7 @@ def quantize_weights(ckpt, model) -> dict[str, np.ndarray]:
     for prefix, w in quantized_weights(model).items():
         source = prefix if prefix.endswith(".weight") else f"{prefix}.weight"
         data = ckpt.quantized(source)
-        if data is None:
+        if data is None or data[0] != w.kind:  # float, or blocks of another type: quantized here
             data = ckpt.load_weights({source: ((w.rows, w.cols), "float32")})[source]
         for part, array in w.arrays(data).items():
             expected = tuple(int(d) for d in getattr(w, part).shape)
@@ -82,7 +83,9 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
             raise WebrtError(f"--context-window {context_window} is outside [1, {cfg.context_window}], "
                              "the model's context length")
         cfg.context_window = context_window
-    model = family(cfg.family).model(cfg, ckpt.code_bits() if quantization == "q4f32" else None)
+    types = ckpt.code_bits() if quantization == "q4f32" else \
+        MixTypes(quantization, cfg.num_hidden_layers, cfg.tie_word_embeddings) if quantization in MIXES else None
+    model = family(cfg.family).model(cfg, types)
     computed = model.host_tables()
     shapes = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()}
     state = {name: shape for name, shape in shapes.items() if name.startswith(STATE_PREFIX)}

@@ -49,7 +49,8 @@ def cli():
               help="Folder to write the artifact into (created, or replaced if it holds an artifact); "
                    "default: ./<model name>-<quantization>.")
 @click.option("--quantization", default=None,
-              help="Weight format: f32, or q4f32 (4-bit groups, float32 math). Default: q4f32 for "
+              help="Weight format: f32; q4f32 (a GGUF keeps every tensor's own type, float weights get "
+                   "4-bit groups); or llama.cpp's q4_k_m, q5_k_m, q6_k, q8_0 mixes. Default: q4f32 for "
                    "GGUF files and the default model, f32 for Hugging Face folders.")
 @click.option("--context-window", type=click.IntRange(min=1), default=None,
               help="KV cache length in tokens (default: the model's context length).")

@@ -21,7 +21,7 @@ from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn import op
 
 from ..errors import WebrtError
-from ..quantize import GROUP, Quantized, from_gguf_blocks, quantize_q4, words_per_group
+from ..quantize import GROUP, Quantized, from_gguf_blocks, quantize_blocks, quantize_q4, row_fallback, words_per_group
 from ..weight_types import LANES, STEP, TIR_OPS, TYPES, Reader, pack
 
 # GGUF types kept in the group layout (their blocks map onto it exactly), with their code width
@@ -49,6 +49,8 @@ class QuantizedWeight(nn.Module):
             self.scales = nn.Parameter((rows, cols // GROUP), "float32")
             self.mins = nn.Parameter((rows, cols // GROUP), "float32")
         else:
+            # a K-quant asked for rows that hold no whole super-block: llama.cpp's fallback type
+            self.kind = kind = row_fallback(kind, cols)
             self.wtype, self.bits = TYPES[kind], None
             if cols % self.wtype.block:
                 raise WebrtError(f"a {kind} matrix needs a multiple of {self.wtype.block} columns, not {cols}")
@@ -66,8 +68,10 @@ class QuantizedWeight(nn.Module):
         """The parameters' values from the checkpoint: `source` is (GGUF type name, uint8 blocks
         [rows, bytes]) for a tensor kept in blocks, or a float32 matrix to quantize here."""
         if self.wtype is not None:
-            if not isinstance(source, tuple) or source[0] != self.wtype.name:
-                raise WebrtError(f"internal: a {self.wtype.name} weight got {type(source).__name__} data")
+            if not isinstance(source, tuple):  # float weights: llama.cpp's quantizer for this type
+                source = (self.wtype.name, quantize_blocks(source, self.wtype.name))
+            if source[0] != self.wtype.name:
+                raise WebrtError(f"internal: a {self.wtype.name} weight got {source[0]} blocks")
             return pack(self.wtype, source[1])
         if isinstance(source, tuple):
             q = from_gguf_blocks(source[1], source[0])
