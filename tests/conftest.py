@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.models import default_gguf, make_hf_model, make_tiny_chat_model
+from tests.models import make_hf_model, make_tiny_chat_model
+from tests.without_torch import run_webrt
 from webrt.build_artifact import compile_model
 
 
@@ -34,11 +35,18 @@ def qwen2_artifact(qwen2_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_chat_artifact(tmp_path_factory) -> Path:
+    """Compiled by `webrt compile` with torch and transformers blocked, as on a fresh install
+    (tests/test_fresh_install.py relies on that)."""
     folder = make_tiny_chat_model(tmp_path_factory.mktemp("hf") / "tiny-chat")
-    return compile_model(folder, tmp_path_factory.mktemp("art") / "tiny-chat")
+    out = tmp_path_factory.mktemp("art") / "tiny-chat"
+    run_webrt(["compile", str(folder), "-o", str(out)])
+    return out
 
 
 @pytest.fixture(scope="session")
 def default_artifact(tmp_path_factory) -> Path:
-    """The default model (SmolLM2-135M-Instruct, Q4_1 GGUF) as q4f32, with a 512-token cache."""
-    return compile_model(default_gguf(), tmp_path_factory.mktemp("art") / "smollm2", "q4f32", 512)
+    """The default model (SmolLM2-135M-Instruct, Q4_1 GGUF) as q4f32, with a 512-token cache;
+    compiled by `webrt compile` with torch and transformers blocked, as on a fresh install."""
+    out = tmp_path_factory.mktemp("art") / "smollm2"
+    run_webrt(["compile", "-o", str(out), "--quantization", "q4f32", "--context-window", "512"])
+    return out

