@@ -317,3 +317,29 @@ def test_suite_size():
     assert len(CASES) >= 40
     verbs = {name.removeprefix("build-site").split("-")[0] or "build-site" for name, _, _ in CASES}
     assert verbs == {"compile", "run", "generate", "tune", "bench", "serve", "build-site", "demo"}
+
+
+def test_good_tokenizer_files_pass(tmp_path):
+    """The checks refuse only what is wrong: a valid tokenizer and template render the sample chat."""
+    from webrt.tokenizer_checks import check_tokenizer_files, render_chat_template
+
+    (tmp_path / "tokenizer.json").write_text(word_tokenizer_json())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG))
+    check_tokenizer_files(sorted(tmp_path.iterdir()), vocab_size=4)
+    prompt = render_chat_template(TOKENIZER_CONFIG["chat_template"], TOKENIZER_CONFIG, tmp_path / "t")
+    assert prompt == "user: What is the capital of France?\nassistant: Paris.\nuser: And of Italy?\n"
+
+
+NATIVE_STDERR_PROGRAM = """
+import os, sys
+from webrt.native_output import captured_native_stderr
+with captured_native_stderr() as native:
+    os.write(2, b"Warning: Set native vector bits to be 128 for wasm32\\n")  # as C++ does, below Python
+    print("progress line", file=sys.stderr)
+print("held back: " + native.text.strip(), file=sys.stderr)
+"""
+
+
+def test_native_stderr_is_held_back():
+    result = subprocess.run([sys.executable, "-c", NATIVE_STDERR_PROGRAM], capture_output=True, text=True, timeout=60)
+    assert result.stderr.splitlines() == ["progress line", "held back: Warning: Set native vector bits to be 128 for wasm32"]
