@@ -12,7 +12,8 @@ INIT_RANGE = 0.1
 
 
 def make_hf_model(folder: Path, arch: str, **overrides) -> Path:
-    """Save a random-weight model of `arch` ("llama", "qwen2" or "mistral") with transformers."""
+    """Save a random-weight model of `arch` ("llama", "qwen2", "mistral", "qwen3", "gemma3" or "phi3")
+    with transformers."""
     import transformers
 
     common = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
@@ -23,9 +24,19 @@ def make_hf_model(folder: Path, arch: str, **overrides) -> Path:
         "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
         "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
         "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+        "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM),
+        "gemma3": (transformers.Gemma3TextConfig, transformers.Gemma3ForCausalLM),
+        "phi3": (transformers.Phi3Config, transformers.Phi3ForCausalLM),
     }[arch]
+    if arch == "phi3":  # its defaults name token 32000, past a small vocabulary
+        common = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, **common}
     torch.manual_seed(0)
     model = model_cls(config_cls(**common)).eval()
+    if arch in ("qwen3", "gemma3", "phi3"):
+        with torch.no_grad():  # norms start at 1 (Gemma: at 1 + 0); spread them so their weights matter
+            for name, param in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    param.add_(torch.randn_like(param) * 0.2)
     model.save_pretrained(folder)
     return folder
 

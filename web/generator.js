@@ -13,6 +13,8 @@ export class Generator {
     this.model = model;
     this.prefillChunk = prefillChunk;
     this.contextWindow = model.manifest.model.config.context_window;
+    // a model whose sliding layers keep a ring of KV rows takes at most this many tokens per prefill
+    this.maxChunk = model.manifest.model.config.max_prefill_chunk ?? Infinity;
     this.cached = [];
     this.allowAll = allowAllMask(model.manifest.model.config.vocab_size);
     this.masks = model.manifest.entries.decode?.inputs.some((i) => i.name === "token_mask") ?? false;
@@ -33,8 +35,9 @@ export class Generator {
     if (start === tokens.length) start -= 1; // the last token must run again to give logits
     this.cached = tokens.slice(0, start);
     let token = null;
-    for (let at = start; at < tokens.length; at += this.prefillChunk) {
-      const chunk = tokens.slice(at, Math.min(at + this.prefillChunk, tokens.length));
+    const size = Math.min(this.prefillChunk, this.maxChunk);
+    for (let at = start; at < tokens.length; at += size) {
+      const chunk = tokens.slice(at, Math.min(at + size, tokens.length));
       const last = at + chunk.length === tokens.length;
       token = await this.step("prefill", chunk, sampler, last);
     }

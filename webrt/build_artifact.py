@@ -25,6 +25,9 @@ from .tokenizer_checks import check_tokenizer_files
 
 QUANTIZATIONS = ("f32", "q4f32", *MIXES)  # the mixes: llama.cpp's K-quant recipes (webrt/quantize.py)
 STATE_PREFIX = "kv_cache."
+# The KV cache length when --context-window is not given and the model's context is longer
+# (Gemma 3 advertises 32,768 tokens: an f32 cache of that length would be 1.2 GB).
+DEFAULT_CONTEXT_WINDOW = 4096
 
 
 def open_checkpoint(source: Path, workdir: Path):
@@ -83,6 +86,8 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
             raise WebrtError(f"--context-window {context_window} is outside [1, {cfg.context_window}], "
                              "the model's context length")
         cfg.context_window = context_window
+    else:  # the KV cache and RoPE tables are sized by what a page uses, not by the advertised length
+        cfg.context_window = min(cfg.context_window, DEFAULT_CONTEXT_WINDOW)
     types = ckpt.code_bits() if quantization == "q4f32" else \
         MixTypes(quantization, cfg.num_hidden_layers, cfg.tie_word_embeddings) if quantization in MIXES else None
     model = family(cfg.family).model(cfg, types)

@@ -53,7 +53,8 @@ def cli():
                    "4-bit groups); or llama.cpp's q4_k_m, q5_k_m, q6_k, q8_0 mixes. Default: q4f32 for "
                    "GGUF files and the default model, f32 for Hugging Face folders.")
 @click.option("--context-window", type=click.IntRange(min=1), default=None,
-              help="KV cache length in tokens (default: the model's context length).")
+              help="KV cache length in tokens, up to the model's context length (default: 4096, or the "
+                   "model's context length when shorter).")
 @click.option("--schedule", default="portable", show_default=True,
               help="Kernel schedules: portable (no barriers; software and integrated GPUs) or dlight "
                    "(shared-memory tiling; discrete GPUs).")

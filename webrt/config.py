@@ -18,6 +18,9 @@ from .errors import WebrtError
 
 # "freq_factors" is llama.cpp's form of llama3 scaling in a GGUF: inv_freq divided per frequency
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "longrope", "freq_factors")
+# The most tokens one prefill call takes on a model whose sliding layers keep a ring (the shell's
+# default prefill chunk): see ModelConfig.cache_rows
+RING_PREFILL_CHUNK = 128
 
 
 @dataclass
@@ -46,12 +49,23 @@ class ModelConfig:
     sliding_window: int | None = None  # the key window of "sliding_attention" layers
     layer_types: list = field(default_factory=list)  # per layer "full_attention" / "sliding_attention"
     local_rope_theta: float | None = None  # RoPE base of the sliding layers (Gemma 3), default scaling
+    # Sliding layers keep a ring of sliding_window + max_prefill_chunk - 1 rows when this is set: the
+    # shell then prefills at most this many tokens per call (see cache_rows)
+    max_prefill_chunk: int | None = None
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
     def is_sliding(self, layer: int) -> bool:
         return bool(self.layer_types) and self.layer_types[layer] == "sliding_attention"
+
+    def cache_rows(self, layer: int) -> int:
+        """KV cache rows of a layer: the context window, or a ring on a sliding layer. A prefill of
+        n tokens writes n rows before its first query reads the window - 1 rows before it, so the
+        ring holds window + n - 1 rows for the longest n the shell sends."""
+        if not self.is_sliding(layer) or self.max_prefill_chunk is None:
+            return self.context_window
+        return min(self.context_window, self.sliding_window + self.max_prefill_chunk - 1)
 
     def rope_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin tables [context_window, head_dim] of the (global) layers' RoPE."""

@@ -76,9 +76,10 @@ def embed(weight: nn.Tensor, ids: nn.Tensor) -> nn.Tensor:
     return op.tensor_expr_op(compute, "embed", [weight, ids])
 
 
-def cache_append(cache: nn.Tensor, new: nn.Tensor, offset) -> nn.Tensor:
-    """Write new [1, n, kv_heads, head_dim] into cache [capacity, kv_heads, head_dim] at row offset,
-    in place: after CallTIRRewrite this is one kernel and no allocation."""
+def cache_append(cache: nn.Tensor, new: nn.Tensor, offset, ring: bool = False) -> nn.Tensor:
+    """Write new [1, n, kv_heads, head_dim] into cache [capacity, kv_heads, head_dim] at row offset
+    (a ring: row (offset + s) % capacity), in place: after CallTIRRewrite this is one kernel and no
+    allocation."""
     capacity, heads, dim = (int(v) for v in cache.shape)
 
     @T.prim_func(private=True, s_tir=True)
@@ -92,34 +93,67 @@ def cache_append(cache: nn.Tensor, new: nn.Tensor, offset) -> nn.Tensor:
                 vs, vh, vd = T.axis.remap("SSS", [s, h, d])
                 dst[offset + vs, vh, vd] = src[0, vs, vh, vd]
 
-    return op.tensor_ir_inplace_op(append, "cache_append", [cache, new, rx.ShapeExpr([offset])], 0,
+    @T.prim_func(private=True, s_tir=True)
+    def append_ring(var_cache: T.handle, var_new: T.handle, offset: T.int64):
+        T.func_attr({"tirx.noalias": True})
+        n = T.int64()
+        dst = T.match_buffer(var_cache, (capacity, heads, dim), "float32")
+        src = T.match_buffer(var_new, (1, n, heads, dim), "float32")
+        for s, h, d in T.grid(n, heads, dim):
+            with T.sblock("append"):
+                vs, vh, vd = T.axis.remap("SSS", [s, h, d])
+                dst[T.floormod(offset + vs, capacity), vh, vd] = src[0, vs, vh, vd]
+
+    return op.tensor_ir_inplace_op(append_ring if ring else append, "cache_append",
+                                   [cache, new, rx.ShapeExpr([offset])], 0,
                                    nn.Tensor.placeholder(cache.shape, cache.dtype))
 
 
 def cached_attention(q: nn.Tensor, k_cache: nn.Tensor, v_cache: nn.Tensor, offset, groups: int,
-                     scale: float, window: int | None = None) -> nn.Tensor:
-    """Attention of q [1, n, heads, hd] (positions offset..offset+n-1) over the first offset+n rows
-    of the caches [capacity, kv_heads, hd], causal and within `window`; returns [1, n, heads, hd].
+                     scale: float, window: int | None = None, ring: bool = False) -> nn.Tensor:
+    """Attention of q [1, n, heads, hd] (positions offset..offset+n-1) over the caches
+    [capacity, kv_heads, hd], causal and within `window`; returns [1, n, heads, hd].
+
+    A plain cache holds position j in row j: the keys are its first offset+n rows. A ring (a
+    sliding layer, see ModelConfig.cache_rows) holds in row j the latest position written there,
+    last - (last - j) mod capacity with last = offset+n-1; rows not yet written have a negative one.
 
     Each kernel takes the offset as a scalar argument: TIR functions may only use variables their
     arguments define."""
     heads, hd = (int(v) for v in q.shape[2:])
+    capacity = int(k_cache.shape[0])
+
+    def keys(n, offset):
+        return capacity if ring else offset + n
+
+    def position(j, n, offset):
+        if not ring:
+            return j
+        last = offset + n - 1
+        return last - tirx.floormod(last - j, capacity)
 
     # shapes come from the te tensors, whose variables are the kernel's own
     def scores(q: te.Tensor, k: te.Tensor, offset):
         n = q.shape[1]
         d = te.reduce_axis((0, hd), name="d")
-        return te.compute((1, heads, n, offset + n), lambda b, h, i, j: te.sum(
+        return te.compute((1, heads, n, keys(n, offset)), lambda b, h, i, j: te.sum(
             q[b, i, h, d] * k[j, h // groups, d], axis=d), name="scores")
 
     def masked(s: te.Tensor, offset):
+        n = s.shape[2]
         lowest = tirx.min_value(s.dtype)
-        return te.compute(s.shape, lambda b, h, i, j: tirx.if_then_else(
-            _visible(offset + i, j, window), s[b, h, i, j] * tirx.const(scale, s.dtype), lowest), name="masked")
+
+        def value(b, h, i, j):
+            pos = position(j, n, offset)
+            seen = _visible(offset + i, pos, window)
+            seen = tirx.all(seen, pos >= 0) if ring else seen
+            return tirx.if_then_else(seen, s[b, h, i, j] * tirx.const(scale, s.dtype), lowest)
+
+        return te.compute(s.shape, value, name="masked")
 
     def weighted(p: te.Tensor, v: te.Tensor, offset):
         n = p.shape[2]
-        j = te.reduce_axis((0, offset + n), name="j")
+        j = te.reduce_axis((0, keys(n, offset)), name="j")
         return te.compute((1, n, heads, hd), lambda b, i, h, d: te.sum(
             p[b, h, i, j] * v[j, h // groups, d], axis=j), name="weighted")
 
@@ -152,6 +186,7 @@ class Attention(nn.Module):
         self.head_dim = hd = cfg.head_dim
         self.scale = cfg.query_scale if cfg.query_scale is not None else hd ** -0.5
         self.window = window
+        self.context_window = cfg.context_window
         q_size, kv_size = self.num_heads * hd, self.num_kv_heads * hd
         if fused_qkv:
             self.qkv_proj = linear(f"{prefix}.qkv_proj", cfg.hidden_size, q_size + 2 * kv_size, cfg.qkv_bias)
@@ -198,10 +233,11 @@ class Attention(nn.Module):
         """Attention for new tokens at positions offset.., appending their K/V to the caches."""
         b, s, _ = x.shape
         q, k, v = self._qkv(x, cos, sin, offset)
-        k_cache = cache_append(k_cache, k, offset)
-        v_cache = cache_append(v_cache, v, offset)
+        ring = int(k_cache.shape[0]) < self.context_window  # a sliding layer's ring (cfg.cache_rows)
+        k_cache = cache_append(k_cache, k, offset, ring)
+        v_cache = cache_append(v_cache, v, offset, ring)
         out = cached_attention(q, k_cache, v_cache, offset, self.num_heads // self.num_kv_heads,
-                               self.scale, self.window)
+                               self.scale, self.window, ring)
         return self.o_proj(op.reshape(out, (b, s, self.num_heads * self.head_dim)))
 
 
@@ -238,14 +274,14 @@ class RopeTables(nn.Module):
 
 
 class KVCache(nn.Module):
-    """Per-layer key and value caches [capacity, kv_heads, head_dim]. They are entry inputs like the
+    """Per-layer key and value caches [rows, kv_heads, head_dim] (rows: ModelConfig.cache_rows). They are entry inputs like the
     weights, but the artifact lists them as state: the shell allocates them zeroed, once, and the
     prefill/decode kernels update them in place."""
 
-    def __init__(self, cfg: ModelConfig, capacity: int):
-        shape = (capacity, cfg.num_key_value_heads, cfg.head_dim)
-        self.k = nn.ModuleList([_State(shape) for _ in range(cfg.num_hidden_layers)])
-        self.v = nn.ModuleList([_State(shape) for _ in range(cfg.num_hidden_layers)])
+    def __init__(self, cfg: ModelConfig):
+        shapes = [(cfg.cache_rows(i), cfg.num_key_value_heads, cfg.head_dim) for i in range(cfg.num_hidden_layers)]
+        self.k = nn.ModuleList([_State(shape) for shape in shapes])
+        self.v = nn.ModuleList([_State(shape) for shape in shapes])
 
 
 class _State(nn.Module):
@@ -292,7 +328,7 @@ class CausalLM(nn.Module):
         linear = float_or_quantized(bits)
         self.model = DecoderModel(cfg, lambda i: self.Layer(cfg, linear, f"model.layers.{i}", i),
                                   None if bits is None else bits.get("model.embed_tokens.weight", 4))
-        self.kv_cache = KVCache(cfg, cfg.context_window)
+        self.kv_cache = KVCache(cfg)
         self.rope = RopeTables(cfg)
         self.rope_local = RopeTables(cfg) if cfg.local_rope_theta is not None else None
         self.lm_head = None if cfg.tie_word_embeddings else linear("lm_head", cfg.hidden_size, cfg.vocab_size, False)

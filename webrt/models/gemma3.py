@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tvm.relax.frontend import nn
 
-from ..config import ConfigReader, ModelConfig
+from ..config import RING_PREFILL_CHUNK, ConfigReader, ModelConfig
 from .blocks import Attention, CausalLM, GatedMLP, rms_norm
 from .gguf_mapping import GGUF_LAYER_NAMES, GGUFMetadata, gguf_metadata_to_hf
 
@@ -85,6 +85,7 @@ def config_from_hf(raw: ConfigReader) -> ModelConfig:
         rope_theta=rope_theta,
         rope_scaling=rope_scaling,
         local_rope_theta=local_theta,
+        max_prefill_chunk=RING_PREFILL_CHUNK,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tvm.relax.frontend import nn
 
-from ..config import ConfigReader, ModelConfig
+from ..config import RING_PREFILL_CHUNK, ConfigReader, ModelConfig
 from .blocks import Attention, CausalLM, GatedMLP, rms_norm
 from .gguf_mapping import GGUF_LAYER_NAMES, GGUFMetadata, gguf_metadata_to_hf
 from .llama import SILU
@@ -43,7 +43,8 @@ def config_from_hf(raw: ConfigReader) -> ModelConfig:
     window = raw.get("sliding_window")  # Phi-3-mini-4k: 2047, on every layer
     return raw.common(family="phi3", hidden_act=raw.activation("hidden_act", SILU, "silu"),
                       sliding_window=None if window is None else int(window),
-                      layer_types=[] if window is None else ["sliding_attention"] * raw.need("num_hidden_layers"))
+                      layer_types=[] if window is None else ["sliding_attention"] * raw.need("num_hidden_layers"),
+                      max_prefill_chunk=None if window is None else RING_PREFILL_CHUNK)
 
 
 def gguf_to_hf(meta: GGUFMetadata) -> dict:
