@@ -1,0 +1,128 @@
+"""The quantized decode GEMV (x @ W^T for one token, dequantized inside the kernel) of every GGUF
+weight type on wasm SIMD128, one thread, in Node, weights streamed from memory: the GGUF-layout
+kernels of webrt/weight_types.py beside the group layout (webrt/quantize.py) that Q4_0/Q4_1/Q8_0
+and q4f32 use, and the f32 GEMV.
+
+    python bench/wasm_qgemv.py [--rounds 10] [--cache-mb 32]   # writes bench/wasm_qgemv.json and .md
+
+Not a timed test: the load average is recorded with the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+import numpy as np
+import tvm
+from tvm import te
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.test_weight_types import reference, synthetic_blocks  # noqa: E402
+from webrt.compile.wasm import BUILDS, build_wasm  # noqa: E402
+from webrt.models.quantized import GROUP_LAYOUT_BITS, _dequant_at, _type_weight  # noqa: E402
+from webrt.quantize import from_gguf_blocks, words_per_group  # noqa: E402
+from webrt.weight_types import LANES, STEP, TYPES, pack  # noqa: E402
+
+N, K = 2048, 2048  # one MLP-sized matrix
+
+
+def gguf_gemv(name: str):
+    t = TYPES[name]
+    x = te.placeholder((1, 1, K), "float32", name="x")
+    parts = [te.placeholder(shape, dtype, name=p) for p, (shape, dtype) in t.part_shapes(N, K).items()]
+    g, j, l = te.reduce_axis((0, K // STEP), "g"), te.reduce_axis((0, STEP // LANES), "j"), te.reduce_axis((0, LANES), "l")
+    y = te.compute((1, 1, N), lambda b, s, n: te.sum(
+        x[b, s, g * STEP + j * LANES + l] * _type_weight(t, parts, n, g, j, l), axis=[g, j, l]), name="qgemv")
+    return te.create_prim_func([x, *parts, y])
+
+
+def group_gemv(bits: int):
+    words = words_per_group(bits)
+    x = te.placeholder((1, 1, K), "float32", name="x")
+    qw = te.placeholder((N, K * bits // 32), "uint32", name="qweight")
+    sc, mn = te.placeholder((N, K // 32), "float32", name="scales"), te.placeholder((N, K // 32), "float32", name="mins")
+    g, j, l = te.reduce_axis((0, K // 32), "g"), te.reduce_axis((0, 32 // bits), "j"), te.reduce_axis((0, words), "l")
+    y = te.compute((1, 1, N), lambda b, s, n: te.sum(
+        x[b, s, g * 32 + j * words + l] * _dequant_at(qw, sc, mn, bits, n, g, j, l), axis=[g, j, l]), name="qgemv")
+    return te.create_prim_func([x, qw, sc, mn, y])
+
+
+def f32_gemv():
+    x = te.placeholder((1, 1, K), "float32", name="x")
+    w = te.placeholder((N, K), "float32", name="w")
+    r = te.reduce_axis((0, K), name="k")
+    return te.create_prim_func([x, w, te.compute((1, 1, N), lambda b, s, n: te.sum(x[b, s, r] * w[n, r], axis=r))])
+
+
+@click.command()
+@click.option("--rounds", default=10, show_default=True)
+@click.option("--cache-mb", default=32, show_default=True, help="last-level cache size (lscpu)")
+def main(rounds: int, cache_mb: int) -> None:
+    load_before = os.getloadavg()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(K).astype(np.float32)
+    funcs, spec = {}, []
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+
+        def add(name, func, arrays, w):
+            funcs[name] = func.with_attr("global_symbol", name)
+            files = []
+            for i, a in enumerate(arrays):
+                path = work / f"{name}.{i}.bin"
+                path.write_bytes(np.ascontiguousarray(a).tobytes())
+                files.append({"file": str(path), "bytes": a.nbytes, "shape": list(a.shape), "dtype": str(a.dtype)})
+            (work / f"{name}.x").write_bytes(x.tobytes())
+            (work / f"{name}.y").write_bytes((w @ x).astype(np.float32).tobytes())
+            spec.append({"name": name, "n": N, "k": K, "parts": files, "x": str(work / f"{name}.x"),
+                         "expected": str(work / f"{name}.y")})
+
+        for name in TYPES:
+            raw = synthetic_blocks(name, N, K)
+            w = reference(name, raw)
+            add(f"gguf_{name.lower()}", gguf_gemv(name), list(pack(TYPES[name], raw).values()), w)
+            if name in GROUP_LAYOUT_BITS:
+                q = from_gguf_blocks(raw, name)
+                add(f"group_{name.lower()}", group_gemv(q.bits), [q.packed(), q.scales, q.mins], w)
+        w = rng.standard_normal((N, K)).astype(np.float32)
+        add("f32", f32_gemv(), [w], w)
+        wasm = work / "k.wasm"
+        wasm.write_bytes(build_wasm(tvm.IRModule(funcs), list(funcs), BUILDS[0]))
+        (work / "spec.json").write_text(json.dumps({"wasm": str(wasm), "rounds": rounds, "cache_mb": cache_mb,
+                                                    "functions": spec}))
+        out = subprocess.run(["node", str(ROOT / "bench" / "wasm_qgemv.mjs"), str(work / "spec.json")],
+                             capture_output=True, text=True)
+        if out.returncode:
+            raise SystemExit(out.stderr[-2000:])
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    report = {"command": "python bench/wasm_qgemv.py" + (f" --rounds {rounds}" if rounds != 10 else "")
+              + (f" --cache-mb {cache_mb}" if cache_mb != 32 else ""),
+              "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before, "load_after": os.getloadavg(),
+              "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
+              "shape": [N, K], "results": results}
+    (ROOT / "bench" / "wasm_qgemv.json").write_text(json.dumps(report, indent=1) + "\n")
+    f32_ms = results["f32"]["ms"]
+    lines = ["# Quantized decode GEMV on wasm SIMD128 (one thread, Node, weights from memory)", "",
+             f"`{report['command']}` on {report['date']}, load average {load_before[0]:.1f} before, "
+             f"{report['load_after'][0]:.1f} after; {report['node']}. One {N}x{K} matrix, dequantized inside "
+             "the kernel; fastest call (median in the JSON), weight copies 2x the last-level cache cycled, rounds interleaved.", "",
+             "| kernel | ms | weight MB | weight GB/s | vs f32 | max abs error |", "|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['ms']:.3f} | {r['weight_bytes'] / 1e6:.2f} | {r['weight_gb_per_s']:.1f} | "
+                     f"{f32_ms / r['ms']:.2f}x | {r['max_abs_error']:.2e} |")
+    (ROOT / "bench" / "wasm_qgemv.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
