@@ -12,15 +12,16 @@ import json
 from pathlib import Path
 
 from .artifact import bake_tuning_db, read_manifest
-from .browser import _checked, shell_page
+from .browser import evaluate, shell_page
 from .errors import WebrtError
 
 # Loads the model (with the given tuning option), runs `prefill` tokens once and `steps` decode
 # steps, and reports throughput, the tuning report, and (export) the browser's tuning DB.
 _MEASURE_JS = """
-async ([url, device, tuning, prefill, steps, exportDb]) => {
+async ([url, device, tuning, prefill, steps, exportDb], stage) => {
   try {
-    const model = await window.webrt.loadModel(url, { device, tuning });
+    const onProgress = (p) => stage(`loading the model (${p.stage})`);
+    const model = await window.webrt.loadModel(url, { device, tuning, onProgress });
     const vocab = model.manifest.model.config.vocab_size;
     const inputs = (ids, offset) => ({
       input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] },
@@ -28,6 +29,7 @@ async ([url, device, tuning, prefill, steps, exportDb]) => {
       penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
       sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] } });
     const ids = Array.from({ length: prefill }, (_, i) => (i * 7919 + 5) % vocab);
+    stage(`prefill (${prefill} tokens)`);
     let t0 = performance.now();
     let [tok] = await model.run("prefill", inputs(ids, 0), { readback: [0] });
     const prefillMs = performance.now() - t0;
@@ -35,6 +37,7 @@ async ([url, device, tuning, prefill, steps, exportDb]) => {
     // one untimed step: the decode program is prepared on first use
     [tok] = await model.run("decode", inputs([tok.data[0]], prefill), { readback: [0] });
     tokens.push(tok.data[0]);
+    stage(`decode (${steps} steps)`);
     t0 = performance.now();
     for (let s = 0; s < steps; s++) {
       [tok] = await model.run("decode", inputs([tok.data[0]], prefill + 1 + s), { readback: [0] });
@@ -58,7 +61,7 @@ async ([url, device, tuning, prefill, steps, exportDb]) => {
 
 def measure(page, url: str, device: str, tuning, prefill: int, steps: int, export_db: bool = False) -> dict:
     """One load-and-measure in an open shell page (its IndexedDB persists across calls)."""
-    return _checked(page.evaluate(_MEASURE_JS, [url, device, tuning, prefill, steps, export_db]))
+    return evaluate(page, _MEASURE_JS, [url, device, tuning, prefill, steps, export_db])
 
 
 def tune_artifact(artifact: Path, device: str = "webgpu", budget_s: float = 30.0, prefill: int = 16,
