@@ -10,16 +10,20 @@ export function useDependencyUrls(resolved) {
   Object.assign(urls, resolved);
 }
 
-/** Absolute URLs of the dependencies, as this (page) context resolves them. */
+/**
+ * Absolute URLs of the dependencies, as this (page) context resolves them through its import map.
+ * A specifier the page cannot resolve is left out: a bundled app has no import map, and its worker
+ * bundle carries the dependencies itself. The grammar engine is needed only for structured output,
+ * so a page may also leave it out of its import map.
+ */
 export function resolveDependencyUrls() {
   return {
-    "@huggingface/tokenizers": import.meta.resolve("@huggingface/tokenizers"),
-    "@huggingface/jinja": import.meta.resolve("@huggingface/jinja"),
+    ...optionalUrl("@huggingface/tokenizers"),
+    ...optionalUrl("@huggingface/jinja"),
     ...optionalUrl("@mlc-ai/web-xgrammar"),
   };
 }
 
-/** The grammar engine is needed only for structured output: a page may leave it out of its import map. */
 function optionalUrl(specifier) {
   try {
     return { [specifier]: import.meta.resolve(specifier) };

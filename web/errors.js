@@ -1,11 +1,6 @@
 // One named Error class per failure. Each message says what was wrong and what to do about it.
 
-export class WebrtError extends Error {
-  constructor(message) {
-    super(message);
-    this.name = this.constructor.name;
-  }
-}
+export class WebrtError extends Error {}
 
 /** The artifact's format version is not one this shell can read. */
 export class ArtifactFormatError extends WebrtError {}
@@ -48,3 +43,14 @@ export class EngineStateError extends WebrtError {}
 
 /** A response_format schema or grammar, or the tools' parameters, that the grammar engine cannot compile. */
 export class GrammarError extends WebrtError {}
+
+// Each class's name is spelled out rather than read from the constructor: a minifier (an app's
+// bundler) renames classes, and err.name is what callers match on and how a Worker's errors are
+// rebuilt on the page (worker_engine.js).
+const NAMED = {
+  WebrtError, ArtifactFormatError, IntegrityError, FetchError, WebGPUUnavailableError, DeviceError, DeviceLostError,
+  OutOfMemoryError, InputError, ContextWindowError, EngineStateError, GrammarError,
+};
+for (const [name, Kind] of Object.entries(NAMED)) {
+  Object.defineProperty(Kind.prototype, "name", { value: name, writable: true, configurable: true });
+}

@@ -80,7 +80,9 @@ export class WasmKernels {
       const stackTop = kernels.alloc(WORKER_STACK_BYTES) + WORKER_STACK_BYTES;
       return new Promise((resolve, reject) => {
         worker.onmessage = ({ data }) => (data.ready ? resolve(worker) : reject(new DeviceError(`a wasm thread failed to start: ${data.error}`)));
-        worker.onerror = (event) => reject(new DeviceError(`a wasm thread failed to start: ${event.message}`));
+        // a script that did not load has no message: with a bundler, wasm_threads.js must sit beside this module's output
+        worker.onerror = (event) => reject(new DeviceError(`a wasm thread failed to start: ${event.message ??
+          `could not load ${new URL("./wasm_threads.js", import.meta.url).href}`}`));
         worker.postMessage({ module, memory, stackTop });
       });
     }));

@@ -1,6 +1,6 @@
 // The page side of an engine that runs in a Web Worker (worker.js): the same API as createEngine.
 //
-//   const worker = new Worker(new URL("webrt/worker", import.meta.url), { type: "module" });
+//   const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" }); // it imports "webrt/worker"
 //   const engine = await createWorkerEngine(worker, "./model/", { onProgress });
 //   for await (const chunk of await engine.chat.completions.create({ messages, stream: true })) ...
 
