@@ -1,7 +1,7 @@
 """Python in the browser: the site's Python page (`webrt build-site --python`) runs webrt_web in
 Pyodide, served from the site only, and drives the default model in a Worker, in headless Chromium:
-the preloaded streaming example, interrupt mid-stream and ask again, and a bad request that raises
-the engine's own error in Python."""
+the preloaded streaming example, interrupt mid-stream and ask again, a bad request that raises
+the engine's own error in Python, and embeddings (a small random encoder) equal to the JS engine's."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from tests.serving import webrt, webrt_serve
 from tests.test_demo_page import QUESTION, NetworkLog
 from webrt.browser import chromium_context
+from webrt.build_artifact import compile_model
 from webrt.python_demo import PythonPage
 
 STORY = "Write a long story about a cat who learns to fly."
@@ -165,3 +166,35 @@ await engine.completions.create(prompt="The capital of France is", max_tokens=0)
 """)
     assert run.output.rstrip().endswith("webrt_web.errors.InputError: max_tokens must be a positive integer, got 0"), run.output
     assert run.status == "The code raised an error (shown below)."
+
+
+def test_embeddings_from_python_are_the_js_engines(python_page, tmp_path):
+    from tests.encoders import make_encoder_folder
+
+    encoder = compile_model(make_encoder_folder(tmp_path / "bert"), tmp_path / "bert-art")
+    site = tmp_path / "site"
+    result = webrt("build-site", str(encoder), "-o", str(site), "--python")
+    assert result.returncode == 0, result.stderr
+    texts = ["A cat sat on the mat.", "Paris is the capital of France, and a city of bridges."]
+    with webrt_serve(site) as url:
+        page = PythonPage(python_page.page.context.new_page())  # one Playwright per thread: its browser
+        page.open(url)
+        (python,) = run_json(page, f"""
+import json
+from webrt_web import create_engine
+engine = await create_engine({model_path(site)!r})
+print(json.dumps(await engine.embeddings.create(input={texts!r})))
+""")
+        js = page.page.evaluate("""async ([url, input]) => {
+          const app = document.querySelector('script[type=module]').src.replace(/demo\\/python\\.js$/, "");
+          const { createWorkerEngine } = await import(app + "worker_engine.js");
+          const worker = new Worker(app + "worker.js", { type: "module" });
+          const engine = await createWorkerEngine(worker, url, { device: "auto" });  // as create_engine's default
+          const reply = await engine.embeddings.create({ input });
+          await engine.unload();
+          return { ...reply, data: reply.data.map((d) => ({ ...d, embedding: Array.from(d.embedding) })) };
+        }""", [model_path(site), texts])
+    assert [len(d["embedding"]) for d in python["data"]] == [64, 64], python
+    assert all(isinstance(x, float) for d in python["data"] for x in d["embedding"])
+    # the same numbers, exactly: the bridge converts, it does not round
+    assert python["data"] == js["data"] and python["usage"]["prompt_tokens"] == js["usage"]["prompt_tokens"]
