@@ -124,7 +124,7 @@ def summarize(results: dict) -> dict:
         free_rows = [r for r in rows if r["mode"] == "free"]
         grammar_ms = sum(r["grammar"]["mask_ms"] + r["grammar"]["accept_ms"] for r in schema_rows)
         tokens = sum(r["tokens"] for r in schema_rows)
-        per_step = out["profile_ms_per_step"]
+        per_step = out.get("profile_ms_per_step", {})  # absent for a run stopped before its profile
         decode_step_ms = sum(per_step.values())
         s = {
             "constrained_valid": sum(r["valid"] for r in schema_rows), "constrained": len(schema_rows),
@@ -158,10 +158,12 @@ def write_markdown(path: Path, report: dict) -> None:
         free_rate = f"{s['free_decode_tokens_per_s']:.2f}" if "free_decode_tokens_per_s" in s else "-"
         slower = f"{100 * s['slowdown']:.1f}%" if "slowdown" in s else "-"
         mask = f"{s['mask_kernel_ms_per_step']:.3f}" if s["mask_kernel_ms_per_step"] is not None else "-"
-        lines.append(f"| {backend} | {s['constrained_valid']}/{s['constrained']} | {free} | "
+        step = f"{s['decode_step_ms_profiled']:.1f}" if s["decode_step_ms_profiled"] else "-"
+        name = f"{backend} (stopped after {s['constrained']} cases)" if report["results"][backend].get("partial") else backend
+        lines.append(f"| {name} | {s['constrained_valid']}/{s['constrained']} | {free} | "
                      f"{s['schema_decode_tokens_per_s']:.2f} | {free_rate} | {slower} | {s['grammar_ms_per_token']:.3f} | "
-                     f"{mask} | {s['decode_step_ms_profiled']:.1f} |")
-    lines += ["", "Decode tok/s: tokens after the first over the time after the first, summed over the 20 replies "
+                     f"{mask} | {step} |")
+    lines += ["", "Decode tok/s: tokens after the first over the time after the first, summed over the replies "
               "(the replies with a schema are shorter: 14-60 tokens). xgrammar ms/token: `getNextTokenBitmask` "
               "plus `acceptToken`, on the engine's thread between two steps. The mask kernel is fused with the "
               "penalties (one elementwise pass over the vocabulary); its time is from the executors' per-function "
@@ -185,13 +187,20 @@ def write_markdown(path: Path, report: dict) -> None:
 @click.option("--free-on", default="wasm-1,wasm-2", show_default=True,
               help="Backends that also run the prompts unconstrained (SwiftShader is too slow for both).")
 @click.option("--out", type=click.Path(path_type=Path), default=ROOT / "bench" / "structured")
-def main(backends: str, artifact: Path | None, n_cases: int, free_on: str, out: Path):
+@click.option("--add-partial", default=None, metavar="BACKEND=FILE",
+              help="Add the cases a stopped run of BACKEND recorded (its <backend>.partial.json) instead of running.")
+def main(backends: str, artifact: Path | None, n_cases: int, free_on: str, out: Path, add_partial: str | None):
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    if add_partial:
+        backend, _, file = add_partial.partition("=")
+        backends, partial = "", {backend: {**json.loads(Path(file).read_text()), "partial": True}}
+    else:
+        partial = {}
     with tempfile.TemporaryDirectory(prefix="webrt-structured-") as tmp:
-        if artifact is None:
+        if artifact is None and backends:
             artifact = compile_model(None, Path(tmp) / "smollm2", "q4f32", 512)
-        results = {}
-        for backend in backends.split(","):
+        results = dict(partial)
+        for backend in filter(None, backends.split(",")):
             t0 = time.time()
             results[backend] = run_backend(artifact, backend, CASES[:n_cases], backend in free_on.split(","),
                                            Path(tmp) / f"{backend}.partial.json")
