@@ -130,6 +130,10 @@ def main(batches: str, thread_list: str, rounds: int, out: str):
                         results.setdefault((label(e), batch), []).append(row)
                         print(f"round {r + 1} batch {batch:2d} {label(e):32s} {row['sentences_per_s']:8.2f} sentences/s "
                               f"(load {row['load_average']:.1f})", flush=True)
+                write(results, batch_sizes, thread_list, r + 1, load_before, out)  # each round: a cut run keeps its rows
+
+
+def write(results: dict, batch_sizes: list[int], thread_list: str, rounds: int, load_before, out: str) -> None:
     summary = []
     for (name, batch), rows in results.items():
         summary.append({"engine": name, "batch": batch,

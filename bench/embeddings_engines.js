@@ -11,8 +11,9 @@ const TJS = "/node_modules/@huggingface/transformers/dist/transformers.js";
 const TJS_ORT_DIST = "/node_modules/@huggingface/transformers/node_modules/onnxruntime-web/dist/";
 const now = () => performance.now();
 
-async function webrtEngine({ artifactUrl, threads, batch }) {
-  const engine = await window.webrt.createEngine(artifactUrl, { device: "wasm", threads, batchSize: batch, batchTokens: 1 << 20 });
+async function webrtEngine({ artifactUrl, threads }) {
+  // the engine's own batching: runs of at most 32 sentences and 512 padded tokens
+  const engine = await window.webrt.createEngine(artifactUrl, { device: "wasm", threads });
   return {
     info: { threads: engine.info.threads, threads_reason: engine.info.threads_reason },
     embed: async (texts) => (await engine.embeddings.create({ input: texts })).data.map((d) => d.embedding),

@@ -22,7 +22,7 @@ import { ToolCallStream, toolGrammar, toolPrompt } from "./tools.js";
  * options: device ("webgpu"), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
  * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy), tuning (false |
  * "auto" | true | {budget_s}: schedule tuning, see loadModel). For an embedding model: batchSize (32)
- * and batchTokens (2048), the most sentences and padded tokens per kernel run (embeddings.js).
+ * and batchTokens (512), the most sentences and padded tokens per kernel run (embeddings.js).
  */
 export async function createEngine(url, { device = "webgpu", threads, tuning, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
   const model = await loadModel(url, { device, threads, tuning, onProgress });
