@@ -1,7 +1,6 @@
 // Times the quantized decode GEMVs of a kernels.wasm written by bench/wasm_qgemv.py, in Node,
-// through the JS shell's own WasmKernels, with the weights read from memory: copies of each
-// matrix's parts twice the last-level cache are cycled, as a decode step streams every layer's
-// weights once. Rounds interleave the functions, so each sees the same background load.
+// through the JS shell's own WasmKernels: copies of each matrix's parts (2 x CACHE_MB in all) are
+// cycled, as a decode step streams every layer's weights once. Rounds interleave the functions, so each sees the same background load.
 //   node bench/wasm_qgemv.mjs SPEC.json   -> one JSON line {name: {ms, weight_gb_per_s, max_abs_error}}
 import { readFileSync } from "node:fs";
 import { WasmKernels } from "../web/wasm_backend.js";
