@@ -100,7 +100,8 @@ def test_python_streams_interrupts_mid_stream_then_asks_again(python_page, pytho
 import json
 from webrt_web import create_engine
 
-engine = await create_engine({model_path(python_site)!r})
+stages = []
+engine = await create_engine({model_path(python_site)!r}, on_progress=lambda p: stages.append(p["stage"]))
 story = {{"role": "user", "content": {STORY!r}}}
 text, finish, usage, chunks = "", None, None, 0
 async for chunk in await engine.chat.completions.create(messages=[story], stream=True, temperature=0, max_tokens=200):
@@ -110,7 +111,7 @@ async for chunk in await engine.chat.completions.create(messages=[story], stream
     chunks += 1
     if chunks == 6:
         await engine.interrupt()
-print(json.dumps({{"text": text, "finish": finish, "tokens": usage["completion_tokens"]}}))
+print(json.dumps({{"text": text, "finish": finish, "tokens": usage["completion_tokens"], "stages": stages}}))
 
 text = ""
 question = {{"role": "user", "content": {QUESTION!r}}}
@@ -128,6 +129,8 @@ print(json.dumps({{"text": reply["choices"][0]["message"]["content"], "finish": 
     assert story["text"] and story["text"] == reference["text"], (story, reference)
     assert reference["finish"] == "length", reference
     assert "Paris" in again["text"], again
+    # on_progress saw the load as dicts, from the first download to ready
+    assert story["stages"][0] == "download" and story["stages"][-1] == "ready", story["stages"]
 
 
 def test_bad_request_raises_the_engines_error_in_python_and_the_engine_stays_usable(python_page, python_site):
