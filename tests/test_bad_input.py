@@ -120,8 +120,8 @@ class Scratch:
         (folder / name).write_bytes(data[: len(data) // 2])
         return str(folder)
 
-    def gguf(self, arch: str, tensor_type: str = "F32") -> str:
-        return str(write_gguf(self.root / f"{arch}-{tensor_type}.gguf", arch, tensor_type))
+    def gguf(self, arch: str, tensor_type: str = "F32", **metadata: int) -> str:
+        return str(write_gguf(self.root / f"{arch}-{tensor_type}.gguf", arch, tensor_type, **metadata))
 
     def cut_gguf(self) -> str:
         from tests.models import default_gguf
@@ -131,14 +131,17 @@ class Scratch:
         return self.path("cut.gguf")
 
 
-def write_gguf(path: Path, arch: str, tensor_type: str = "F32") -> Path:
+def write_gguf(path: Path, arch: str, tensor_type: str = "F32", **metadata: int) -> Path:
+    """A one-tensor GGUF file; metadata: more uint32 keys under the architecture's prefix."""
     import gguf
     import numpy as np
 
     writer = gguf.GGUFWriter(str(path), arch)
-    writer.add_block_count(1)
+    writer.add_block_count(metadata.pop("block_count", 1))
     writer.add_embedding_length(32)
     writer.add_head_count(4)
+    for key, value in metadata.items():
+        writer.add_uint32(f"{arch}.{key}", value)
     kind = gguf.GGMLQuantizationType[tensor_type]
     data = np.zeros((32, 32), np.float32) if tensor_type == "F32" else \
         np.zeros((32, gguf.GGML_QUANT_SIZES[kind][1]), np.uint8)  # one block of 32 weights per row
@@ -235,6 +238,9 @@ CASES = [
     ("compile-gguf-architecture", lambda s: ["compile", s.gguf("gpt2"), "-o", s.path("out")], ["gpt2"]),
     ("compile-gguf-tensor-type", lambda s: ["compile", s.gguf("llama", "IQ4_NL"), "-o", s.path("out")],
      ["blk.0.attn_q.weight", "IQ4_NL", "Q4_K, Q5_K, Q6_K"]),
+    ("compile-gguf-zero-layers", lambda s: ["compile", s.gguf("llama", block_count=0, vocab_size=32, feed_forward_length=64,
+                                                              context_length=64), "-o", s.path("out")],
+     ["llama.block_count is 0", "integer >= 1"]),
     ("compile-truncated-gguf", lambda s: ["compile", s.cut_gguf(), "-o", s.path("out")], ["cut.gguf"]),
     # run
     ("run-missing-artifact", lambda s: ["run", s.path("nope"), "--tokens", "1,2"], ["not a folder"]),

@@ -144,22 +144,23 @@ def read_config_json(model_dir: Path) -> dict:
     return raw
 
 
-def config_from_dict(raw: dict, where: str) -> ModelConfig:
-    """The registry's family for raw["architectures"] maps the rest of the dict."""
+def config_from_dict(raw: dict, where: str, names: dict[str, str] | None = None) -> ModelConfig:
+    """The registry's family for raw["architectures"] maps the rest of the dict. names: webrt
+    field -> the source's name for it in error messages (config_checks.gguf_names for GGUF files)."""
     from .models.registry import family_for_hf
 
     archs = raw.get("architectures") or []
     arch = archs[0] if archs else raw.get("model_type", "<none>")
     family = family_for_hf(arch, where)
-    check_hf_config(raw, where)  # the shared keys' types and ranges, before any arithmetic on them
+    check_hf_config(raw, where, names)  # the shared keys' types and ranges, before any arithmetic on them
     cfg = family.config_from_hf(ConfigReader(raw, where, arch))
-    validate(cfg, where)
+    validate(cfg, where, names)
     return cfg
 
 
-def validate(cfg: ModelConfig, where: str) -> None:
+def validate(cfg: ModelConfig, where: str, names: dict[str, str] | None = None) -> None:
     """Checks on the mapped config that hold for every family (webrt/config_checks.py)."""
-    check_config(cfg, where, names=HF_KEYS)
+    check_config(cfg, where, names=names or HF_KEYS)
 
 
 class ConfigReader:

@@ -123,9 +123,23 @@ HF_KEYS = {"vocab_size": "vocab_size", "hidden_size": "hidden_size", "intermedia
            "context_window": "max_position_embeddings", "rope_theta": "rope_theta", "sliding_window": "sliding_window"}
 
 
-def check_hf_config(raw: Mapping[str, Any], where: str) -> None:
+# webrt field -> the GGUF metadata key (after the architecture's prefix) the importer maps it from
+GGUF_KEYS = {"vocab_size": "vocab_size", "hidden_size": "embedding_length", "intermediate_size": "feed_forward_length",
+             "num_hidden_layers": "block_count", "num_attention_heads": "attention.head_count",
+             "num_key_value_heads": "attention.head_count_kv", "head_dim": "attention.key_length",
+             "rms_norm_eps": "attention.layer_norm_rms_epsilon", "context_window": "context_length",
+             "rope_theta": "rope.freq_base", "sliding_window": "attention.sliding_window"}
+
+
+def gguf_names(arch: str) -> dict[str, str]:
+    """Message names for a GGUF file's config fields: its own metadata keys (llama.block_count)."""
+    return {field: f"{arch}.{key}" for field, key in GGUF_KEYS.items()}
+
+
+def check_hf_config(raw: Mapping[str, Any], where: str, names: Mapping[str, str] | None = None) -> None:
     """The shared config.json keys, checked before a family maps them or does any arithmetic on
     them (a family's own keys are checked on its ModelConfig by check_config). Absent keys and
-    nulls are left to the family, which knows its defaults."""
+    nulls are left to the family, which knows its defaults. names: as check_config's (default:
+    the config.json keys)."""
     values = {field: raw[key] for field, key in HF_KEYS.items() if raw.get(key) is not None}
-    check_config(values, where, names={field: key for field, key in HF_KEYS.items()})
+    check_config(values, where, names=names or HF_KEYS)

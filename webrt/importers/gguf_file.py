@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ModelConfig, config_from_dict
+from ..config_checks import gguf_names
 from ..errors import WebrtError
 from ..weight_types import TYPES
 from ..models.gguf_mapping import GGUF_GLOBAL_NAMES, GGUFMetadata
@@ -128,7 +129,7 @@ def open_gguf(path: Path, workdir: Path | None = None) -> GGUFCheckpoint:
             raise WebrtError(f"{path}: tensor {t.name} has type {t.tensor_type.name}, which webrt cannot read{also}; "
                              f"supported: {', '.join(SUPPORTED_TYPES)}")
     raw = rows.gguf_to_hf(GGUFMetadata(reader, arch))
-    config = config_from_dict(raw, str(path))
+    config = config_from_dict(raw, str(path), names=gguf_names(arch))
     ckpt = GGUFCheckpoint(path, config, reader, arch)
     ckpt.tokenizer_files = _write_tokenizer(path, meta, workdir or Path(tempfile.mkdtemp(prefix="webrt-tok-")))
     return ckpt
