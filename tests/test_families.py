@@ -1,0 +1,188 @@
+"""The model families beyond LLaMA (Qwen 3, Gemma 3, Phi-3) against transformers on the same random
+weights: logits on WebGPU and wasm (1 and 2 threads), and greedy tokens through prefill/decode
+across a chunk boundary and a second turn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.models import make_hf_model
+from tests.test_generation import generate, hf_greedy
+from tests.test_parity import BACKEND_IDS, BACKENDS, assert_matches_reference
+from webrt.build_artifact import compile_model
+
+WINDOW = 8  # Gemma's and Phi-3's sliding window here: every prompt below is longer
+# Longer than a sliding layer's ring (window + 127 rows): chunks of 128 wrap it around
+PROMPT = np.random.default_rng(3).integers(0, 2048, size=150).tolist()
+
+FAMILIES = {
+    # q/k norms, a head_dim that is not hidden / heads
+    "qwen3": dict(num_hidden_layers=2, head_dim=32),
+    # local / global layers with their own RoPE bases, a query scale that is not 1/sqrt(head_dim)
+    "gemma3": dict(num_hidden_layers=3, head_dim=64, query_pre_attn_scalar=48, sliding_window=WINDOW,
+                   layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                   rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                    "full_attention": {"rope_type": "default", "rope_theta": 1e6}}),
+    # fused qkv and gate_up, a window on every layer
+    "phi3": dict(num_hidden_layers=2, sliding_window=WINDOW),
+}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family_model(request, tmp_path_factory):
+    """(HF folder, compiled artifact) of one family."""
+    folder = make_hf_model(tmp_path_factory.mktemp("hf") / request.param, request.param, **FAMILIES[request.param])
+    return folder, compile_model(folder, tmp_path_factory.mktemp("art") / request.param)
+
+
+def test_logits_match_transformers(family_model):
+    folder, artifact = family_model
+    rng = np.random.default_rng(1)
+    lists = [rng.integers(0, 2048, size=n).tolist() for n in (1, 7, 40)]
+    for device, threads in BACKENDS:
+        assert_matches_reference(folder, artifact, lists, device, threads)
+
+
+@pytest.mark.parametrize("device, threads", [BACKENDS[0], BACKENDS[1]], ids=BACKEND_IDS[:2])
+def test_greedy_tokens_match_transformers_across_chunks_and_turns(family_model, device, threads):
+    folder, artifact = family_model
+    n, turn = 32, [77, 1888, 5]
+    expected = hf_greedy(folder, PROMPT, n)
+    second_prompt = PROMPT + expected[:-1] + turn
+    expected_second = hf_greedy(folder, second_prompt, n)
+    greedy = {"temperature": 0}
+    runs = generate(artifact, [
+        {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 128, "nextTurn": turn},
+        {"prompt": PROMPT, "n": n, "sampling": greedy, "chunk": 5, "nextTurn": turn},
+    ], device, threads)
+    for run in runs:  # in chunks of 128 (the most a ring takes), then of 5
+        assert run["tokens"] == expected
+        assert run["second"]["reused"] == len(PROMPT) + n - 1
+        assert run["second"]["tokens"] == expected_second
+
+
+def test_phi3_longrope_matches_transformers(tmp_path):
+    """LongRoPE past the pretraining length: the long factors and the attention factor."""
+    rng = np.random.default_rng(2)
+    half = 32  # head_dim 64 / 2
+    scaling = {"rope_type": "longrope", "short_factor": (1 + rng.random(half)).tolist(),
+               "long_factor": (1 + 4 * rng.random(half)).tolist()}
+    folder = make_hf_model(tmp_path / "hf", "phi3", num_hidden_layers=2, max_position_embeddings=128,
+                           original_max_position_embeddings=64, rope_parameters=scaling)
+    artifact = compile_model(folder, tmp_path / "artifact")
+    tokens = [rng.integers(0, 2048, size=80).tolist()]  # past 64: transformers takes the long factors
+    assert_matches_reference(folder, artifact, tokens, "wasm", 1)
+
+
+# --- GGUF import: each family's metadata and tensor names, from a file written as llama.cpp would ---
+
+# (llama GGUF files are the default model's format: tests/test_default_model.py)
+GGUF_FAMILIES = {  # GGUF architecture -> (transformers model, overrides)
+    "qwen2": ("qwen2", dict(num_hidden_layers=2, tie_word_embeddings=True)),
+    # transformers reads no head_dim from a qwen3 GGUF (its default is 128, as in Qwen 3's own models)
+    "qwen3": ("qwen3", dict(num_hidden_layers=2, head_dim=128, num_attention_heads=2, num_key_value_heads=1)),
+    # transformers reads no query scale or layer pattern from a GGUF: its defaults are llama.cpp's
+    # (query 1/sqrt(256), every sixth layer global), so head_dim is 256 and the window small
+    "gemma3": ("gemma3", dict(num_hidden_layers=6, head_dim=256, num_attention_heads=2, num_key_value_heads=1,
+                              sliding_window=WINDOW)),
+    "phi3": ("phi3", dict(num_hidden_layers=2)),
+}
+_LAYER_GGUF = {"input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+               "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+               "self_attn.o_proj": "attn_output", "self_attn.qkv_proj": "attn_qkv", "mlp.gate_proj": "ffn_gate",
+               "mlp.up_proj": "ffn_up", "mlp.gate_up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+               "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"}
+_GEMMA_GGUF = {"post_attention_layernorm": "post_attention_norm", "pre_feedforward_layernorm": "ffn_norm",
+               "post_feedforward_layernorm": "post_ffw_norm"}
+
+
+def write_gguf(folder, path, arch: str):
+    """The HF folder's weights as llama.cpp's converter writes them for these architectures (Gemma's
+    norms with their 1 folded in, 2-D weights as Q8_0), with the default model's tokenizer (its
+    vocabulary sizes the model)."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    from tests.models import default_gguf, read_config
+
+    cfg = read_config(folder)
+    source = gguf.GGUFReader(str(default_gguf()))
+    writer = gguf.GGUFWriter(str(path), arch)
+    heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    writer.add_context_length(cfg["max_position_embeddings"])
+    writer.add_embedding_length(cfg["hidden_size"])
+    writer.add_block_count(cfg["num_hidden_layers"])
+    writer.add_feed_forward_length(cfg["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    rope = cfg.get("rope_parameters") or {}
+    writer.add_rope_freq_base(float(rope.get("full_attention", rope).get("rope_theta", 10000.0)))
+    if arch == "gemma3":
+        writer.add_sliding_window(cfg["sliding_window"])
+    tok = lambda key: source.fields[f"tokenizer.ggml.{key}"].contents()  # noqa: E731
+    writer.add_tokenizer_model(tok("model"))
+    writer.add_tokenizer_pre(tok("pre"))
+    writer.add_token_list(tok("tokens"))
+    writer.add_token_types(tok("token_type"))
+    writer.add_token_merges(tok("merges"))
+    writer.add_bos_token_id(tok("bos_token_id"))
+    writer.add_eos_token_id(tok("eos_token_id"))
+    for name, array in load_file(str(folder / "model.safetensors")).items():
+        array = array.astype(np.float32)
+        if name == "model.embed_tokens.weight":
+            out = "token_embd.weight"
+        elif name == "model.norm.weight":
+            out = "output_norm.weight"
+        elif name == "lm_head.weight":
+            out = "output.weight"
+        else:
+            _, _, layer, rest = name.split(".", 3)
+            module, kind = rest.rsplit(".", 1)
+            out = f"blk.{layer}.{(_GEMMA_GGUF if arch == 'gemma3' else {}).get(module) or _LAYER_GGUF[module]}.{kind}"
+        if arch == "gemma3" and name.endswith("norm.weight"):
+            array = array + 1
+        if array.ndim == 2:
+            writer.add_tensor(out, gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0),
+                              raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(out, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def gguf_reference_logits(path, tokens):
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                              torch_dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(torch.tensor([tokens])).logits[0].numpy()
+
+
+@pytest.mark.parametrize("arch", list(GGUF_FAMILIES))
+def test_gguf_import_matches_transformers(tmp_path, arch):
+    """Each GGUF architecture's metadata and tensor names, against transformers loading the same
+    file (gguf_file=): logits on WebGPU, argmax equal."""
+    from webrt.browser import run_forward
+
+    hf_arch, overrides = GGUF_FAMILIES[arch]
+    folder = make_hf_model(tmp_path / "hf", hf_arch, hidden_size=64, intermediate_size=128, vocab_size=49152,
+                           max_position_embeddings=64, **overrides)
+    path = write_gguf(folder, tmp_path / f"{arch}.gguf", arch)
+    artifact = compile_model(path, tmp_path / "artifact")
+    tokens = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]  # longer than Gemma's window
+    ours = np.array(run_forward(artifact, [tokens])["results"][0]["logits"], dtype=np.float32)
+    ref = gguf_reference_logits(path, tokens)
+    assert ours.shape == ref.shape
+    assert np.abs(ours - ref).max() <= 1e-3 * np.abs(ref).max()
+    assert (ours.argmax(-1) == ref.argmax(-1)).all()
