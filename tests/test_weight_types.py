@@ -70,6 +70,38 @@ def test_layout_keeps_the_gguf_numbers(name):
             assert artifact_bytes(t, 5, cols) <= 1.10 * gguf_bytes(t, 5, cols), name
 
 
+@pytest.mark.parametrize("kind, bound", [("Q4_K", 0.08), ("Q5_K", 0.04), ("Q6_K", 0.02), ("Q8_0", 0.006),
+                                         ("Q5_0", 0.045), ("Q5_1", 0.04)])
+def test_quantizers_round_trip_through_gguf_dequantization(kind, bound):
+    """webrt's quantizers (llama.cpp's reference algorithms) write blocks gguf.quants decodes back
+    to the weights within each type's usual error (relative RMS on Gaussian weights); a zero row
+    stays exactly zero."""
+    from webrt.quantize import quantize_blocks
+
+    w = (np.random.default_rng(0).standard_normal((32, 512)) * 0.05).astype(np.float32)
+    w[3] = 0
+    raw = quantize_blocks(w, kind)
+    assert raw.shape == (32, 512 // TYPES[kind].block * TYPES[kind].block_bytes)
+    back = reference(kind, raw)
+    assert np.sqrt(((back - w) ** 2).mean() / (w ** 2).mean()) < bound
+    assert not back[3].any()
+
+
+def test_mix_types_follow_llama_cpp():
+    from webrt.quantize import MixTypes, row_fallback
+
+    types = MixTypes("q4_k_m", 32, tied=False)
+    more = [i for i in range(32) if types.get(f"model.layers.{i}.self_attn.v_proj.weight") == "Q6_K"]
+    assert more == [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]  # use_more_bits(i, 32)
+    assert types.get("model.layers.5.mlp.down_proj.weight") == "Q4_K"
+    assert types.get("model.layers.5.self_attn.q_proj.weight") == "Q4_K"
+    assert types.get("lm_head.weight") == "Q6_K" and types.get("model.embed_tokens.weight") == "Q4_K"
+    assert MixTypes("q6_k", 4, True).get("model.embed_tokens.weight") == "Q6_K"
+    assert MixTypes("q8_0", 4, True).get("model.embed_tokens.weight") == "Q8_0"
+    assert [row_fallback(k, 640) for k in ("Q4_K", "Q5_K", "Q6_K", "Q8_0")] == ["Q5_0", "Q5_1", "Q8_0", "Q8_0"]
+    assert row_fallback("Q4_K", 1024) == "Q4_K"
+
+
 def _weight(name, rows, cols, parts):
     return SimpleNamespace(wtype=TYPES[name], rows=rows, cols=cols, tensors=lambda: parts)
 
