@@ -102,6 +102,7 @@ export class Engine {
 
   start(request, kind) {
     if (!this.model) throw new EngineStateError("the engine was unloaded; create a new one");
+    if (request.n > 1) return this.several(request, kind);
     const steps = this.generate(request, kind);
     if (request.stream) return Promise.resolve(steps);
     return (async () => {
@@ -116,6 +117,24 @@ export class Engine {
       const result = { id: last.id, model: this.modelName, text, toolCalls, finishReason: last.choices[0].finish_reason, usage: last.usage };
       return kind === "chat" ? chatCompletion(result) : textCompletion(result);
     })();
+  }
+
+  /**
+   * n > 1 (not streaming): n replies one after another, the i-th sampled with seed + i, so one seed
+   * reproduces all n. After the first, the prompt's KV cache is reused. usage counts all n;
+   * usage.extra is the first reply's, with each reply's token ids in choice_token_ids.
+   */
+  async several(request, kind) {
+    const seed = request.sampling.seed ?? Math.floor(Math.random() * 2 ** 31);
+    const replies = [];
+    for (let i = 0; i < request.n; i++) {
+      replies.push(await this.start({ ...request, n: 1, sampling: { ...request.sampling, seed: seed + i } }, kind));
+    }
+    const completion = replies.reduce((sum, r) => sum + r.usage.completion_tokens, 0);
+    const { usage } = replies[0];
+    return { ...replies[0], choices: replies.map((r, index) => ({ ...r.choices[0], index })),
+             usage: { ...usage, completion_tokens: completion, total_tokens: usage.prompt_tokens + completion,
+                      extra: { ...usage.extra, choice_token_ids: replies.map((r) => r.usage.extra.token_ids) } } };
   }
 
   /** Prompt tokens for the request, dropping the oldest turns under the sliding policy. */
@@ -170,7 +189,7 @@ export class Engine {
       const prompt = this.promptTokens(request, kind);
       const maxTokens = request.maxTokens ?? this.contextWindow - prompt.length;
       constraint = await this.constraintFor(request);
-      const sampler = new Sampler(request.sampling, prompt, constraint);
+      const sampler = new Sampler(request.sampling, prompt, constraint, this.model.manifest.model.config.vocab_size);
       const text = new TextStream(this.tokenizer, request.stop);
       const chunk = (delta, finishReason = null, usage, toolCalls) => (kind === "chat"
         ? chatChunk({ id, model: this.modelName, delta: toolCalls ? { tool_calls: toolCalls } : delta === null ? {} : { content: delta }, finishReason, usage })
@@ -204,7 +223,7 @@ export class Engine {
           finishReason = "stop";
           break;
         }
-        if (this.interrupted) {
+        if (this.interrupted || request.signal?.aborted) {
           finishReason = "abort";
           break;
         }
