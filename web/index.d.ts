@@ -219,8 +219,10 @@ export interface SamplingRequest {
   repetition_penalty?: number;
   frequency_penalty?: number;
   presence_penalty?: number;
-  /** only 1 for now */
-  n?: 1;
+  /** token id -> bias in [-100, 100]; -100 keeps the token out (masked on the device) */
+  logit_bias?: { [tokenId: string]: number } | null;
+  /** aborting it ends the reply with finish_reason "abort", like interrupt() */
+  signal?: AbortSignal | null;
   response_format?: ResponseFormat;
 }
 
@@ -232,10 +234,13 @@ export interface ChatCompletionRequestBase extends SamplingRequest {
 
 export interface ChatCompletionRequestStreaming extends ChatCompletionRequestBase {
   stream: true;
+  n?: 1 | null;
 }
 
 export interface ChatCompletionRequestNonStreaming extends ChatCompletionRequestBase {
   stream?: false | null;
+  /** replies to sample (1-16), the i-th with seed + i */
+  n?: number | null;
 }
 
 export type ChatCompletionRequest = ChatCompletionRequestStreaming | ChatCompletionRequestNonStreaming;
@@ -246,10 +251,13 @@ export interface CompletionRequestBase extends SamplingRequest {
 
 export interface CompletionRequestStreaming extends CompletionRequestBase {
   stream: true;
+  n?: 1 | null;
 }
 
 export interface CompletionRequestNonStreaming extends CompletionRequestBase {
   stream?: false | null;
+  /** replies to sample (1-16), the i-th with seed + i */
+  n?: number | null;
 }
 
 export type CompletionRequest = CompletionRequestStreaming | CompletionRequestNonStreaming;
@@ -282,6 +290,8 @@ export interface UsageExtra {
   threads: number | null;
   /** null without response_format or tools */
   grammar: GrammarStats | null;
+  /** n > 1: each reply's token ids (the rest of extra is the first reply's) */
+  choice_token_ids?: number[][];
 }
 
 export interface CompletionUsage {

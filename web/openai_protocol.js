@@ -7,18 +7,52 @@ import { parseTools } from "./tools.js";
 const ROLES = new Set(["system", "user", "assistant", "tool"]);
 const SAMPLING_KEYS = ["temperature", "top_p", "top_k", "seed", "repetition_penalty", "frequency_penalty", "presence_penalty"];
 
+const given = (value) => value !== undefined && value !== null;
+export const MAX_N = 16;
+
+/** logit_bias {token id: bias in [-100, 100]} as [[id, bias]]; -100 keeps a token out. */
+function parseLogitBias(bias) {
+  if (!given(bias)) return [];
+  if (typeof bias !== "object" || Array.isArray(bias)) {
+    throw new InputError(`logit_bias must be an object of token id -> bias, got ${JSON.stringify(bias)}`);
+  }
+  return Object.entries(bias).map(([key, value]) => {
+    if (!/^\d+$/.test(key)) throw new InputError(`logit_bias keys must be token ids (integers >= 0), got ${JSON.stringify(key)}`);
+    if (!(typeof value === "number" && value >= -100 && value <= 100)) {
+      throw new InputError(`logit_bias[${key}] must be a number in [-100, 100], got ${JSON.stringify(value)}`);
+    }
+    return [Number(key), value];
+  });
+}
+
+// Unknown fields are ignored, as OpenAI ignores them; a known field of the wrong type is an InputError.
 function checkCommon(request) {
-  if (request.max_tokens !== undefined && request.max_tokens !== null &&
-      !(Number.isInteger(request.max_tokens) && request.max_tokens > 0)) {
+  if (given(request.max_tokens) && !(Number.isInteger(request.max_tokens) && request.max_tokens > 0)) {
     throw new InputError(`max_tokens must be a positive integer, got ${JSON.stringify(request.max_tokens)}`);
   }
-  if (request.n !== undefined && request.n !== 1) throw new InputError("only n = 1 is supported");
+  for (const key of SAMPLING_KEYS) {
+    if (given(request[key]) && !(typeof request[key] === "number" && Number.isFinite(request[key]))) {
+      throw new InputError(`${key} must be a number, got ${JSON.stringify(request[key])}`);
+    }
+  }
+  if (given(request.seed) && !Number.isInteger(request.seed)) throw new InputError(`seed must be an integer, got ${request.seed}`);
+  if (given(request.stream) && typeof request.stream !== "boolean") {
+    throw new InputError(`stream must be true or false, got ${JSON.stringify(request.stream)}`);
+  }
+  const n = request.n ?? 1;
+  if (!(Number.isInteger(n) && n >= 1 && n <= MAX_N)) throw new InputError(`n must be an integer in [1, ${MAX_N}], got ${JSON.stringify(request.n)}`);
+  if (n > 1 && request.stream) throw new InputError("n > 1 works only without stream; stream one reply at a time");
+  const signal = request.signal ?? null;
+  if (signal !== null && !(typeof signal.aborted === "boolean" && typeof signal.addEventListener === "function")) {
+    throw new InputError("signal must be an AbortSignal (new AbortController().signal)");
+  }
   const stop = request.stop === undefined || request.stop === null ? [] : [request.stop].flat();
   if (!stop.every((s) => typeof s === "string" && s.length > 0)) {
     throw new InputError("stop must be a non-empty string or a list of them");
   }
   const sampling = Object.fromEntries(SAMPLING_KEYS.filter((k) => request[k] !== undefined).map((k) => [k, request[k]]));
-  return { maxTokens: request.max_tokens ?? null, stop, sampling, stream: Boolean(request.stream),
+  sampling.logit_bias = parseLogitBias(request.logit_bias);
+  return { maxTokens: request.max_tokens ?? null, stop, sampling, stream: Boolean(request.stream), n, signal,
            responseFormat: parseResponseFormat(request.response_format) };
 }
 

@@ -5,6 +5,7 @@
 // step's token bitmask comes from it, and every accepted token advances it.
 
 import { InputError } from "./errors.js";
+import { allowAllMask } from "./generator.js";
 
 /** mulberry32: a small seeded PRNG, so a seed reproduces a reply. */
 function mulberry32(seed) {
@@ -20,10 +21,12 @@ function mulberry32(seed) {
 
 export const DEFAULT_SAMPLING = {
   temperature: 1.0, top_p: 1.0, top_k: 0, repetition_penalty: 1.0, frequency_penalty: 0.0, presence_penalty: 0.0,
+  logit_bias: [],
 };
 
 export class Sampler {
-  constructor(options = {}, promptTokens = [], constraint = null) {
+  /** options.logit_bias: [[token id, bias]]; vocabSize bounds the ids and sizes the token mask. */
+  constructor(options = {}, promptTokens = [], constraint = null, vocabSize = null) {
     const o = { ...DEFAULT_SAMPLING, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined && v !== null)) };
     if (!(o.temperature >= 0)) throw new InputError(`temperature must be >= 0, got ${o.temperature}`);
     if (!(o.top_p > 0 && o.top_p <= 1)) throw new InputError(`top_p must be in (0, 1], got ${o.top_p}`);
@@ -31,6 +34,16 @@ export class Sampler {
     if (!(o.repetition_penalty > 0)) throw new InputError(`repetition_penalty must be > 0, got ${o.repetition_penalty}`);
     this.options = o;
     this.constraint = constraint;
+    this.vocabSize = vocabSize;
+    // a bias of -100 keeps the token out through the token mask, on the device; any other bias is
+    // added to the read-back logits before the choice
+    this.banned = [];
+    this.bias = new Map();
+    for (const [id, bias] of o.logit_bias) {
+      if (vocabSize !== null && id >= vocabSize) throw new InputError(`logit_bias names token ${id}; the vocabulary has ${vocabSize} tokens`);
+      if (bias <= -100) this.banned.push(id);
+      else if (bias !== 0) this.bias.set(id, bias);
+    }
     this.random = mulberry32(o.seed ?? Math.floor(Math.random() * 2 ** 31));
     this.seen = new Map(); // token id -> count in the reply (0 for prompt-only tokens)
     if (o.repetition_penalty !== 1) for (const t of promptTokens) if (!this.seen.has(t)) this.seen.set(t, 0);
@@ -43,7 +56,7 @@ export class Sampler {
 
   /** Top-k / top-p need the distribution's order: the logits are read back for them. */
   get needsLogits() {
-    return this.options.temperature > 0 && (this.options.top_k > 0 || this.options.top_p < 1);
+    return this.bias.size > 0 || (this.options.temperature > 0 && (this.options.top_k > 0 || this.options.top_p < 1));
   }
 
   /** The sampling inputs of the prefill/decode entries for the next step. */
@@ -62,6 +75,11 @@ export class Sampler {
   pick(deviceToken, logits) {
     if (!this.needsLogits) return deviceToken;
     const { temperature, top_k, top_p } = this.options;
+    if (this.bias.size) {
+      logits = Float32Array.from(logits);
+      for (const [id, bias] of this.bias) logits[id] += bias;
+    }
+    if (temperature === 0) return logits.reduce((best, x, i) => (x > logits[best] ? i : best), 0);
     let order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
     if (top_k > 0) order = order.slice(0, top_k);
     const max = logits[order[0]];
@@ -80,7 +98,11 @@ export class Sampler {
 
   /** The allowed tokens of the next step (Int32Array bitmask), or null when any token may come. */
   async tokenMask() {
-    return this.constraint ? this.constraint.mask() : null;
+    const mask = this.constraint ? await this.constraint.mask() : null;
+    if (!this.banned.length) return mask;
+    const out = mask ? Int32Array.from(mask) : allowAllMask(this.vocabSize);
+    for (const id of this.banned) out[id >> 5] &= ~(1 << (id & 31));
+    return out;
   }
 
   accept(token) {

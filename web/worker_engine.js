@@ -71,9 +71,11 @@ export async function createWorkerEngine(worker, url, { onProgress = () => {}, .
   const absolute = new URL(url, location.href).href; // the worker resolves against its own URL
   const info = await client.call("load", { url: absolute, options, dependencies: resolveDependencyUrls() },
     ({ progress }) => onProgress(progress));
-  const create = (method) => async (request) => (request.stream
-    ? client.stream(method, { request })
-    : client.call(method, { request }));
+  // an AbortSignal cannot be posted to the worker: its abort becomes an interrupt there
+  const create = (method) => async ({ signal, ...request }) => {
+    signal?.addEventListener("abort", () => client.call("interrupt"), { once: true });
+    return request.stream ? client.stream(method, { request }) : client.call(method, { request });
+  };
   return {
     info,
     chat: { completions: { create: create("chat") } },

@@ -84,6 +84,15 @@ async function chat(engine: WebrtEngine): Promise<void> {
     console.log(either.choices[0].message.role);
   }
 
+  // several samples, a token kept out, and a request that can be cancelled
+  const samples = await engine.chat.completions.create({ messages, n: 3, seed: 1, temperature: 0.8, logit_bias: { 504: -100, "30": 5 } });
+  console.log(samples.choices.map((c) => c.message.content), samples.usage.extra.choice_token_ids?.length);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 1000);
+  for await (const chunk of await engine.chat.completions.create({ messages, stream: true, signal: controller.signal })) {
+    if (chunk.choices[0].finish_reason === "abort") console.log("cancelled");
+  }
+
   // text completion
   const done: Completion = await engine.completions.create({ prompt: "Once upon a time", max_tokens: 8, n: 1 });
   console.log(done.choices[0].text);

@@ -18,6 +18,9 @@ export async function wrong(worker: Worker): Promise<void> {
   await engine.embeddings.create({ input: [1, 2] }); // wrong
   await createEngine("./model/", { device: "cuda" }); // wrong
   await createWorkerEngine("worker.js", "./model/"); // wrong
+  await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], stream: true, n: 3 }); // wrong
+  await engine.completions.create({ prompt: "a", logit_bias: { 5: "ban" } }); // wrong
+  await engine.completions.create({ prompt: "a", signal: "stop" }); // wrong
   const model = await loadModel("./model/");
   await model.forward("1 2 3"); // wrong
   console.log(text, tool);
