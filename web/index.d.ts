@@ -382,7 +382,7 @@ export interface EngineOptions extends LoadModelOptions {
   /** "error" (default): ContextWindowError when prompt + max_tokens do not fit; "sliding": drop the oldest turns */
   contextPolicy?: "error" | "sliding";
   context_policy?: "error" | "sliding";
-  /** embedding models: the most sentences and padded tokens per kernel run (32, 2048) */
+  /** embedding models: the most sentences and padded tokens per kernel run (32, 512) */
   batchSize?: number;
   batchTokens?: number;
 }
