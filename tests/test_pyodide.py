@@ -201,3 +201,13 @@ print(json.dumps(await engine.embeddings.create(input={texts!r})))
     assert all(isinstance(x, float) for d in python["data"] for x in d["embedding"])
     # the same numbers, exactly: the bridge converts, it does not round
     assert python["data"] == js["data"] and python["usage"]["prompt_tokens"] == js["usage"]["prompt_tokens"]
+
+
+def test_python_output_is_shown_as_text_and_runs_nothing(python_page):
+    evil = '<img src=x onerror="window.pwned = 1"><script>window.pwned = 2</script><b>bold</b> & done'
+    run = python_page.run(f"print({evil!r}, end='')\nimport asyncio\nawait asyncio.sleep(0.3)")
+    shown = python_page.page.evaluate("""() => ({
+      elements: document.querySelectorAll("#output img, #output script, #output b").length,
+      pwned: window.pwned ?? null })""")
+    assert run.output == evil, run.output
+    assert shown == {"elements": 0, "pwned": None}

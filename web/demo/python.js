@@ -73,6 +73,9 @@ async function start() {
   setState("ready");
 }
 
+/** Show what the code printed without a newline or a flush (Python buffers it). */
+const flush = () => pyodide.runPython("import sys\nsys.stdout.flush()\nsys.stderr.flush()");
+
 /** Run the cell in a fresh namespace; the engines it made are unloaded when it ends (their Workers
  * and memory go with them), so runs never pile up models. */
 async function run() {
@@ -84,8 +87,10 @@ async function run() {
   const started = performance.now();
   try {
     await pyodide.runPythonAsync($("code").value, { globals });
+    flush();
     $("status").textContent = `Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`;
   } catch (err) {
+    flush();
     writer("problem").write(new TextEncoder().encode(`\n${err.message}`));
     $("status").textContent = "The code raised an error (shown below).";
   } finally {
