@@ -5,7 +5,10 @@ wasm (1 and 2 threads), against gguf.quants.
   gguf.quants.dequantize, and take at most 1.10x the GGUF bytes;
 * the matmul (symbolic rows), the decode GEMV and the embedding gather of every type, with
   synthetic blocks and with real blocks of the Gemma 3 270M Q4_K_M file, match numpy
-  (gguf.quants.dequantize, then x @ W^T); the gather returns the dequantized rows themselves.
+  (gguf.quants.dequantize, then x @ W^T); the gather returns the dequantized rows themselves;
+* the quantizers round-trip through gguf.quants, and the per-tensor types follow llama.cpp's;
+* a random-weight LLaMA compiled with --quantization q4_k_m / q5_k_m / q6_k (five types in one
+  model for q4_k_m) gives the same greedy tokens as transformers loading the same GGUF.
 """
 
 from __future__ import annotations
