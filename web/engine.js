@@ -250,6 +250,8 @@ export class Engine {
         },
       };
       yield chunk(null, finishReason, usage);
+      // OpenAI's stream_options.include_usage: one more chunk, with no choices, holding the usage
+      if (request.includeUsage) yield { ...chunk(null, null, usage), choices: [] };
     } finally {
       constraint?.dispose();
       this.busy = false;
