@@ -76,6 +76,27 @@ def test_n_replies_are_different_and_a_seed_reproduces_them(tiny_chat_artifact):
     assert one["usage"]["completion_tokens"] == sum(len(s) for s in samples)
 
 
+def test_stream_options_include_usage_adds_a_usage_chunk(tiny_chat_artifact):
+    request = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0, "stream": True}
+    with shell_page(tiny_chat_artifact) as (page, url):
+        plain, with_usage = page.evaluate("""async ([url, requests]) => {
+          const engine = await window.webrt.createEngine(url);
+          const out = [];
+          for (const request of requests) {
+            const chunks = [];
+            for await (const chunk of await engine.chat.completions.create(request)) chunks.push(chunk);
+            out.push(chunks);
+          }
+          engine.unload();
+          return out;
+        }""", [url, [request, {**request, "stream_options": {"include_usage": True}}]])
+    assert len(with_usage) == len(plain) + 1
+    *_, finishing, usage_chunk = with_usage
+    assert usage_chunk["choices"] == [] and usage_chunk["object"] == "chat.completion.chunk"
+    assert usage_chunk["usage"]["completion_tokens"] == plain[-1]["usage"]["completion_tokens"]
+    assert finishing["choices"][0]["finish_reason"] == plain[-1]["choices"][0]["finish_reason"]
+
+
 def check_abort(results):
     free, aborted, after = results
     chunks = aborted["chunks"]
@@ -105,6 +126,7 @@ def test_unknown_fields_are_ignored_and_wrong_types_refused(tiny_chat_artifact):
         ({"logit_bias": {"x": 1}}, 'InputError: logit_bias keys must be token ids (integers >= 0), got "x"'),
         ({"logit_bias": {"5": 101}}, "InputError: logit_bias[5] must be a number in [-100, 100], got 101"),
         ({"signal": {"aborted": "no"}}, "InputError: signal must be an AbortSignal (new AbortController().signal)"),
+        ({"stream_options": {"include_usage": 1}}, 'InputError: stream_options must be {include_usage: true | false}, got {"include_usage":1}'),
     ]
     calls = [("chat", {"messages": user, "max_tokens": 2, **fields}) for fields, _ in cases]
     calls.append(("chat", {"messages": user, "max_tokens": 2, "temperature": 0, "user": "someone",

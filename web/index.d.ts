@@ -223,6 +223,8 @@ export interface SamplingRequest {
   logit_bias?: { [tokenId: string]: number } | null;
   /** aborting it ends the reply with finish_reason "abort", like interrupt() */
   signal?: AbortSignal | null;
+  /** streams: include_usage adds a last chunk with no choices and the usage (the finishing chunk has it too) */
+  stream_options?: { include_usage?: boolean } | null;
   response_format?: ResponseFormat;
 }
 
@@ -328,8 +330,9 @@ export interface ChatCompletionChunk {
   object: "chat.completion.chunk";
   created: number;
   model: string;
+  /** empty in the usage chunk of stream_options.include_usage */
   choices: { index: number; delta: ChatCompletionDelta; finish_reason: FinishReason | null }[];
-  /** on the last chunk only */
+  /** on the finishing chunk (and the include_usage chunk) only */
   usage?: CompletionUsage;
 }
 

@@ -42,6 +42,10 @@ function checkCommon(request) {
   const n = request.n ?? 1;
   if (!(Number.isInteger(n) && n >= 1 && n <= MAX_N)) throw new InputError(`n must be an integer in [1, ${MAX_N}], got ${JSON.stringify(request.n)}`);
   if (n > 1 && request.stream) throw new InputError("n > 1 works only without stream; stream one reply at a time");
+  const options = request.stream_options ?? null;
+  if (options !== null && (typeof options !== "object" || ![undefined, true, false].includes(options.include_usage))) {
+    throw new InputError(`stream_options must be {include_usage: true | false}, got ${JSON.stringify(options)}`);
+  }
   const signal = request.signal ?? null;
   if (signal !== null && !(typeof signal.aborted === "boolean" && typeof signal.addEventListener === "function")) {
     throw new InputError("signal must be an AbortSignal (new AbortController().signal)");
@@ -53,6 +57,7 @@ function checkCommon(request) {
   const sampling = Object.fromEntries(SAMPLING_KEYS.filter((k) => request[k] !== undefined).map((k) => [k, request[k]]));
   sampling.logit_bias = parseLogitBias(request.logit_bias);
   return { maxTokens: request.max_tokens ?? null, stop, sampling, stream: Boolean(request.stream), n, signal,
+           includeUsage: Boolean(request.stream && options?.include_usage),
            responseFormat: parseResponseFormat(request.response_format) };
 }
 

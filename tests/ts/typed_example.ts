@@ -89,8 +89,10 @@ async function chat(engine: WebrtEngine): Promise<void> {
   console.log(samples.choices.map((c) => c.message.content), samples.usage.extra.choice_token_ids?.length);
   const controller = new AbortController();
   setTimeout(() => controller.abort(), 1000);
-  for await (const chunk of await engine.chat.completions.create({ messages, stream: true, signal: controller.signal })) {
-    if (chunk.choices[0].finish_reason === "abort") console.log("cancelled");
+  for await (const chunk of await engine.chat.completions.create({
+    messages, stream: true, signal: controller.signal, stream_options: { include_usage: true } })) {
+    if (chunk.choices.length === 0 && chunk.usage) console.log("usage", chunk.usage.total_tokens);
+    else if (chunk.choices[0].finish_reason === "abort") console.log("cancelled");
   }
 
   // text completion
