@@ -164,7 +164,7 @@ def write_markdown(path: Path, report: dict) -> None:
                      f"{s['schema_decode_tokens_per_s']:.2f} | {free_rate} | {slower} | {s['grammar_ms_per_token']:.3f} | "
                      f"{mask} | {step} |")
     lines += ["", "Decode tok/s: tokens after the first over the time after the first, summed over the replies "
-              "(the replies with a schema are shorter: 14-60 tokens). xgrammar ms/token: `getNextTokenBitmask` "
+              "(the replies with a schema are 14-144 tokens; unconstrained ones often run to max_tokens). xgrammar ms/token: `getNextTokenBitmask` "
               "plus `acceptToken`, on the engine's thread between two steps. The mask kernel is fused with the "
               "penalties (one elementwise pass over the vocabulary); its time is from the executors' per-function "
               "profile of decode steps, which synchronizes after each function.", ""]
