@@ -316,3 +316,41 @@ def test_generate_cli_json_schema_and_bad_files(default_artifact, tmp_path):
         assert bad.returncode == 2, bad.stderr
         lines = bad.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("webrt: error: ") and message in lines[0], bad.stderr
+
+
+_TOOL_PROMPT_MJS = """
+import { Template } from "@huggingface/jinja";
+import { parseTools, toolPrompt } from "./web/tools.js";
+// a Hermes-style template (as Qwen 2.5's): it lists the tools and renders calls and results itself
+const hermes = `{%- if tools %}<|im_start|>system\\n<tools>{% for t in tools %}{{ t.function | tojson }}{% endfor %}</tools> Reply with <tool_call></tool_call>.<|im_end|>\\n{%- endif %}
+{%- for m in messages %}{%- if m.tool_calls %}<|im_start|>assistant\\n{% for c in m.tool_calls %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}<|im_end|>\\n
+{%- elif m.role == "tool" %}<|im_start|>user\\n<tool_response>{{ m.content }}</tool_response><|im_end|>\\n
+{%- else %}<|im_start|>{{ m.role }}\\n{{ m.content }}<|im_end|>\\n{%- endif %}{%- endfor %}<|im_start|>assistant\\n`;
+const tools = parseTools([TOOL], "auto");
+const messages = [{ role: "user", content: "Weather in Paris?" },
+  { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "get_weather", arguments: '{"city": "Paris"}' } }] },
+  { role: "tool", tool_call_id: "c1", content: "18 C" }];
+const own = toolPrompt(messages, tools, hermes);
+const generic = toolPrompt(messages, tools, "{% for m in messages %}{{ m.content }}{% endfor %}");
+console.log(JSON.stringify({ own: new Template(hermes).render({ messages: own.messages, ...own.variables, add_generation_prompt: true }),
+                             generic: generic.messages, none: toolPrompt(messages, parseTools([TOOL], "none"), hermes).messages }));
+"""
+
+
+def test_tools_render_through_the_models_own_template_or_the_generic_format():
+    """A template that renders Hermes-style calls gets tools and the messages as they are; any other
+    gets the tool list in a system message, calls as text and results as <tool_response> user turns."""
+    # from stdin, with the repository as the working folder: ./web and node_modules resolve from there
+    out = subprocess.run(["node", "--input-type=module", "-"], input=_TOOL_PROMPT_MJS.replace("TOOL", json.dumps(WEATHER_TOOL)),
+                         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    own = result["own"]
+    # the template sees the tool list, and an earlier call's arguments as an object, not a JSON string
+    assert '<tools>{"name": "get_weather"' in own and '"arguments": {"city": "Paris"}' in own
+    assert "<tool_response>18 C</tool_response>" in own
+    system, user, call, response = result["generic"]
+    assert system["role"] == "system" and '"name":"get_weather"' in system["content"] and "<tool_call>" in system["content"]
+    assert call == {"role": "assistant", "content": '<tool_call>\n{"name": "get_weather", "arguments": {"city":"Paris"}}\n</tool_call>'}
+    assert response == {"role": "user", "content": "<tool_response>\n18 C\n</tool_response>"}
+    assert [m["role"] for m in result["none"]] == ["user", "assistant", "user"]
