@@ -145,7 +145,7 @@ export class Engine {
       return this.tokenizer.encode(this.tokenizer.applyChatTemplate(shaped.messages, shaped.variables));
     };
     if (kind === "text") {
-      const tokens = this.tokenizer.encode(request.prompt);
+      const tokens = this.tokenizer.encodePrompt(request.prompt);
       this.checkFits(tokens.length, maxTokens);
       return tokens;
     }

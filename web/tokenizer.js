@@ -42,6 +42,12 @@ export class ChatTokenizer {
     return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
   }
 
+  /** A completion prompt: with the BOS (and EOS) that the tokenizer's post-processor adds, as
+   * llama.cpp and transformers do for a base model such as Gemma 3 (a chat template writes its own). */
+  encodePrompt(text) {
+    return this.tokenizer.encode(text).ids;
+  }
+
   decode(ids) {
     return this.tokenizer.decode(ids, { skip_special_tokens: true });
   }

@@ -149,6 +149,17 @@ def _is_site(folder: Path) -> bool:
         return False
 
 
+def has_chat_template(artifact: Path) -> bool:
+    """Whether the artifact's tokenizer files carry a chat template."""
+    if (artifact / "chat_template.jinja").is_file():
+        return True
+    try:
+        config = json.loads((artifact / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("chat_template"))
+
+
 def build_site(artifacts: list[Path], out: Path, python: bool = False) -> Path:
     """Write the site for these artifact folders into out (replacing an older site there); with
     python, also the Python page, Pyodide and the webrt_web wheel (python_page.py)."""
@@ -179,6 +190,8 @@ def build_site(artifacts: list[Path], out: Path, python: bool = False) -> Path:
                 "name": manifest["model"]["name"], "path": path,
                 "quantization": manifest["model"].get("quantization", "f32"),
                 "context_window": manifest["model"]["config"].get("context_window"),
+                # a base model (no chat template) gets a completion box instead of a chat
+                "chat": has_chat_template(folder),
                 "task": manifest["model"].get("task", "text-generation"),  # "embedding": search.html's
                 "wasm": manifest.get("wasm") is not None,
                 "tuning_db": (manifest.get("tuning") or {}).get("db"),

@@ -58,8 +58,13 @@ async function refreshFit() {
   return fit;
 }
 
+const isBaseModel = (model) => model.chat === false; // no chat template: a completion box
+
 async function onChoice() {
   if (busy) return;
+  $("prompt").placeholder = isBaseModel(chosenModel())
+    ? "A base model (no chat template): write the start of a text, and it is continued"
+    : "Ask something, then press Enter";
   setState("starting");
   try {
     const fit = await refreshFit();
@@ -137,6 +142,10 @@ async function send(text) {
   try {
     if (!(await load())) return;
     const { temperature, max_tokens, system } = settings();
+    if (isBaseModel(chosenModel())) {
+      await complete(text, { temperature, max_tokens });
+      return;
+    }
     const current = conversation;
     history.push({ role: "user", content: text });
     addMessage($("messages"), "user", text);
@@ -156,6 +165,20 @@ async function send(text) {
   } finally {
     busy = false;
   }
+}
+
+/** A base model continues the text: one completion per Send, no conversation kept. */
+async function complete(text, settings) {
+  addMessage($("messages"), "user", text);
+  const reply = addMessage($("messages"), "assistant");
+  setState("generating");
+  try {
+    await renderStream(await engine.completions.create({ prompt: text, stream: true, ...settings }), reply);
+  } catch (err) {
+    reply.stats.textContent = `${err.name}: ${err.message}`;
+    reply.stats.classList.add("problem");
+  }
+  setState("ready");
 }
 
 async function newChat() {

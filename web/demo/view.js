@@ -54,7 +54,7 @@ export async function renderStream(stream, message) {
   try {
     for await (const chunk of stream) {
       const choice = chunk.choices?.[0];
-      const delta = choice?.delta?.content;
+      const delta = choice?.delta?.content ?? choice?.text; // chat or text completion chunks
       if (delta) {
         appendText(message.body, delta);
         message.item.scrollIntoView({ block: "end" });
