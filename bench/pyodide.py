@@ -152,6 +152,7 @@ def measure(page: PythonPage, model: str, threads: int, rounds: int, max_tokens:
 def main(rounds: int, max_tokens: int, threads: str, artifact: Path | None) -> None:
     load_before = os.getloadavg()
     results = []
+    given = f" --artifact {artifact}" if artifact else ""
     with tempfile.TemporaryDirectory() as work:
         artifact = artifact or compile_model(None, Path(work) / "smollm2", "q4f32", 512)
         site = build_site([artifact], Path(work) / "site", python=True)
@@ -161,7 +162,7 @@ def main(rounds: int, max_tokens: int, threads: str, artifact: Path | None) -> N
             page.open(base + "/")
             for n in map(int, threads.split(",")):
                 results.append(measure(page, model, n, rounds, max_tokens))
-    report = {"command": f"python bench/pyodide.py --rounds {rounds} --max-tokens {max_tokens} --threads {threads}",
+    report = {"command": f"python bench/pyodide.py --rounds {rounds} --max-tokens {max_tokens} --threads {threads}{given}",
               "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
               "model": "SmolLM2-135M-Instruct Q4_1 GGUF -> q4f32, context 512, wasm kernels (default model)",
               "prompt": PROMPT, "results": results}
