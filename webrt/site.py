@@ -142,13 +142,6 @@ def check_site_destination(out: Path) -> None:
     check_output_folder(out, "site.json", SITE_FORMAT, "site")
 
 
-def _is_site(folder: Path) -> bool:
-    try:
-        return json.loads((folder / "site.json").read_text()).get("format") == SITE_FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def has_chat_template(artifact: Path) -> bool:
     """Whether the artifact's tokenizer files carry a chat template."""
     if (artifact / "chat_template.jinja").is_file():
