@@ -24,12 +24,12 @@ def qwen2_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_artifact(llama_dir, tmp_path_factory) -> Path:
-    return compile_model(llama_dir, tmp_path_factory.mktemp("art") / "llama")
+    return compile_model(llama_dir, tmp_path_factory.mktemp("art") / "llama", tuning_candidates=False)
 
 
 @pytest.fixture(scope="session")
 def qwen2_artifact(qwen2_dir, tmp_path_factory) -> Path:
-    return compile_model(qwen2_dir, tmp_path_factory.mktemp("art") / "qwen2")
+    return compile_model(qwen2_dir, tmp_path_factory.mktemp("art") / "qwen2", tuning_candidates=False)
 
 
 

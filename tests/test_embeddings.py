@@ -33,12 +33,12 @@ def bert_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bert_artifact(bert_dir, tmp_path_factory):
-    return compile_model(bert_dir, tmp_path_factory.mktemp("art") / "bert")
+    return compile_model(bert_dir, tmp_path_factory.mktemp("art") / "bert", tuning_candidates=False)
 
 
 @pytest.fixture(scope="module")
 def minilm_artifact(tmp_path_factory):
-    return compile_model(minilm_folder(), tmp_path_factory.mktemp("art") / "minilm")
+    return compile_model(minilm_folder(), tmp_path_factory.mktemp("art") / "minilm", tuning_candidates=False)
 
 
 def embeddings_of(reply: dict) -> np.ndarray:
@@ -95,7 +95,7 @@ def test_real_minilm_matches_sentence_transformers(minilm_artifact, device, thre
 def test_pooling_variants_match(tmp_path, arch, options):
     folder = make_encoder_folder(tmp_path / "enc", arch, **options)
     stages = []
-    artifact = compile_model(folder, tmp_path / "art", stage=stages.append)
+    artifact = compile_model(folder, tmp_path / "art", stage=stages.append, tuning_candidates=False)
     manifest = json.loads((artifact / "manifest.json").read_text())
     if not options.get("sentence_transformers", True):
         from sentence_transformers import SentenceTransformer, models

@@ -33,7 +33,7 @@ FAMILIES = {
 def family_model(request, tmp_path_factory):
     """(HF folder, compiled artifact) of one family."""
     folder = make_hf_model(tmp_path_factory.mktemp("hf") / request.param, request.param, **FAMILIES[request.param])
-    return folder, compile_model(folder, tmp_path_factory.mktemp("art") / request.param)
+    return folder, compile_model(folder, tmp_path_factory.mktemp("art") / request.param, tuning_candidates=False)
 
 
 def test_logits_match_transformers(family_model):
@@ -70,7 +70,7 @@ def test_phi3_longrope_matches_transformers(tmp_path):
                "long_factor": (1 + 4 * rng.random(half)).tolist()}
     folder = make_hf_model(tmp_path / "hf", "phi3", num_hidden_layers=2, max_position_embeddings=128,
                            original_max_position_embeddings=64, rope_parameters=scaling)
-    artifact = compile_model(folder, tmp_path / "artifact")
+    artifact = compile_model(folder, tmp_path / "artifact", tuning_candidates=False)
     tokens = [rng.integers(0, 2048, size=80).tolist()]  # past 64: transformers takes the long factors
     assert_matches_reference(folder, artifact, tokens, "wasm", 1)
 
@@ -179,7 +179,7 @@ def test_gguf_import_matches_transformers(tmp_path, arch):
     folder = make_hf_model(tmp_path / "hf", hf_arch, hidden_size=64, intermediate_size=128, vocab_size=49152,
                            max_position_embeddings=64, **overrides)
     path = write_gguf(folder, tmp_path / f"{arch}.gguf", arch)
-    artifact = compile_model(path, tmp_path / "artifact")
+    artifact = compile_model(path, tmp_path / "artifact", tuning_candidates=False)
     tokens = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]  # longer than Gemma's window
     ours = np.array(run_forward(artifact, [tokens])["results"][0]["logits"], dtype=np.float32)
     ref = gguf_reference_logits(path, tokens)

@@ -174,7 +174,7 @@ await engine.completions.create(prompt="The capital of France is", max_tokens=0)
 def test_embeddings_from_python_are_the_js_engines(python_page, tmp_path):
     from tests.encoders import make_encoder_folder
 
-    encoder = compile_model(make_encoder_folder(tmp_path / "bert"), tmp_path / "bert-art")
+    encoder = compile_model(make_encoder_folder(tmp_path / "bert"), tmp_path / "bert-art", tuning_candidates=False)
     site = tmp_path / "site"
     result = webrt("build-site", str(encoder), "-o", str(site), "--python")
     assert result.returncode == 0, result.stderr

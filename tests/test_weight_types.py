@@ -318,7 +318,7 @@ def test_mix_greedy_tokens_match_transformers_on_the_same_gguf(mix_folder, tmp_p
     from tests.test_generation import generate
     from webrt.build_artifact import compile_model
 
-    artifact = compile_model(mix_folder, tmp_path / mix, mix)
+    artifact = compile_model(mix_folder, tmp_path / mix, mix, tuning_candidates=False)
     chosen = write_mix_gguf(mix_folder, tmp_path / f"{mix}.gguf", mix)
     expected_types = {"q4_k_m": {"Q4_K", "Q6_K", "Q5_0", "Q8_0"}, "q5_k_m": {"Q5_K", "Q6_K", "Q5_1", "Q8_0"},
                       "q6_k": {"Q6_K", "Q8_0"}}[mix]

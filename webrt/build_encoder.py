@@ -13,7 +13,7 @@ from .models.bert import EMBED_INPUTS, BertEncoder
 
 
 def compile_encoder(ckpt: EncoderCheckpoint, out: Path, quantization: str, max_seq_length: int | None,
-                    stage, schedule: str, tuning_db: Path | None = None) -> Path:
+                    stage, schedule: str, tuning_db: Path | None = None, tuning_candidates: bool = True) -> Path:
     """max_seq_length (from --context-window) truncates below the checkpoint's own length."""
     cfg = ckpt.config
     if quantization != "f32":
@@ -33,7 +33,7 @@ def compile_encoder(ckpt: EncoderCheckpoint, out: Path, quantization: str, max_s
     weights = ckpt.load_weights({name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in params})
 
     stage("compiling kernels (Relax + TIR + WGSL)")
-    compiled = compile_module(mod, {"embed": [*EMBED_INPUTS, *param_names]}, schedule)
+    compiled = compile_module(mod, {"embed": [*EMBED_INPUTS, *param_names]}, schedule, candidates=tuning_candidates)
 
     stage("writing the artifact")
     meta = {"name": ckpt.name, "source": "huggingface", "quantization": quantization, "schedule": schedule,

