@@ -4,31 +4,23 @@ sliding window on every layer when the config sets one."""
 
 from __future__ import annotations
 
-from tvm.relax.frontend import nn
-
 from ..config import RING_PREFILL_CHUNK, ConfigReader, ModelConfig
 from .blocks import Attention, CausalLM, GatedMLP, rms_norm
 from .gguf_mapping import GGUF_LAYER_NAMES, GGUFMetadata, gguf_metadata_to_hf
-from .llama import SILU
+from .llama import SILU, DecoderLayer
 
 GGUF_LAYER_NAMES = {**GGUF_LAYER_NAMES, "attn_qkv": "self_attn.qkv_proj", "ffn_up": "mlp.gate_up_proj"}
 
 
-class Phi3DecoderLayer(nn.Module):
+class Phi3DecoderLayer(DecoderLayer):
+    """LLaMA's block and forward pass, with fused projections and the window."""
+
     def __init__(self, cfg: ModelConfig, linear, prefix: str, index: int):
         self.input_layernorm = rms_norm(cfg)
         window = cfg.sliding_window if cfg.is_sliding(index) else None
         self.self_attn = Attention(cfg, linear, f"{prefix}.self_attn", window, fused_qkv=True)
         self.post_attention_layernorm = rms_norm(cfg)
         self.mlp = GatedMLP(cfg, linear, f"{prefix}.mlp", fused=True)
-
-    def forward(self, x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor) -> nn.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-    def forward_cached(self, x, cos, sin, k_cache, v_cache, offset) -> nn.Tensor:
-        x = x + self.self_attn.forward_cached(self.input_layernorm(x), cos, sin, k_cache, v_cache, offset)
-        return x + self.mlp(self.post_attention_layernorm(x))
 
 
 class Phi3ForCausalLM(CausalLM):
