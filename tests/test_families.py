@@ -104,35 +104,13 @@ def write_gguf(folder, path, arch: str):
     import gguf
     from safetensors.numpy import load_file
 
-    from tests.models import default_gguf, read_config
+    from tests.models import finish_gguf, read_config, start_gguf
 
     cfg = read_config(folder)
-    source = gguf.GGUFReader(str(default_gguf()))
-    writer = gguf.GGUFWriter(str(path), arch)
-    heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    writer.add_context_length(cfg["max_position_embeddings"])
-    writer.add_embedding_length(cfg["hidden_size"])
-    writer.add_block_count(cfg["num_hidden_layers"])
-    writer.add_feed_forward_length(cfg["intermediate_size"])
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_key_length(head_dim)
-    writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
     rope = cfg.get("rope_parameters") or {}
-    writer.add_rope_freq_base(float(rope.get("full_attention", rope).get("rope_theta", 10000.0)))
+    writer = start_gguf(folder, path, arch, float(rope.get("full_attention", rope).get("rope_theta", 10000.0)))
     if arch == "gemma3":
         writer.add_sliding_window(cfg["sliding_window"])
-    tok = lambda key: source.fields[f"tokenizer.ggml.{key}"].contents()  # noqa: E731
-    writer.add_tokenizer_model(tok("model"))
-    writer.add_tokenizer_pre(tok("pre"))
-    writer.add_token_list(tok("tokens"))
-    writer.add_token_types(tok("token_type"))
-    writer.add_token_merges(tok("merges"))
-    writer.add_bos_token_id(tok("bos_token_id"))
-    writer.add_eos_token_id(tok("eos_token_id"))
     for name, array in load_file(str(folder / "model.safetensors")).items():
         array = array.astype(np.float32)
         if name == "model.embed_tokens.weight":
@@ -152,10 +130,7 @@ def write_gguf(folder, path, arch: str):
                               raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
             writer.add_tensor(out, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish_gguf(writer)
     return path
 
 

@@ -243,29 +243,13 @@ def write_mix_gguf(folder, path, mix: str) -> dict[str, str]:
     quantizers and type choice), with the default model's tokenizer; returns name -> type."""
     from safetensors.numpy import load_file
 
-    from tests.models import default_gguf, read_config
+    from tests.models import finish_gguf, read_config, start_gguf
     from webrt.quantize import MixTypes, quantize_blocks, row_fallback
 
     cfg = read_config(folder)
     types = MixTypes(mix, cfg["num_hidden_layers"], cfg["tie_word_embeddings"])
-    source = gguf.GGUFReader(str(default_gguf()))
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = start_gguf(folder, path, "llama")
     heads, kv_heads = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    writer.add_context_length(cfg["max_position_embeddings"])
-    writer.add_embedding_length(cfg["hidden_size"])
-    writer.add_block_count(cfg["num_hidden_layers"])
-    writer.add_feed_forward_length(cfg["intermediate_size"])
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_dimension_count(cfg["hidden_size"] // heads)
-    writer.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
-    writer.add_rope_freq_base(10000.0)
-    for key in ("model", "pre", "tokens", "token_type", "merges", "bos_token_id", "eos_token_id"):
-        field = source.fields[f"tokenizer.ggml.{key}"]
-        value = field.contents()
-        {"model": writer.add_tokenizer_model, "pre": writer.add_tokenizer_pre, "tokens": writer.add_token_list,
-         "token_type": writer.add_token_types, "merges": writer.add_token_merges,
-         "bos_token_id": writer.add_bos_token_id, "eos_token_id": writer.add_eos_token_id}[key](value)
     chosen = {}
     for name, array in load_file(str(folder / "model.safetensors")).items():
         array = array.astype(np.float32)
@@ -286,10 +270,7 @@ def write_mix_gguf(folder, path, mix: str) -> dict[str, str]:
             n = heads if module == "self_attn.q_proj" else kv_heads
             blocks = blocks.reshape(n, 2, blocks.shape[0] // n // 2, -1).swapaxes(1, 2).reshape(blocks.shape)
         writer.add_tensor(out, blocks, raw_dtype=gguf.GGMLQuantizationType[kind])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish_gguf(writer)
     return chosen
 
 
