@@ -21,9 +21,9 @@ def build_site(artifacts: list[Path], out: Path) -> Path:
 
 
 @contextmanager
-def _process(args: list[str], first_line: re.Pattern):
+def _process(args: list[str], first_line: re.Pattern, **popen):
     """Start a server process; yields the match of its first stdout line (its address)."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
     try:
         line = proc.stdout.readline()
         match = first_line.search(line)
@@ -35,10 +35,10 @@ def _process(args: list[str], first_line: re.Pattern):
 
 
 @contextmanager
-def webrt_serve(root: Path, *args: str):
-    """`webrt serve ROOT --port 0`; yields the URL it prints."""
+def webrt_serve(root: Path, *args: str, **popen):
+    """`webrt serve ROOT --port 0`; yields the URL it prints. popen: cwd, env for the process."""
     with _process([sys.executable, "-m", "webrt.cli", "serve", str(root), "--port", "0", *args],
-                  re.compile(r"^(http://\S+/)$")) as match:
+                  re.compile(r"^(http://\S+/)$"), **popen) as match:
         yield match.group(1)
 
 

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import re
 import shutil
 import socket
@@ -181,6 +182,17 @@ def test_serve_binds_to_loopback_by_default(served):
     for address in others:  # the machine's other addresses do not reach it
         with pytest.raises(OSError):
             socket.create_connection((address, port), timeout=2).close()
+
+
+def test_serve_runs_where_webrt_demo_left_its_site_folder(site, tmp_path):
+    """CI's main job leaves ./webrt-site where it ran, and the tests then run there. A server whose
+    Flask import name matched that folder failed to start (its root lookup found a namespace package)."""
+    (tmp_path / "webrt-site").mkdir()
+    (tmp_path / "relative" / "webrt-site").mkdir(parents=True)  # a relative sys.path entry too
+    env = {**os.environ, "PYTHONPATH": "relative"}
+    with webrt_serve(site, cwd=tmp_path, env=env) as url:
+        status, _, body = request(url, "/")
+    assert status == 200 and b"<html" in body.lower()
 
 
 def test_serve_rejects_bad_input(site, served, tmp_path):

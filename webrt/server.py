@@ -51,7 +51,9 @@ def _isolation_headers(app: Flask) -> None:
 
 
 def create_app(artifact_dir: Path) -> Flask:
-    app = Flask("webrt", static_folder=None)
+    # __name__, not a free-form name: Flask looks its import name up as a module to find its root, and
+    # a name that matches a folder on sys.path (`webrt demo` writes ./webrt-site) breaks that lookup
+    app = Flask(__name__, static_folder=None)
 
     @app.get("/shell/<path:name>")
     def shell(name):
@@ -94,7 +96,7 @@ def create_site_app(root: Path) -> Flask:
     """Serve the folder `root` read-only: index.html for folders, Range and ETag requests,
     long-lived caching for content-hashed names."""
     root = root.resolve()
-    app = Flask("webrt-site", static_folder=None)
+    app = Flask(__name__, static_folder=None)  # see create_app for why __name__
 
     @app.get("/", defaults={"name": ""})
     @app.get("/<path:name>")
