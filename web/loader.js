@@ -88,8 +88,14 @@ export async function fetchVerified(base, file, expected, onBytes = () => {}) {
   return bytes;
 }
 
+/** Where a relative artifact URL starts: the page, or outside a page (Deno) the working directory. */
+function baseHref() {
+  if (globalThis.location?.href) return location.href;
+  return globalThis.Deno ? `file://${Deno.cwd()}/` : undefined;
+}
+
 export async function fetchManifest(url) {
-  const base = new URL(url.endsWith("/") ? url : url + "/", location.href);
+  const base = new URL(url.endsWith("/") ? url : url + "/", baseHref());
   const bytes = await fetchBytes(new URL("manifest.json", base).href);
   const manifest = JSON.parse(new TextDecoder().decode(bytes));
   if (manifest.format !== FORMAT) {

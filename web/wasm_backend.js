@@ -17,6 +17,10 @@ const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 
 const WORKER_STACK_BYTES = 512 * 1024;
 const MAX_PAGES = 65535; // as linked (webrt/compile/wasm.py MAX_MEMORY)
 
+/** Shared wasm memory is allowed: a crossOriginIsolated page, or a runtime without pages (Deno),
+ * which has no such property and always allows it. */
+const sharedMemoryAllowed = () => globalThis.crossOriginIsolated ?? typeof SharedArrayBuffer === "function";
+
 /**
  * Which wasm build to run, and on how many threads. `threads` is the caller's wish (default: the
  * number of cores); the threads build needs shared memory, i.e. a crossOriginIsolated page.
@@ -33,7 +37,7 @@ export function chooseWasmBuild(wasm, threads, force) {
   }
   if (wanted <= 1) return { build: wasm, threads: 1, reason: `1 thread ${threads == null ? `(${cores} core)` : "(requested)"}` };
   if (!wasm.threads) return { build: wasm, threads: 1, reason: "the artifact has no threads build: 1 thread" };
-  if (!globalThis.crossOriginIsolated) {
+  if (!sharedMemoryAllowed()) {
     return { build: wasm, threads: 1, reason: "1 thread: the page is not crossOriginIsolated (serve it with COOP same-origin and COEP require-corp, e.g. webrt serve)" };
   }
   return { build: wasm.threads, threads: wanted, reason: `${wanted} threads ${threads == null ? "(one per core)" : "(requested)"}` };
@@ -43,7 +47,7 @@ function forcedBuild(wasm, force, wanted) {
   const builds = { simd: wasm, threads: wasm.threads, scalar: wasm.scalar };
   if (!(force in builds)) throw new DeviceError(`wasmBuild must be one of ${Object.keys(builds).join(", ")}, got ${JSON.stringify(force)}`);
   if (!builds[force]) throw new DeviceError(`the artifact has no ${force} wasm build`);
-  if (force === "threads" && !globalThis.crossOriginIsolated) throw new DeviceError("the threads build needs a crossOriginIsolated page");
+  if (force === "threads" && !sharedMemoryAllowed()) throw new DeviceError("the threads build needs a crossOriginIsolated page");
   const threads = force === "threads" ? wanted : 1;
   return { build: builds[force], threads, reason: `the ${force} build (forced), ${threads} thread${threads > 1 ? "s" : ""}` };
 }

@@ -159,6 +159,21 @@ def parse_tokens(text: str) -> list[int]:
     return tokens
 
 
+RUNTIME_OPTION = click.option(
+    "--runtime", default="chromium", show_default=True, type=click.Choice(["chromium", "deno"]),
+    help="Where the JS shell runs: headless Chromium (Dawn), or Deno (wgpu; without a GPU over Mesa's lavapipe).")
+
+
+def runtime_driver(runtime: str):
+    """The driver module for --runtime: webrt.browser (Playwright) or webrt.deno_driver; both have
+    run_forward and run_chat."""
+    if runtime == "deno":
+        from . import deno_driver
+        return deno_driver
+    from . import browser
+    return browser
+
+
 def check_threads(device: str, threads: int | None) -> None:
     if threads is not None and device == "webgpu":
         raise WebrtError(f"--threads {threads} sets wasm threads: use it with --device wasm or auto")
@@ -176,11 +191,11 @@ def check_threads(device: str, threads: int | None) -> None:
                    "when none are stored, off uses the compile-time schedules.")
 @click.option("--tuning-budget", type=click.FloatRange(min=0), default=None, help="Seconds of tuning (with --tuning on; default 30).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with logits and timings.")
+@RUNTIME_OPTION
 def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, tuning: str, tuning_budget: float | None,
-            as_json: bool):
-    """Run the artifact's forward pass on TOKENS in headless Chromium and print the logits."""
+            as_json: bool, runtime: str):
+    """Run the artifact's forward pass on TOKENS in headless Chromium (or Deno) and print the logits."""
     from .artifact import read_manifest
-    from .browser import run_forward
 
     ids = parse_tokens(tokens)
     manifest = read_manifest(artifact)
@@ -188,7 +203,7 @@ def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, tunin
     vocab = manifest["model"]["config"]["vocab_size"]
     if any(t < 0 or t >= vocab for t in ids):
         raise WebrtError(f"--tokens holds ids outside the vocabulary: each must be in [0, {vocab})")
-    result = run_forward(artifact, [ids], device, threads, tuning_option(tuning, tuning_budget))
+    result = runtime_driver(runtime).run_forward(artifact, [ids], device, threads, tuning_option(tuning, tuning_budget))
     forward = result["results"][0]
     timings = {**{k: result["timings"][k] for k in ("load_ms", "pipelines_ms")},
                "forward_ms": forward["forward_ms"]}
@@ -198,7 +213,7 @@ def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, tunin
                           "logits": forward["logits"], "timings": timings, "tuning": result.get("tuning")}))
         return
     where = (f"{result['threads']} thread(s): {result['threads_reason']}" if result["device"] == "wasm"
-             else result["adapter"].get("architecture") or "unknown adapter")
+             else result["adapter"].get("architecture") or result["adapter"].get("description") or "unknown adapter")
     console.print(f"device: {result['device']} ({where})")
     for pos, row in enumerate(forward["logits"]):
         best = max(range(len(row)), key=row.__getitem__)
@@ -228,12 +243,12 @@ def run_cmd(artifact: Path, tokens: str, device: str, threads: int | None, tunin
               help="A JSON Schema file: the reply is JSON that validates against it.")
 @click.option("--grammar", type=click.Path(path_type=Path), default=None,
               help="An EBNF grammar file (xgrammar's EBNF, rules like root ::= ...): the reply follows it.")
+@RUNTIME_OPTION
 def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, threads: int | None, max_tokens: int,
                  temperature: float, top_p: float, seed: int | None, tuning: str, tuning_budget: float | None, as_json: bool,
-                 json_schema: Path | None, grammar: Path | None):
-    """Chat with the artifact's model in headless Chromium; the reply streams to stdout."""
+                 json_schema: Path | None, grammar: Path | None, runtime: str):
+    """Chat with the artifact's model in headless Chromium (or Deno); the reply streams to stdout."""
     from .artifact import read_manifest
-    from .browser import run_chat
 
     read_manifest(artifact)
     check_threads(device, threads)
@@ -247,7 +262,7 @@ def generate_cmd(artifact: Path, prompt: str, system: str | None, device: str, t
             sys.stdout.flush()
 
     options = {"tuning": tuning_option(tuning, tuning_budget), **({"threads": threads} if threads else {})}
-    result = run_chat(artifact, request, show, device, options)
+    result = runtime_driver(runtime).run_chat(artifact, request, show, device, options)
     if as_json:
         print(json.dumps(result))
         return
