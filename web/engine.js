@@ -16,7 +16,7 @@ import {
 import { Sampler } from "./sampler.js";
 import { TextStream } from "./text_stream.js";
 import { ChatTokenizer } from "./tokenizer.js";
-import { ToolCallStream, toolGrammar, toolPrompt } from "./tools.js";
+import { callFormat, toolGrammar, toolPrompt } from "./tools.js";
 
 /**
  * options: device ("webgpu"), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
@@ -171,7 +171,7 @@ export class Engine {
 
   /** The grammar a request's response_format or tools ask for (grammar.js); the compiler loads on first use. */
   async constraintFor(request) {
-    const spec = request.responseFormat ?? toolGrammar(request.tools);
+    const spec = request.responseFormat ?? toolGrammar(request.tools, this.tokenizer.templateSource);
     if (!spec) return null;
     this.grammars ??= GrammarCompiler.load(this.model.base, this.model.manifest, this.tokenizer.stopIds)
       .catch((err) => { this.grammars = null; throw err; });
@@ -194,13 +194,14 @@ export class Engine {
       const chunk = (delta, finishReason = null, usage, toolCalls) => (kind === "chat"
         ? chatChunk({ id, model: this.modelName, delta: toolCalls ? { tool_calls: toolCalls } : delta === null ? {} : { content: delta }, finishReason, usage })
         : textChunk({ id, model: this.modelName, text: delta ?? "", finishReason, usage }));
-      // with tools, text deltas are split into content and tool calls (tools.js)
-      const calls = kind === "chat" && request.tools && request.tools.choice !== "none" ? new ToolCallStream() : null;
+      // with tools, text deltas are split into content and tool calls, read in the template's format (tools.js)
+      const calls = kind === "chat" && request.tools && request.tools.choice !== "none"
+        ? callFormat(this.tokenizer.templateSource).reader() : null;
       const pieces = function* (delta, last = false) {
         const { content, calls: made } = !calls ? { content: delta, calls: [] } : calls.push(delta);
-        const tail = last && calls ? calls.flush().content : "";
-        if (content + tail) yield chunk(content + tail);
-        if (made.length) yield chunk(null, null, undefined, made);
+        const end = last && calls ? calls.flush() : { content: "", calls: [] };
+        if (content + end.content) yield chunk(content + end.content);
+        if (made.length + end.calls.length) yield chunk(null, null, undefined, [...made, ...end.calls]);
       };
 
       const t0 = performance.now();

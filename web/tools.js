@@ -2,19 +2,56 @@
 // earlier calls and results into the prompt, the grammar that keeps the model's calls well-formed,
 // and reading the calls back out of the reply (whole, or as a stream of deltas).
 //
-// The call format is Hermes' (also Qwen 2.5's): a call is
-//   <tool_call>
-//   {"name": "get_weather", "arguments": {"city": "Paris"}}
-//   </tool_call>
-// and a tool's result goes back in a `role: "tool"` message. A chat template that already renders
-// this format (it mentions <tool_call>) gets `tools` and the messages as they are. Any other template
-// gets the generic format: the tool list and the instructions in the system message, earlier calls
-// as the assistant's text, and results as user turns wrapped in <tool_response>...</tool_response>.
+// A call is written in one of the formats in TOOL_FORMATS, the one the model's chat template renders:
+//   hermes (Hermes 2/3, Qwen 2.5, Qwen 3):   <tool_call>
+//                                            {"name": "get_weather", "arguments": {"city": "Paris"}}
+//                                            </tool_call>
+//   llama3 (Llama 3.1, 3.2, 3.3):            {"name": "get_weather", "parameters": {"city": "Paris"}}
+//                                            as the assistant's whole turn
+// A template that renders one of them gets `tools` and the messages as they are (a tool's result
+// stays a `role: "tool"` message; the template turns it into its own role, e.g. Llama's ipython).
+// Any other template gets the generic format: Hermes' call syntax, the tool list and the
+// instructions in the system message, earlier calls as the assistant's text, and results as user
+// turns wrapped in <tool_response>...</tool_response>.
 
 import { InputError } from "./errors.js";
 
 export const CALL_OPEN = "<tool_call>";
 export const CALL_CLOSE = "</tool_call>";
+
+/**
+ * The call formats, one description each: whether a template renders it (`rendersTools`), the text
+ * a call is written as, where the grammar's tag begins and ends for a function (the arguments'
+ * schema goes between), the text that starts a call in "auto" mode, and the parser of a reply.
+ */
+export const TOOL_FORMATS = {
+  hermes: {
+    rendersTools: (source) => source.includes(CALL_OPEN),
+    callText: (name, args) => `${CALL_OPEN}\n{"name": ${JSON.stringify(name)}, "arguments": ${JSON.stringify(args)}}\n${CALL_CLOSE}`,
+    tag: (name) => ({ begin: `${CALL_OPEN}\n{"name": ${JSON.stringify(name)}, "arguments": `, end: `}\n${CALL_CLOSE}` }),
+    trigger: CALL_OPEN,
+    separator: "\n",
+    reader: () => new ToolCallStream(),
+  },
+  llama3: {
+    // Meta's templates write a call as {"name": ..., "parameters": ...} and a result as an ipython turn
+    rendersTools: (source) => source.includes('"parameters": ') && source.includes("ipython"),
+    callText: (name, args) => `{"name": ${JSON.stringify(name)}, "parameters": ${JSON.stringify(args)}}`,
+    tag: (name) => ({ begin: `{"name": ${JSON.stringify(name)}, "parameters": `, end: "}" }),
+    trigger: '{"name": ',
+    separator: "\n",  // unused: one call per turn (the templates refuse more), and xgrammar wants a separator
+    reader: () => new WholeReplyCall("parameters"),
+  },
+};
+
+/** The format a chat template renders tool calls in, or null (the generic format then applies). */
+export function templateToolFormat(source) {
+  if (typeof source !== "string" || !source.includes("tools")) return null;
+  return Object.values(TOOL_FORMATS).find((format) => format.rendersTools(source)) ?? null;
+}
+
+/** The format a reply's calls are written in: the template's own, else the generic (Hermes') one. */
+export const callFormat = (templateSource) => templateToolFormat(templateSource) ?? TOOL_FORMATS.hermes;
 const CHOICES = ["auto", "none", "required"];
 
 /**
@@ -62,9 +99,6 @@ export function parseTools(tools, toolChoice) {
   return { functions, choice: { name: named } };
 }
 
-// the same spacing as the grammar's tags (toolGrammar), so earlier calls look like the ones the model must write
-const callText = (name, args) => `${CALL_OPEN}\n{"name": ${JSON.stringify(name)}, "arguments": ${JSON.stringify(args)}}\n${CALL_CLOSE}`;
-
 function parsedArguments(call) {
   try {
     return JSON.parse(call.function.arguments);
@@ -73,16 +107,13 @@ function parsedArguments(call) {
   }
 }
 
-/** Whether a chat template renders Hermes-style tool calls itself. */
-export const templateRendersTools = (source) => typeof source === "string" && source.includes("tools") && source.includes(CALL_OPEN);
-
 /**
  * Messages (and template variables) for the prompt. With the template's own tool format: the
  * messages as given and {tools}. Otherwise the generic format described at the top.
  */
 export function toolPrompt(messages, tools, templateSource) {
   if (!tools || tools.choice === "none") return { messages: messages.map(plainMessage), variables: {} };
-  if (templateRendersTools(templateSource)) {
+  if (templateToolFormat(templateSource)) {
     const openai = tools.functions.map((f) => ({ type: "function", function: f }));
     const shaped = messages.map((m) => (m.tool_calls
       ? { ...m, content: m.content ?? "", tool_calls: m.tool_calls.map((c) => ({ ...c, function: { name: c.function.name, arguments: parsedArguments(c) } })) }
@@ -103,29 +134,30 @@ export function toolPrompt(messages, tools, templateSource) {
 function plainMessage(m) {
   if (m.role === "tool") return { role: "user", content: `<tool_response>\n${m.content}\n</tool_response>` };
   if (m.tool_calls?.length) {
-    const calls = m.tool_calls.map((c) => callText(c.function.name, parsedArguments(c))).join("\n");
+    // the same spacing as the grammar's tags (toolGrammar), so earlier calls look like the ones the model must write
+    const calls = m.tool_calls.map((c) => TOOL_FORMATS.hermes.callText(c.function.name, parsedArguments(c))).join("\n");
     return { role: m.role, content: m.content ? `${m.content}\n${calls}` : calls };
   }
   return { role: m.role, content: m.content ?? "" };
 }
 
 /**
- * The structural tag (xgrammar) that keeps calls well-formed: "auto" lets free text run until a
- * model writes <tool_call>, then forces a known function's name and arguments matching its
- * parameters; "required" and a named function allow exactly one call and nothing else (a small model
- * left free to go on would repeat it). null for "none".
+ * The structural tag (xgrammar) that keeps calls well-formed, in the format the reply is read in
+ * (callFormat): "auto" lets free text run until the model starts a call, then forces a known
+ * function's name and arguments matching its parameters; "required" and a named function allow
+ * exactly one call and nothing else (a small model left free to go on would repeat it). null for "none".
  */
-export function toolGrammar(tools) {
+export function toolGrammar(tools, templateSource) {
   if (!tools || tools.choice === "none") return null;
+  const format = callFormat(templateSource);
   const named = typeof tools.choice === "object" ? tools.choice.name : null;
   const tags = tools.functions.filter((f) => !named || f.name === named).map((f) => ({
-    type: "tag", begin: `${CALL_OPEN}\n{"name": ${JSON.stringify(f.name)}, "arguments": `,
-    content: { type: "json_schema", json_schema: f.parameters }, end: `}\n${CALL_CLOSE}`,
+    type: "tag", ...format.tag(f.name), content: { type: "json_schema", json_schema: f.parameters },
   }));
-  const format = tools.choice === "auto"
-    ? { type: "triggered_tags", triggers: [CALL_OPEN], tags, at_least_one: false, stop_after_first: false }
-    : { type: "tags_with_separator", tags, separator: "\n", at_least_one: true, stop_after_first: true };
-  return { kind: "structural_tag", tag: { type: "structural_tag", format }, field: "tools" };
+  const structure = tools.choice === "auto"
+    ? { type: "triggered_tags", triggers: [format.trigger], tags, at_least_one: false, stop_after_first: false }
+    : { type: "tags_with_separator", tags, separator: format.separator, at_least_one: true, stop_after_first: true };
+  return { kind: "structural_tag", tag: { type: "structural_tag", format: structure }, field: "tools" };
 }
 
 let counter = 0;
@@ -183,16 +215,56 @@ export class ToolCallStream {
   }
 
   parse(body) {
-    let value;
-    try {
-      value = JSON.parse(body);
-    } catch {
-      return null;
-    }
-    if (typeof value?.name !== "string") return null;
-    const call = { index: this.calls.length, id: callId(), type: "function",
-                   function: { name: value.name, arguments: JSON.stringify(value.arguments ?? {}) } };
-    this.calls.push(call);
+    const call = parseCall(body, "arguments", this.calls.length);
+    if (call) this.calls.push(call);
     return call;
+  }
+}
+
+/** {index, id, type, function: {name, arguments}} from a call's JSON text, or null if it is not one. */
+function parseCall(text, argumentsKey, index) {
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof value?.name !== "string") return null;
+  return { index, id: callId(), type: "function", function: { name: value.name, arguments: JSON.stringify(value[argumentsKey] ?? {}) } };
+}
+
+/**
+ * The reader for formats whose call is the assistant's whole turn (Llama 3): a reply that begins
+ * with "{" is held back and read as a call at the end; any other reply is streamed as content.
+ * Same interface as ToolCallStream.
+ */
+export class WholeReplyCall {
+  constructor(argumentsKey) {
+    this.argumentsKey = argumentsKey;
+    this.buffer = "";
+    this.holding = null;  // undecided until the first non-space character
+    this.calls = [];
+  }
+
+  push(delta) {
+    if (this.holding === false) return { content: delta, calls: [] };
+    this.buffer += delta;
+    const start = this.buffer.trimStart();
+    if (!start) return { content: "", calls: [] };
+    this.holding = start.startsWith("{");
+    if (this.holding) return { content: "", calls: [] };
+    const content = this.buffer;
+    this.buffer = "";
+    return { content, calls: [] };
+  }
+
+  /** At the end: a held reply that is a call becomes one; anything else (unfinished) stays text. */
+  flush() {
+    const text = this.buffer;
+    this.buffer = "";
+    const call = this.holding ? parseCall(text.trim(), this.argumentsKey, 0) : null;
+    if (!call) return { content: text, calls: [] };
+    this.calls.push(call);
+    return { content: "", calls: [call] };
   }
 }
