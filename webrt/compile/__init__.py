@@ -31,10 +31,11 @@ class CompiledModule:
 
 
 def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedule: str = "portable",
-                   wasm: bool = True, candidates: bool = True) -> CompiledModule:
+                   wasm: bool = True, candidates: bool = True, int_dot: bool = False) -> CompiledModule:
     """entry_params maps each entry function to the external names of its parameters, in order;
     schedule names the WebGPU schedule set (see schedule.SCHEDULES); wasm adds the wasm build;
-    candidates adds the schedule candidates the browser tuner times (tuning.py)."""
+    candidates adds the schedule candidates the browser tuner times (tuning.py); int_dot runs the
+    wasm builds' 4-bit group-layout matmuls on int8 activations (int_dot.py)."""
     target = webgpu_target()
     fused = run_passes(mod, target, fusion_passes())
     # the unscheduled TIR, kept before the GPU schedules rewrite the module's functions
@@ -51,7 +52,7 @@ def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedu
         wasm_space = {name: found for name in used if wasm and (found := wasm_candidates(name, unscheduled[name]))}
         for name, found in wasm_space.items():
             functions[name] = {**functions[name], "wasm_candidates": found}
-    builds = ({build.name: (build, build_wasm(unscheduled, used, build, wasm_space)) for build in BUILDS}
+    builds = ({build.name: (build, build_wasm(unscheduled, used, build, wasm_space, int_dot)) for build in BUILDS}
               if wasm else None)
     return CompiledModule(kernel_set.kernels, functions, entries, builds, space)
 

@@ -23,6 +23,7 @@ from tvm import relax, tirx
 
 from ..errors import WebrtError
 from .cpu_schedule import schedule_cpu
+from .int_dot import INT_DOT_C, use_int_dot
 
 SUPPORT_C = Path(__file__).with_name("wasm_support.c")
 MAX_MEMORY = 65535 * 65536     # wasm32 allows 65536 pages; zig's linker flag parses a u32
@@ -61,13 +62,16 @@ def _zig(*args: str, cwd: Path) -> None:
 
 
 def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild = BUILDS[0],
-               candidates: dict[str, list[dict]] | None = None) -> bytes:
+               candidates: dict[str, list[dict]] | None = None, int_dot: bool = False) -> bytes:
     """Compile `functions` (fused, unscheduled PrimFuncs) into one linked .wasm. candidates: function
     -> [{id, knobs}] schedule variants (tuning.wasm_candidates), exported as `<function>__<id>`
-    besides the default, for the browser tuner; SIMD builds only (the knobs are SIMD widths)."""
+    besides the default, for the browser tuner; SIMD builds only (the knobs are SIMD widths).
+    int_dot: 4-bit group-layout matmuls run the integer-dot kernel (int_dot.py) instead of the
+    exact f32 one; a function's candidates stay exact f32 schedules."""
     target = tvm.target.Target({"kind": "llvm", "mtriple": "wasm32-unknown-unknown-wasm", "mattr": list(build.mattr)})
-    prim_funcs = {gv: schedule_cpu(f, threads=build.threads) for gv, f in unscheduled.functions.items()
-                  if isinstance(f, tirx.PrimFunc) and gv.name_hint in functions}
+    chosen = {gv: (int_dot and use_int_dot(f)) or f for gv, f in unscheduled.functions.items()
+              if isinstance(f, tirx.PrimFunc) and gv.name_hint in functions}
+    prim_funcs = {gv: schedule_cpu(f, threads=build.threads) for gv, f in chosen.items()}
     exported = list(functions)
     if candidates and "+simd128" in build.mattr:
         for name, found in candidates.items():
@@ -90,6 +94,7 @@ def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild
         work = Path(work)
         tvm.tirx.build(mod, target=target).write_to_file(str(work / "kernels.o"))
         _zig("cc", "-target", "wasm32-wasi", "-O2", *build.cflags, "-c", str(SUPPORT_C), "-o", "support.o", cwd=work)
+        _zig("cc", "-target", "wasm32-wasi", "-O2", *build.cflags, "-c", str(INT_DOT_C), "-o", "int_dot.o", cwd=work)
         _zig("cc", "-target", "wasm32-wasi", "-O2", *build.libc_flags, "-mexec-model=reactor", "-s",
-             "support.o", "kernels.o", "-o", "kernels.wasm", *link, cwd=work)
+             "support.o", "int_dot.o", "kernels.o", "-o", "kernels.wasm", *link, cwd=work)
         return (work / "kernels.wasm").read_bytes()

@@ -1,0 +1,99 @@
+"""The integer-dot kernel of the wasm builds (webrt/compile/int_dot.c, int_dot.py): a 4-bit
+group-layout matmul fused with an add, compiled with int_dot=True and run through the JS path
+(loader -> plan executor) on the simd build with 1 and 2 threads and on the scalar build.
+
+Checked against numpy doing the same arithmetic (activations rounded to int8 per 32 columns,
+integer sums, scale and min factored out), and against the exact f32 result within the error
+that rounding allows. Token counts cover the kernel's 4-token blocks and their tails."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from tvm.relax.frontend import nn
+
+from webrt.artifact import write_artifact
+from webrt.browser import run_entries
+from webrt.compile import compile_module
+from webrt.compile.int_dot import use_int_dot
+from webrt.models.quantized import quantized_matmul
+from webrt.quantize import GROUP, quantize_q4
+
+K, N = 96, 80
+
+
+class IntDotChecks(nn.Module):
+    def qlinear_add(self, x: nn.Tensor, qweight: nn.Tensor, scales: nn.Tensor, mins: nn.Tensor, r: nn.Tensor):
+        w = SimpleNamespace(qweight=qweight, scales=scales, mins=mins, bits=4, rows=N, cols=K)
+        return quantized_matmul(x, w) + r
+
+
+SPEC = {"qlinear_add": {"x": nn.spec.Tensor([1, "n", K], "float32"), "qweight": nn.spec.Tensor([N, K // 8], "uint32"),
+                        "scales": nn.spec.Tensor([N, K // GROUP], "float32"),
+                        "mins": nn.spec.Tensor([N, K // GROUP], "float32"),
+                        "r": nn.spec.Tensor([1, "n", N], "float32")}}
+
+
+@pytest.fixture(scope="module")
+def int_dot_artifact(tmp_path_factory):
+    spec = {name: {**args, "$": {"param_mode": "none", "effect_mode": "none"}} for name, args in SPEC.items()}
+    mod, _ = IntDotChecks().export_tvm(spec=spec)
+    compiled = compile_module(mod, {name: list(args) for name, args in SPEC.items()}, candidates=False, int_dot=True)
+    return write_artifact(tmp_path_factory.mktemp("art") / "int-dot", {"name": "int-dot-checks"}, compiled, {})
+
+
+def int_dot_reference(x: np.ndarray, codes: np.ndarray, scales: np.ndarray, mins: np.ndarray) -> np.ndarray:
+    """x [m, K] against 4-bit codes [N, K]: llama.cpp's Q8 rounding of x per group of 32, integer sums."""
+    m = x.shape[0]
+    xg = x.reshape(m, -1, GROUP)
+    d = (np.abs(xg).max(axis=2) / np.float32(127)).astype(np.float32)
+    inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, 1), 0).astype(np.float32)
+    a = np.rint(xg * inv[:, :, None]).astype(np.int64)
+    c = codes.reshape(codes.shape[0], -1, GROUP).astype(np.int64)
+    dots = np.einsum("mgc,ngc->mng", a, c).astype(np.float64)
+    out = (dots * scales[None].astype(np.float64) * d[:, None, :]).sum(-1)
+    return (out + xg.sum(axis=2).astype(np.float64) @ mins.T.astype(np.float64)).astype(np.float32)
+
+
+def test_int_dot_replaces_only_group_q4_matmuls():
+    mod, _ = IntDotChecks().export_tvm(spec={n: {**a, "$": {"param_mode": "none", "effect_mode": "none"}}
+                                             for n, a in SPEC.items()})
+    from webrt.compile import webgpu_target
+    from webrt.compile.relax_pipeline import fusion_passes, run_passes
+    fused = run_passes(mod, webgpu_target(), fusion_passes())
+    funcs = {gv.name_hint: f for gv, f in fused.functions_items() if hasattr(f, "body") and "qmatmul" in gv.name_hint}
+    assert funcs, "no fused qmatmul function"
+    for f in funcs.values():
+        script = use_int_dot(f).script()
+        assert "webrt_q4_int_dot" in script and 'sblock("qmatmul")' not in script
+        assert 'sblock("T_add")' in script  # the fused epilogue stays TIR
+
+
+@pytest.mark.parametrize("threads, build", [(1, None), (2, None), (1, "scalar")],
+                         ids=["wasm-1thread", "wasm-2threads", "wasm-scalar"])
+def test_int_dot_matches_numpy(int_dot_artifact, threads, build):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((N, K), dtype=np.float32)
+    q = quantize_q4(w)
+    jobs, cases = [], []
+    for n in (1, 3, 6, 77):
+        x = rng.standard_normal((1, n, K), dtype=np.float32)
+        x[0, 0, :GROUP] = 0  # an all-zero group: scale 0, no division by it
+        r = rng.standard_normal((1, n, N), dtype=np.float32)
+        jobs.append(("qlinear_add", {name: {"data": a.ravel().tolist(), "shape": list(a.shape), "dtype": str(a.dtype)}
+                                     for name, a in {"x": x, "qweight": q.packed(), "scales": q.scales, "mins": q.mins,
+                                                     "r": r}.items()}))
+        cases.append((x, r))
+    outputs = run_entries(int_dot_artifact, jobs, "wasm", threads, build)
+    for (x, r), out in zip(cases, outputs):
+        got = np.array(out["data"], dtype=np.float32).reshape(out["shape"])
+        same_math = int_dot_reference(x[0], q.codes, q.scales, q.mins)[None] + r
+        exact = x @ q.dequantize().T + r
+        scale = np.abs(exact).max()
+        err = np.abs(got - same_math).max()
+        assert err <= 2e-5 * scale, f"n={x.shape[1]}: max abs error {err} against numpy's int8 arithmetic"
+        # int8 activations: at most 1/254 of each group's largest |x| per weight, far below this bound
+        rounding = np.abs(got - exact).max()
+        assert rounding <= 2e-2 * scale, f"n={x.shape[1]}: {rounding} from the exact f32 result"

@@ -1,0 +1,89 @@
+"""The integer-dot path of the wasm builds: a fused function's 4-bit group-layout matmul (the
+`qmatmul` block of webrt/models/quantized.py over qweight / scales / mins) becomes one call of the
+hand-written kernel in int_dot.c, which quantizes the activations to int8 per 32 columns and
+multiplies them with integer dot products. The rest of the function (a fused add, silu or
+multiply) stays TIR and is scheduled as before.
+
+Why a C kernel: TVM's TIR has no int16 pairwise dot product, and LLVM does not form
+i32x4.dot_i16x8_s from the widening multiplies TVM emits; wasm_simd128.h's intrinsics do. The
+kernel is linked into the same module by the existing link step (wasm.py), and the plan and the
+function's signature do not change.
+
+The results differ from the exact f32 kernels by the activations' rounding (bench/int_dot.md
+measures it on the default model), so the path is chosen at compile time: `int_dot=True` in
+compile_module, `--int-dot` on the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tvm
+from tvm import tirx
+from tvm.s_tir.stmt import SBlock, SBlockRealize
+from tvm.tirx.stmt import BufferRegion
+
+from ..quantize import GROUP
+
+INT_DOT_C = Path(__file__).with_name("int_dot.c")
+EXTERN = "webrt_q4_int_dot"
+
+
+def _group_q4_block(block: SBlock):
+    """(x, qweight, scales, mins, out) when the block is a 4-bit group-layout qmatmul, else None."""
+    if block.name_hint != "qmatmul" or len(block.reads) != 4 or len(block.writes) != 1:
+        return None
+    x, qweight, scales, mins = (r.source for r in block.reads)
+    out = block.writes[0].source
+    k = x.shape[-1]
+    if not (x.dtype == "float32" and qweight.dtype == "uint32" and scales.dtype == mins.dtype == "float32"
+            and out.dtype == "float32" and len(qweight.shape) == 2 and len(scales.shape) == 2
+            and isinstance(k, tirx.IntImm) and k.value % GROUP == 0
+            and int(qweight.shape[1]) * 8 == k.value and int(scales.shape[1]) * GROUP == k.value):
+        return None
+    return x, qweight, scales, mins, out
+
+
+def _find(stmt):
+    """The group q4 qmatmul block's buffers inside a loop nest, or None."""
+    if isinstance(stmt, tirx.For):
+        return _find(stmt.body)
+    if isinstance(stmt, tirx.SeqStmt):
+        return next((found for s in stmt.seq if (found := _find(s)) is not None), None)
+    if isinstance(stmt, SBlockRealize):
+        return _group_q4_block(stmt.block) or _find(stmt.block.body)
+    return None
+
+
+def _whole(buffer):
+    return BufferRegion(buffer, [tvm.ir.Range.from_min_extent(0, e) for e in buffer.shape])
+
+
+def _call(x, qweight, scales, mins, out) -> SBlockRealize:
+    """An opaque block that runs the kernel over whole buffers (as te.extern would)."""
+    m = tirx.const(1, "int64")
+    for extent in x.shape[:-1]:
+        m = m * extent
+    call = tirx.call_extern("int32", EXTERN, x.data, qweight.data, scales.data, mins.data, out.data,
+                            tirx.Cast("int32", m), tirx.Cast("int32", out.shape[-1]), tirx.Cast("int32", x.shape[-1]))
+    block = SBlock([], [_whole(b) for b in (x, qweight, scales, mins)], [_whole(out)], "qmatmul_int_dot",
+                   tirx.Evaluate(call))
+    return SBlockRealize([], True, block)
+
+
+def use_int_dot(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+    """func with its group-layout q4 matmul (a loop nest of the root block) replaced by the int-dot
+    kernel's call; None when it has none."""
+    realize = func.body
+    if not isinstance(realize, SBlockRealize):
+        return None
+    root = realize.block
+    nests = list(root.body.seq) if isinstance(root.body, tirx.SeqStmt) else [root.body]
+    for i, nest in enumerate(nests):
+        if isinstance(nest, tirx.For) and (found := _find(nest)) is not None:
+            nests[i] = _call(*found)
+            body = tirx.SeqStmt(nests) if len(nests) > 1 else nests[0]
+            new_root = SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, body, root.init,
+                              root.alloc_buffers, root.match_buffers, root.annotations)
+            return func.with_body(SBlockRealize(realize.iter_values, realize.predicate, new_root))
+    return None
