@@ -55,6 +55,27 @@ def _check_dependencies(peers: bool) -> None:
                              "run `npm ci` in the webrt folder")
 
 
+def _native(out: Path, threads: list[int], decode_tokens: int, workdir: Path | None) -> None:
+    from ..cli import StageReporter, console
+    from .native import compare, native_available, write_native_report
+
+    if not native_available():
+        raise WebrtError("--native needs llama-cpp-python: pip install 'webrt[bench]' "
+                         "(CMAKE_ARGS=\"-DGGML_NATIVE=ON\" builds it for this CPU)")
+    check_writable(out / "native" if out.is_dir() else out, "the report")
+    out = out / "native" if out.is_dir() else out
+    reporter = StageReporter()
+    with tempfile.TemporaryDirectory(prefix="webrt-bench-") as tmp:
+        try:
+            result = compare(threads, decode_tokens, {"exact": None, "int-dot": None}, workdir or Path(tmp), stage=reporter)
+        except BaseException:
+            reporter.finish(ok=False)
+            raise
+        reporter.finish()
+    result = {"command": "webrt " + " ".join(shlex.quote(a) for a in sys.argv[1:]), **result}
+    console.print(f"report written to {write_native_report(result, out)}")
+
+
 def _browser_version() -> str:
     from ..browser import chromium_path
 
@@ -84,12 +105,18 @@ def _browser_version() -> str:
                    "is skipped (the shortest always runs) and past it decoding stops after 5 tokens.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Keep models, ONNX exports and artifacts here and reuse them (default: a temporary folder).")
+@click.option("--native", is_flag=True,
+              help="Instead: the default model's wasm backend (exact and int-dot kernels) against native llama.cpp "
+                   "(llama-cpp-python) and wllama on the same GGUF, 213-token prompt, greedy, at --threads "
+                   "(webrt/bench/native.py).")
 def bench_cmd(out: Path, devices: str, threads: str, peers: bool, prompt_lens: str, models: str,
-              decode_tokens: int, budget_s: float, workdir: Path | None):
+              decode_tokens: int, budget_s: float, workdir: Path | None, native: bool):
     """Measure load time, prefill and decode tokens/s, time to first token and peak memory in headless
     Chromium, and write OUT.json, OUT.md and plots (OUT-throughput.png, OUT-roofline.png). OUT is a
     path prefix such as bench/latest, or a folder."""
     from ..cli import StageReporter, console
+    if native:
+        return _native(out, _int_list("--threads", threads), decode_tokens, workdir)
     from .models import parse_models
     from .report import analyse, write_report
     from .runner import BenchOptions, run_bench

@@ -9,6 +9,7 @@ Prefill tok/s is prompt tokens / time to the first token; decode tok/s is over t
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -142,3 +143,98 @@ def run_browser(artifacts: dict[str, Path], gguf: Path, prompt: str, prompt_ids:
 
 def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
+
+
+TARGETS = {"decode": 0.6, "prefill": 0.5}  # webrt / native (issue 20)
+
+
+def _common_prefix(a: list, b: list) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+def compare(threads_list: list[int], decode_tokens: int, artifacts: dict[str, Path | None], workdir: Path,
+            stage=lambda s: None) -> dict:
+    """The whole comparison on the default model: artifacts maps "exact" / "int-dot" to a folder, or
+    None to compile one into workdir (--no-tuning-candidates)."""
+    from ..default_model import default_model_path
+
+    gguf = default_model_path()
+    prompt = chat_prompt()
+    load_before = load_average()
+    started = time.time()
+    artifacts = {label: folder or _compile(workdir / label, label == "int-dot", stage)
+                 for label, folder in artifacts.items()}
+    stage("native llama.cpp")
+    native = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list}
+    prompt_ids = native[threads_list[0]]["prompt_ids"]
+    browser = run_browser(artifacts, gguf, prompt, prompt_ids, threads_list, decode_tokens, wllama=True, stage=stage)
+    stage("native llama.cpp again")  # the machine's load moves during a run
+    native_after = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list}
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(next(iter(artifacts.values())) / "tokenizer.json"))
+    rows = []
+    for t in threads_list:
+        nat = {k: max(native[t][k], native_after[t][k]) for k in ("prefill_tokens_per_s", "decode_tokens_per_s")}
+        wl = browser[("wllama", t)]
+        for label in artifacts:
+            r = browser[(f"webrt-{label}", t)]
+            rows.append({
+                "engine": f"webrt {label}", "threads": t,
+                "prefill_tokens_per_s": r["prefill_tokens_per_s"], "decode_tokens_per_s": r["decode_tokens_per_s"],
+                "prefill_vs_native": r["prefill_tokens_per_s"] / nat["prefill_tokens_per_s"],
+                "decode_vs_native": r["decode_tokens_per_s"] / nat["decode_tokens_per_s"],
+                "prefill_vs_wllama": r["prefill_tokens_per_s"] / wl["prefill_tokens_per_s"],
+                "decode_vs_wllama": r["decode_tokens_per_s"] / wl["decode_tokens_per_s"],
+                "tokens_agreeing_with_native": _common_prefix(r["tokens"], native[t]["tokens"]),
+                "text": tokenizer.decode(r["tokens"]),
+            })
+        rows.append({"engine": "native llama.cpp", "threads": t, **nat,
+                     "runs": [{k: v for k, v in x.items() if k.endswith("_per_s")} for x in (native[t], native_after[t])],
+                     "text": tokenizer.decode(native[t]["tokens"])})
+        rows.append({"engine": "wllama", "threads": t,
+                     **{k: wl[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s")},
+                     "prompt_tokens": wl["prompt_tokens"], "text": wl["text"]})
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_before,
+            "load_average_after": load_average(), "wall_s": round(time.time() - started), "gguf": gguf.name,
+            "prompt_tokens": len(prompt_ids), "decode_tokens": decode_tokens, "rows": rows}
+
+
+def write_native_report(result: dict, out: Path) -> Path:
+    """OUT.json and OUT.md; returns the .md path."""
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    md = out.with_suffix(".md")
+    md.write_text(_markdown(result))
+    return md
+
+
+def _compile(out: Path, int_dot: bool, stage) -> Path:
+    from ..build_artifact import compile_model
+
+    if not (out / "manifest.json").is_file():
+        stage(f"compiling the default model ({'int-dot' if int_dot else 'exact'} wasm kernels)")
+        compile_model(None, out, "q4f32", tuning_candidates=False, int_dot=int_dot)
+    return out
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"# webrt wasm against native llama.cpp and wllama ({r['date']})", "",
+             f"Command: `{r['command']}`. Model: {r['gguf']} (webrt: q4f32, the GGUF's Q4_1 blocks in the group "
+             f"layout). One {r['prompt_tokens']}-token ChatML prompt, greedy, {r['decode_tokens']} tokens. "
+             f"Load average before {r['load_average_before']}, after {r['load_average_after']}; {r['wall_s']} s.",
+             "Native is llama-cpp-python 0.3.36 built with -DGGML_NATIVE=ON (AVX2), measured before and after the "
+             "browser runs (the faster of the two is used). wllama 3.8.1 in the same Chromium as webrt.", "",
+             "| engine | threads | prefill tok/s | decode tok/s | prefill / native | decode / native | "
+             "prefill / wllama | decode / wllama | tokens = native |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        def f(key, fmt="{:.2f}"):
+            return fmt.format(row[key]) if row.get(key) is not None else ""
+        lines.append(f"| {row['engine']} | {row['threads']} | {f('prefill_tokens_per_s', '{:.1f}')} | "
+                     f"{f('decode_tokens_per_s', '{:.1f}')} | {f('prefill_vs_native')} | {f('decode_vs_native')} | "
+                     f"{f('prefill_vs_wllama')} | {f('decode_vs_wllama')} | {row.get('tokens_agreeing_with_native', '')} |")
+    lines += ["", f"Targets (issue 20): decode >= {TARGETS['decode']:.0%} of native, prefill >= {TARGETS['prefill']:.0%}, "
+              "decode and prefill >= 2x wllama.", ""]
+    return "\n".join(lines) + "\n"
