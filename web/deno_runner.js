@@ -2,7 +2,8 @@
 // e.g. over Mesa's lavapipe) with one job as JSON on stdin, and reads JSON lines from stdout:
 //   {"stage": "..."} as each stage starts (the driver's watchdog names the one that hung),
 //   {"delta": "..."} for each streamed text piece of a chat, and last {"result": {...}} or {"error": "Name: message"}.
-// The jobs mirror webrt/browser.py's page scripts: forward (logits), entries (raw entry calls), chat.
+// The jobs mirror webrt/browser.py's page scripts: forward (logits), entries (raw entry calls), chat,
+// and script (any such page script).
 
 import * as webrt from "./index.js";
 
@@ -19,6 +20,13 @@ function placement(info) {
 }
 
 const JOBS = {
+  /** A page script of the Python drivers and tests, `async (args, stage) => result`, with the shell
+   * as `webrt` instead of the page's `window.webrt` (webrt/deno_driver.py run_script). */
+  async script({ source, args }) {
+    const job = new Function("webrt", `return (${source});`)(webrt);
+    return await job(args, stage);
+  },
+
   async forward({ url, device, token_lists: tokenLists, options }) {
     const model = await webrt.loadModel(url, { device, ...options, onProgress });
     const results = [];

@@ -110,6 +110,13 @@ def run_job(job: dict, on_delta=lambda text: None, timeout_s: float = STAGE_TIME
             process.wait()
 
 
+def run_script(job_js: str, args: list, timeout_s: float = STAGE_TIMEOUT_S) -> object:
+    """A page script as webrt.browser and the tests write them, `async (args, stage) => result` using
+    `window.webrt`, run in Deno with the shell as `webrt`; returns what it returns."""
+    return run_job({"job": "script", "source": job_js.strip().replace("window.webrt", "webrt"), "args": args},
+                   timeout_s=timeout_s)
+
+
 def run_forward(artifact_dir: Path, token_lists: list[list[int]], device: str = "webgpu",
                 threads: int | None = None, tuning="auto", timeout_s: float = STAGE_TIMEOUT_S,
                 over: str = "file", options: dict | None = None) -> dict:
