@@ -11,6 +11,7 @@ A divergence from the reference is reported with the reference's top-2 logit mar
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -29,47 +30,67 @@ from webrt.build_artifact import compile_model  # noqa: E402
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,"]
 TOKENS = 32
+TOP = 8  # the page reports its 8 highest logits per step; the reference is compared at those ids
 BACKENDS = {"webgpu": ("webgpu", None), "wasm-1": ("wasm", 1), "wasm-2": ("wasm", 2)}
 
 PAGE_JS = """
-async ([url, prompts, ids, n, device, threads]) => {
+async ([url, prompts, ids, n, device, threads, top]) => {
   const engine = await window.webrt.createEngine(url, { device, threads: threads ?? undefined });
   const encoded = prompts.map((p) => engine.tokenizer.encodePrompt(p));
+  // greedy as the device chooses, with each step's logits read back for the comparison
+  class Recording extends window.webrt.Sampler {
+    get needsLogits() { return true; }
+    pick(token, logits) { this.logits = logits; return token; }
+  }
+  const topOf = (logits) => {
+    const best = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]).slice(0, top);
+    return best.map((i) => [i, logits[i]]);
+  };
+  const base64 = (floats) => {
+    const bytes = new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength);
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(text);
+  };
   const gen = new window.webrt.Generator(engine.model);
-  const runs = [];
+  const runs = [], tops = [], firstLogits = [];
   for (const prompt of ids) {
     gen.reset();
-    const sampler = new window.webrt.Sampler({ temperature: 0 }, prompt);
+    const sampler = new Recording({ temperature: 0 }, prompt);
     let { token } = await gen.prefill(prompt, sampler);
-    const tokens = [token];
+    firstLogits.push(base64(Float32Array.from(sampler.logits)));
+    const tokens = [token], top_ = [topOf(sampler.logits)];
     while (tokens.length < n) {
       sampler.accept(token);
       token = await gen.decode(token, sampler);
       tokens.push(token);
+      top_.push(topOf(sampler.logits));
     }
     runs.push(tokens);
+    tops.push(top_);
   }
   // the completion box's path: text in, text out
   const reply = await engine.completions.create({ prompt: prompts[0], max_tokens: n, temperature: 0 });
   const info = { device: engine.model.device, threads: engine.model.threads, memory_bytes: engine.model.gpuBytes };
   engine.unload();
-  return { encoded, runs, completion: reply.choices[0].text, info };
+  return { encoded, runs, tops, firstLogits, completion: reply.choices[0].text, info };
 }
 """
 
 
 def reference(gguf: Path, prompts: list[str], n: int) -> dict:
-    """transformers on the same GGUF: prompt ids, greedy tokens and each step's top-2 margin."""
+    """transformers on the same GGUF: prompt ids, greedy tokens, each step's top-2 margin, and each
+    step's logits (kept in memory for the comparison, not written to the report)."""
     import torch
     import transformers
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                               torch_dtype=torch.float32).eval()
-    out = {"ids": [], "tokens": [], "margins": [], "texts": []}
+    out = {"ids": [], "tokens": [], "margins": [], "texts": [], "logits": []}
     for prompt in prompts:
         ids = tokenizer(prompt)["input_ids"]
-        tokens, margins, past = [], [], None
+        tokens, margins, steps, past = [], [], [], None
         step = torch.tensor([ids])
         with torch.no_grad():
             for _ in range(n):
@@ -78,20 +99,31 @@ def reference(gguf: Path, prompts: list[str], n: int) -> dict:
                 logits = result.logits[0, -1].numpy()
                 top2 = np.sort(logits)[-2:]
                 tokens.append(int(logits.argmax()))
+                steps.append(logits.copy())
                 margins.append(float(top2[1] - top2[0]))
                 step = torch.tensor([[tokens[-1]]])
         out["ids"].append(ids)
         out["tokens"].append(tokens)
         out["margins"].append(margins)
+        out["logits"].append(steps)
         out["texts"].append(tokenizer.decode(tokens, skip_special_tokens=True))
     return out
 
 
-def compare(ours: list[int], ref: list[int], margins: list[float]) -> dict:
+def compare(ours: list[int], ref: list[int], margins: list[float], first_logits: str, tops: list,
+            ref_logits: list[np.ndarray]) -> dict:
+    """Greedy agreement, plus the logit errors: over the whole vocabulary after the prompt, and at
+    the page's 8 highest logits of every step while both sides have generated the same tokens."""
     first = next((i for i, (a, b) in enumerate(zip(ours, ref)) if a != b), None)
+    prompt_logits = np.frombuffer(base64.b64decode(first_logits), dtype=np.float32)
+    same_context = len(ours) if first is None else first + 1  # step first still saw the same tokens
+    top_error = max(abs(value - ref_logits[step][i]) for step in range(same_context) for i, value in tops[step])
     return {"equal": ours == ref, "first_difference": first,
             "reference_margin_there": None if first is None else margins[first],
-            "smallest_reference_margin": min(margins)}
+            "smallest_reference_margin": min(margins),
+            "prompt_logits_max_abs_error": float(np.abs(prompt_logits - ref_logits[0]).max()),
+            "reference_logit_range": float(ref_logits[0].max() - ref_logits[0].min()),
+            "top_logits_max_abs_error": float(top_error), "steps_compared": same_context}
 
 
 @click.command()
@@ -109,23 +141,31 @@ def main(gguf_path: Path | None, artifact: Path | None, backends: str) -> None:
     with tempfile.TemporaryDirectory(prefix="webrt-gemma3-") as tmp:
         if artifact is None or not (artifact / "manifest.json").is_file():
             t = time.time()
-            artifact = compile_model(gguf_path, artifact or Path(tmp) / "gemma3", "q4f32")
+            artifact = compile_model(gguf_path, artifact or Path(tmp) / "gemma3", "q4f32", tuning_candidates=False)
             print(f"compiled in {time.time() - t:.0f} s", flush=True)
+        t = time.time()
         ref = reference(gguf_path, PROMPTS, TOKENS)
-        report = {"command": "python bench/gemma3_270m.py --backends " + backends, "gguf": gguf_path.name,
-                  "prompts": PROMPTS, "tokens": TOKENS, "reference": ref, "backends": {}}
+        ref_logits = ref.pop("logits")
+        print(f"reference in {time.time() - t:.0f} s", flush=True)
+        report = {"command": "python " + " ".join(["bench/gemma3_270m.py", *sys.argv[1:]]), "gguf": gguf_path.name,
+                  "prompts": PROMPTS, "tokens": TOKENS, "load_average_at_start": os.getloadavg(),
+                  "reference": ref, "backends": {}}
         for name in backends.split(","):
             device, threads = BACKENDS[name]
             load = os.getloadavg()[0]
             with shell_page(artifact) as (page, url):
-                run = page.evaluate(PAGE_JS, [url, PROMPTS, ref["ids"], TOKENS, device, threads])
+                t = time.time()
+                run = page.evaluate(PAGE_JS, [url, PROMPTS, ref["ids"], TOKENS, device, threads, TOP])
+            run["seconds"] = time.time() - t
             run["load_average"] = load
             run["prompt_ids_equal"] = run["encoded"] == ref["ids"]
-            run["comparisons"] = [compare(o, r, m) for o, r, m in zip(run["runs"], ref["tokens"], ref["margins"])]
+            run["comparisons"] = [compare(o, r, m, f, tp, rl) for o, r, m, f, tp, rl in zip(
+                run["runs"], ref["tokens"], ref["margins"], run.pop("firstLogits"), run.pop("tops"), ref_logits)]
             run["completion_equals_reference_text"] = run["completion"] == ref["texts"][0]
             report["backends"][name] = run
             print(name, [c["equal"] for c in run["comparisons"]], "prompt ids equal:", run["prompt_ids_equal"],
-                  flush=True)
+                  "logit errors:", [round(c["prompt_logits_max_abs_error"], 5) for c in run["comparisons"]],
+                  f"{run['seconds']:.0f} s", flush=True)
             save(report, started)  # each backend's results are kept as they come
         report["site_page"] = site_page(artifact, Path(tmp) / "site", PROMPTS[0])
         report["site_page"]["equals_reference_text"] = report["site_page"]["reply"].strip() == ref["texts"][0].strip()
@@ -168,16 +208,22 @@ def site_line(report: dict) -> str:
 def markdown(report: dict) -> str:
     ref = report["reference"]
     lines = ["# Gemma 3 270M Q4_K_M: webrt against transformers on the same GGUF", "",
-             f"`{report['command']}` ({report['wall_s'] / 60:.1f} min). First {report['tokens']} greedy tokens "
+             f"`{report['command']}` ({report['wall_s'] / 60:.1f} min; load average at start "
+             f"{report['load_average_at_start'][0]:.1f}, 2 cores shared). First {report['tokens']} greedy tokens "
              "of each prompt; the reference is transformers with `gguf_file=` (float32, its own dequantization).", "",
-             "| backend | load avg | prompt | tokens equal | first difference | reference margin there | smallest margin |",
-             "|---|---|---|---|---|---|---|"]
+             "Logit error after the prompt: max abs difference over all 262,144 logits (the reference's "
+             "logits there span the range shown); top-8 error: at the page's 8 highest logits of every step "
+             "up to the first difference.", "",
+             "| backend | load avg | s | prompt | tokens equal | first difference | reference margin there "
+             "| smallest margin | logit error after prompt (range) | top-8 error |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, run in report["backends"].items():
         for prompt, c in zip(report["prompts"], run["comparisons"]):
             margin = "" if c["reference_margin_there"] is None else f"{c['reference_margin_there']:.3f}"
-            lines.append(f"| {name} | {run['load_average']:.1f} | {prompt!r} | {c['equal']} | "
+            lines.append(f"| {name} | {run['load_average']:.1f} | {run['seconds']:.0f} | {prompt!r} | {c['equal']} | "
                          f"{'' if c['first_difference'] is None else c['first_difference']} | {margin} | "
-                         f"{c['smallest_reference_margin']:.3f} |")
+                         f"{c['smallest_reference_margin']:.3f} | {c['prompt_logits_max_abs_error']:.2e} "
+                         f"({c['reference_logit_range']:.1f}) | {c['top_logits_max_abs_error']:.2e} |")
     lines += ["", "Prompt token ids from the page's tokenizer equal transformers': "
               + ", ".join(f"{n} {r['prompt_ids_equal']}" for n, r in report["backends"].items()) + ".",
               "The completion box's text for the first prompt equals the reference's decoded tokens: "

@@ -144,8 +144,13 @@ def gguf_reference_logits(path, tokens):
         return model(torch.tensor([tokens])).logits[0].numpy()
 
 
-@pytest.mark.parametrize("arch", list(GGUF_FAMILIES))
-def test_gguf_import_matches_transformers(tmp_path, arch):
+# gemma3-split: its tied Q8_0 embedding (49152 rows of 64 B codes + 8 B scales, 3.4 MiB) over a
+# 1 MiB binding limit, so the gather and the LM head read it in three parts (webrt/models/split.py)
+GGUF_CASES = [(arch, None) for arch in GGUF_FAMILIES] + [("gemma3", 1 << 20)]
+
+
+@pytest.mark.parametrize("arch, max_binding", GGUF_CASES, ids=[*GGUF_FAMILIES, "gemma3-split"])
+def test_gguf_import_matches_transformers(tmp_path, arch, max_binding):
     """Each GGUF architecture's metadata and tensor names, against transformers loading the same
     file (gguf_file=): logits on WebGPU, argmax equal."""
     from webrt.browser import run_forward
@@ -154,10 +159,44 @@ def test_gguf_import_matches_transformers(tmp_path, arch):
     folder = make_hf_model(tmp_path / "hf", hf_arch, hidden_size=64, intermediate_size=128, vocab_size=49152,
                            max_position_embeddings=64, **overrides)
     path = write_gguf(folder, tmp_path / f"{arch}.gguf", arch)
-    artifact = compile_model(path, tmp_path / "artifact", tuning_candidates=False)
+    # split: the file's own Q8_0 blocks (q4f32 keeps each GGUF tensor's type), split in its own layout
+    options = {} if max_binding is None else {"max_binding_bytes": max_binding, "quantization": "q4f32"}
+    artifact = compile_model(path, tmp_path / "artifact", tuning_candidates=False, **options)
     tokens = [5, 17, 300, 1000, 42, 7, 99, 1234, 2000, 3, 64, 1500]  # longer than Gemma's window
+    if max_binding is not None:  # the first and last rows of every part (16384 rows each)
+        tokens += [16383, 16384, 32767, 32768, 49151]
+        assert_split(artifact, "model.embed_tokens", 3, max_binding)
     ours = np.array(run_forward(artifact, [tokens])["results"][0]["logits"], dtype=np.float32)
     ref = gguf_reference_logits(path, tokens)
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() <= 1e-3 * np.abs(ref).max()
     assert (ours.argmax(-1) == ref.argmax(-1)).all()
+
+
+# --- tables over a WebGPU binding's limit, split by rows ---
+
+def assert_split(artifact, prefix: str, parts: int, limit: int) -> None:
+    """The table's tensors are `parts` parts, each within `limit`, and the manifest names the largest."""
+    from webrt.artifact import read_manifest
+
+    manifest = read_manifest(artifact)
+    tensors = manifest["weights"]["tensors"]
+    assert not [t["name"] for t in tensors if t["name"].startswith(prefix + ".") and ".parts." not in t["name"]]
+    assert {int(t["name"].split(".parts.")[1].split(".")[0]) for t in tensors
+            if t["name"].startswith(prefix + ".parts.")} == set(range(parts))
+    largest = max(tensors, key=lambda t: t["bytes"])
+    assert manifest["device"]["largest_binding"] == {"name": largest["name"], "bytes": largest["bytes"]}
+    assert largest["bytes"] <= limit
+
+
+def test_tables_over_the_binding_limit_are_split_by_rows(tmp_path):
+    """An untied float LLaMA whose embedding and LM head (2048 x 256 f32, 2 MiB each) exceed an
+    800 kB binding limit: three parts of 683, 683 and 682 rows each, logits equal to transformers'
+    for tokens at every part's first and last row, on WebGPU and wasm."""
+    folder = make_hf_model(tmp_path / "hf", "llama", num_hidden_layers=1)
+    artifact = compile_model(folder, tmp_path / "artifact", tuning_candidates=False, max_binding_bytes=800_000)
+    for prefix in ("model.embed_tokens", "lm_head"):
+        assert_split(artifact, prefix, 3, 800_000)
+    tokens = [[0, 682, 683, 1365, 1366, 2047, 5, 1000]]
+    for device, threads in BACKENDS[:2]:
+        assert_matches_reference(folder, artifact, tokens, device, threads)

@@ -110,6 +110,15 @@ def write_shards(staging: Path, weights: dict[str, np.ndarray]) -> dict:
     return {"shards": shards, "tensors": tensors}
 
 
+def largest_binding(manifest: dict) -> dict:
+    """{name, bytes} of the largest weight or state tensor: each is bound as one WebGPU buffer, and
+    the shell checks them against maxStorageBufferBindingSize before any download."""
+    sizes = [(t["name"], t["bytes"]) for t in manifest["weights"]["tensors"]]
+    sizes += [(s["name"], int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize) for s in manifest["state"]]
+    name, size = max(sizes, key=lambda item: item[1], default=("", 0))
+    return {"name": name, "bytes": int(size)}
+
+
 def device_requirements(compiled: CompiledModule) -> dict:
     kernels = compiled.kernels.values()
     return {
@@ -197,6 +206,7 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
                       for name, (shape, dtype) in (state or {}).items()],
             "files": files,
         }
+        manifest["device"]["largest_binding"] = largest_binding(manifest)
         if tuning_db is not None:
             _add_tuning_db(staging, manifest, read_tuning_db(tuning_db))
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))

