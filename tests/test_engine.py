@@ -203,7 +203,9 @@ def test_auto_device_reports_its_choice(tiny_chat_artifact):
 
 
 # on wasm, the engine's Worker starts the thread pool's Workers itself (nested workers)
-@pytest.mark.parametrize("options", [{}, {"device": "wasm", "threads": 2}], ids=["webgpu", "wasm-2threads"])
+# no device: createEngine's "auto" takes wasm beside SwiftShader's software adapter
+@pytest.mark.parametrize("options", [{}, {"device": "webgpu"}, {"device": "wasm", "threads": 2}],
+                         ids=["auto", "webgpu", "wasm-2threads"])
 def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact, options):
     with shell_page(tiny_chat_artifact) as (page, url):
         out = page.evaluate(WORKER_JS, [url, options])
@@ -211,7 +213,7 @@ def test_engine_runs_in_a_worker_with_the_same_api(tiny_chat_artifact, options):
     assert streamed == out["first"]["choices"][0]["message"]["content"]
     assert out["error"].startswith("InputError: messages must be")
     assert {"download", "pipelines"} <= set(out["stages"])
-    assert out["info"]["device"] == options.get("device", "webgpu")
+    assert out["info"]["device"] == options.get("device", "wasm"), out["info"]["device_reason"]
     if options.get("threads"):
         assert out["info"]["threads"] == options["threads"], out["info"]["threads_reason"]
 

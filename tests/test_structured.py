@@ -108,7 +108,9 @@ def test_mask_kernel_forbids_masked_tokens_before_sampling(llama_artifact, devic
             "penalty_counts": {"data": [1.0] * len(seen), "shape": [len(seen)], "dtype": "float32"},
             "sampling": {"data": [0, penalty, 0, 0], "shape": [4], "dtype": "float32"}})
 
-    jobs = [(entry, {**inputs, "offset": {"values": [0]}, "seed": {"values": [1]}}) for entry, inputs in
+    no_bias = {"bias_ids": {"data": [], "shape": [0], "dtype": "int32"},
+               "bias_values": {"data": [], "shape": [0], "dtype": "float32"}, "logprobs": {"values": [0]}}
+    jobs = [(entry, {**inputs, **no_bias, "offset": {"values": [0]}, "seed": {"values": [1]}}) for entry, inputs in
             [prefill(every), prefill(masked), prefill(masked, 1.5, np.flatnonzero(allowed)[:5].tolist())]]
     outputs = _run_prefills(llama_artifact, jobs, device)
     free, constrained, penalized = outputs

@@ -11,7 +11,8 @@ import { Generator } from "./generator.js";
 import { GrammarCompiler } from "./grammar.js";
 import { loadModel } from "./model.js";
 import {
-  chatChunk, chatCompletion, newId, parseChatRequest, parseCompletionRequest, textChunk, textCompletion,
+  chatChunk, chatCompletion, joinLogprobs, newId, parseChatRequest, parseCompletionRequest, textChunk, textCompletion,
+  tokenLogprob,
 } from "./openai_protocol.js";
 import { Sampler } from "./sampler.js";
 import { TextStream } from "./text_stream.js";
@@ -19,12 +20,12 @@ import { ChatTokenizer } from "./tokenizer.js";
 import { callFormat, toolGrammar, toolPrompt } from "./tools.js";
 
 /**
- * options: device ("webgpu"), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
+ * options: device ("auto": WebGPU on a hardware adapter, else wasm; see loadModel), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
  * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy), tuning (false |
  * "auto" | true | {budget_s}: schedule tuning, see loadModel). For an embedding model: batchSize (32)
  * and batchTokens (512), the most sentences and padded tokens per kernel run (embeddings.js).
  */
-export async function createEngine(url, { device = "webgpu", threads, tuning, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
+export async function createEngine(url, { device = "auto", threads, tuning, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
   const model = await loadModel(url, { device, threads, tuning, onProgress });
   if (isEmbeddingModel(model.manifest)) return EmbeddingEngine.create(model, { batchSize, batchTokens }); // no chat
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
@@ -109,12 +110,15 @@ export class Engine {
       let text = "";
       let last;
       const toolCalls = [];
+      const logprobs = [];
       for await (const chunk of steps) {
         text += kind === "chat" ? chunk.choices[0].delta.content ?? "" : chunk.choices[0].text;
         toolCalls.push(...(chunk.choices[0].delta?.tool_calls ?? []));
+        if (chunk.choices[0].logprobs) logprobs.push(chunk.choices[0].logprobs);
         last = chunk;
       }
-      const result = { id: last.id, model: this.modelName, text, toolCalls, finishReason: last.choices[0].finish_reason, usage: last.usage };
+      const result = { id: last.id, model: this.modelName, text, toolCalls, finishReason: last.choices[0].finish_reason, usage: last.usage,
+                       logprobs: joinLogprobs(kind, logprobs) };
       return kind === "chat" ? chatCompletion(result) : textCompletion(result);
     })();
   }
@@ -191,9 +195,23 @@ export class Engine {
       constraint = await this.constraintFor(request);
       const sampler = new Sampler(request.sampling, prompt, constraint, this.model.manifest.model.config.vocab_size);
       const text = new TextStream(this.tokenizer, request.stop);
-      const chunk = (delta, finishReason = null, usage, toolCalls) => (kind === "chat"
-        ? chatChunk({ id, model: this.modelName, delta: toolCalls ? { tool_calls: toolCalls } : delta === null ? {} : { content: delta }, finishReason, usage })
-        : textChunk({ id, model: this.modelName, text: delta ?? "", finishReason, usage }));
+      // logprobs: the entries of tokens generated since the last chunk ride on the next one
+      let pending = [];
+      let textOffset = 0;
+      const take = () => {
+        const taken = pending.length ? pending : undefined;
+        pending = [];
+        return taken;
+      };
+      const chunk = (delta, finishReason = null, usage, toolCalls) => {
+        const logprobs = take();
+        if (kind === "chat") {
+          return chatChunk({ id, model: this.modelName, delta: toolCalls ? { tool_calls: toolCalls } : delta === null ? {} : { content: delta }, finishReason, usage, logprobs });
+        }
+        const made = textChunk({ id, model: this.modelName, text: delta ?? "", finishReason, usage, logprobs, logprobsOffset: textOffset });
+        textOffset += logprobs?.reduce((n, e) => n + e.token.length, 0) ?? 0;
+        return made;
+      };
       // with tools, text deltas are split into content and tool calls, read in the template's format (tools.js)
       const calls = kind === "chat" && request.tools && request.tools.choice !== "none"
         ? callFormat(this.tokenizer.templateSource).reader() : null;
@@ -219,6 +237,7 @@ export class Engine {
         generated += 1;
         tokenIds.push(token);
         sampler.accept(token);
+        if (sampler.last) pending.push(tokenLogprob((ids) => this.tokenizer.decode(ids), sampler.last));
         yield* pieces(text.push(token));
         if (text.stopped) {
           finishReason = "stop";

@@ -18,6 +18,8 @@ export class Generator {
     this.cached = [];
     this.allowAll = allowAllMask(model.manifest.model.config.vocab_size);
     this.masks = model.manifest.entries.decode?.inputs.some((i) => i.name === "token_mask") ?? false;
+    // logit_bias (other than -100) and logprobs are done by entries with these inputs (webrt >= issue 19)
+    this.deviceLogprobs = model.manifest.entries.decode?.inputs.some((i) => i.name === "logprobs") ?? false;
   }
 
   reset() {
@@ -54,18 +56,23 @@ export class Generator {
 
   async step(entry, chunk, sampler, sample) {
     const offset = this.cached.length;
-    const readback = !sample ? [] : sampler.needsLogits ? [0, 1] : [0];
+    const logprobs = sample && sampler.logprobs !== null;
+    const readback = !sample ? [] : [0, ...(sampler.needsLogits ? [1] : []), ...(logprobs ? [2, 3] : [])];
     const mask = (sample ? await sampler.tokenMask() : null) ?? this.allowAll;
     if (mask !== this.allowAll && !this.masks) {
       throw new GrammarError("this artifact's entries take no token_mask, so they cannot follow a grammar; recompile it with this webrt");
     }
-    const [token, logits] = await this.model.run(entry, {
+    if ((logprobs || sampler.bias.size) && !this.deviceLogprobs) {
+      throw new InputError("this artifact's entries compute no logprobs and no logit_bias other than -100; recompile it with this webrt");
+    }
+    const [token, logits, topIds, topLogprobs] = await this.model.run(entry, {
       input_ids: { data: Int32Array.from(chunk), shape: [1, chunk.length] },
       offset: { values: [offset] },
       token_mask: { data: mask, shape: [mask.length] },
       ...sampler.inputs(),
     }, { readback });
     this.cached.push(...chunk);
-    return sample ? sampler.pick(token.data[0], logits?.data) : null;
+    const top = logprobs ? { ids: topIds.data, logprobs: topLogprobs.data } : null;
+    return sample ? sampler.pick(token.data[0], logits?.data, top) : null;
   }
 }

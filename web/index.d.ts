@@ -47,6 +47,8 @@ export interface AdapterInfo {
   description?: string;
   /** a software renderer such as SwiftShader */
   software: boolean;
+  /** the adapter has `shader-f16` (the device is created with it): lavapipe in Deno, not SwiftShader */
+  shaderF16: boolean;
 }
 
 export interface LoadTimings {
@@ -219,7 +221,7 @@ export interface SamplingRequest {
   repetition_penalty?: number;
   frequency_penalty?: number;
   presence_penalty?: number;
-  /** token id -> bias in [-100, 100]; -100 keeps the token out (masked on the device) */
+  /** token id -> bias in [-100, 100], added to the logits on the device; -100 keeps the token out (the token mask) */
   logit_bias?: { [tokenId: string]: number } | null;
   /** aborting it ends the reply with finish_reason "abort", like interrupt() */
   signal?: AbortSignal | null;
@@ -230,6 +232,10 @@ export interface SamplingRequest {
 
 export interface ChatCompletionRequestBase extends SamplingRequest {
   messages: ChatMessage[];
+  /** each generated token's log-probability (log_softmax of the processed logits at temperature 1), computed on the device */
+  logprobs?: boolean | null;
+  /** 0-20 most likely alternatives per token; needs logprobs: true */
+  top_logprobs?: number | null;
   tools?: FunctionTool[];
   tool_choice?: ToolChoice;
 }
@@ -249,6 +255,8 @@ export type ChatCompletionRequest = ChatCompletionRequestStreaming | ChatComplet
 
 export interface CompletionRequestBase extends SamplingRequest {
   prompt: string;
+  /** OpenAI's legacy field: log-probabilities with this many alternatives per token (0-20) */
+  logprobs?: number | null;
 }
 
 export interface CompletionRequestStreaming extends CompletionRequestBase {
@@ -310,12 +318,32 @@ export interface ChatCompletionMessage {
   tool_calls?: ToolCall[];
 }
 
+/** One generated token: its text, log-probability and UTF-8 bytes. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+}
+
+/** logprobs of a chat choice or chunk: one entry per generated token (in a chunk: those since the last chunk). */
+export interface ChatCompletionLogprobs {
+  content: (TokenLogprob & { top_logprobs: TokenLogprob[] })[];
+}
+
+/** logprobs of a completion choice or chunk (OpenAI's legacy shape); text_offset counts from the reply's start. */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: { [token: string]: number }[];
+  text_offset: number[];
+}
+
 export interface ChatCompletion {
   id: string;
   object: "chat.completion";
   created: number;
   model: string;
-  choices: { index: number; message: ChatCompletionMessage; finish_reason: FinishReason }[];
+  choices: { index: number; message: ChatCompletionMessage; logprobs?: ChatCompletionLogprobs; finish_reason: FinishReason }[];
   usage: CompletionUsage;
 }
 
@@ -331,7 +359,7 @@ export interface ChatCompletionChunk {
   created: number;
   model: string;
   /** empty in the usage chunk of stream_options.include_usage */
-  choices: { index: number; delta: ChatCompletionDelta; finish_reason: FinishReason | null }[];
+  choices: { index: number; delta: ChatCompletionDelta; logprobs?: ChatCompletionLogprobs; finish_reason: FinishReason | null }[];
   /** on the finishing chunk (and the include_usage chunk) only */
   usage?: CompletionUsage;
 }
@@ -341,7 +369,7 @@ export interface Completion {
   object: "text_completion";
   created: number;
   model: string;
-  choices: { index: number; text: string; finish_reason: FinishReason }[];
+  choices: { index: number; text: string; logprobs?: CompletionLogprobs; finish_reason: FinishReason }[];
   usage: CompletionUsage;
 }
 
@@ -350,7 +378,7 @@ export interface CompletionChunk {
   object: "text_completion";
   created: number;
   model: string;
-  choices: { index: number; text: string; finish_reason: FinishReason | null }[];
+  choices: { index: number; text: string; logprobs?: CompletionLogprobs; finish_reason: FinishReason | null }[];
   /** on the last chunk only */
   usage?: CompletionUsage;
 }
@@ -380,6 +408,8 @@ export interface EmbeddingResponse {
 // ---- engines ---------------------------------------------------------------------------------
 
 export interface EngineOptions extends LoadModelOptions {
+  /** createEngine's default is "auto" (loadModel's is "webgpu"); engine.info.device_reason says why it chose */
+  device?: Device;
   /** tokens per prefill step (128) */
   prefillChunk?: number;
   /** "error" (default): ContextWindowError when prompt + max_tokens do not fit; "sliding": drop the oldest turns */

@@ -9,6 +9,26 @@ const SAMPLING_KEYS = ["temperature", "top_p", "top_k", "seed", "repetition_pena
 
 const given = (value) => value !== undefined && value !== null;
 export const MAX_N = 16;
+export const MAX_TOP_LOGPROBS = 20; // the device returns this many alternatives (webrt/models/sampling.py)
+
+/**
+ * Chat: logprobs true|false and top_logprobs 0-20 (OpenAI's); completions: logprobs 0-20, the
+ * number of alternatives (OpenAI's legacy field). Returns the alternatives' count, or undefined when off.
+ */
+function parseLogprobs(request, kind) {
+  const range = (name, value) => {
+    if (!(Number.isInteger(value) && value >= 0 && value <= MAX_TOP_LOGPROBS)) {
+      throw new InputError(`${name} must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${JSON.stringify(value)}`);
+    }
+    return value;
+  };
+  if (kind === "text") return given(request.logprobs) ? range("logprobs", request.logprobs) : undefined;
+  if (given(request.logprobs) && typeof request.logprobs !== "boolean") {
+    throw new InputError(`logprobs must be true or false, got ${JSON.stringify(request.logprobs)}`);
+  }
+  if (given(request.top_logprobs) && !request.logprobs) throw new InputError("top_logprobs needs logprobs: true");
+  return request.logprobs ? range("top_logprobs", request.top_logprobs ?? 0) : undefined;
+}
 
 /** logit_bias {token id: bias in [-100, 100]} as [[id, bias]]; -100 keeps a token out. */
 function parseLogitBias(bias) {
@@ -26,7 +46,7 @@ function parseLogitBias(bias) {
 }
 
 // Unknown fields are ignored, as OpenAI ignores them; a known field of the wrong type is an InputError.
-function checkCommon(request) {
+function checkCommon(request, kind) {
   if (given(request.max_tokens) && !(Number.isInteger(request.max_tokens) && request.max_tokens > 0)) {
     throw new InputError(`max_tokens must be a positive integer, got ${JSON.stringify(request.max_tokens)}`);
   }
@@ -56,6 +76,7 @@ function checkCommon(request) {
   }
   const sampling = Object.fromEntries(SAMPLING_KEYS.filter((k) => request[k] !== undefined).map((k) => [k, request[k]]));
   sampling.logit_bias = parseLogitBias(request.logit_bias);
+  sampling.logprobs = parseLogprobs(request, kind);
   return { maxTokens: request.max_tokens ?? null, stop, sampling, stream: Boolean(request.stream), n, signal,
            includeUsage: Boolean(request.stream && options?.include_usage),
            responseFormat: parseResponseFormat(request.response_format) };
@@ -84,48 +105,80 @@ export function parseChatRequest(request) {
   }
   const messages = request.messages.map(({ role, content, tool_calls, tool_call_id, name }) => ({
     role, content, ...(tool_calls ? { tool_calls } : {}), ...(tool_call_id ? { tool_call_id } : {}), ...(name ? { name } : {}) }));
-  return { ...checkCommon(request), messages, tools };
+  return { ...checkCommon(request, "chat"), messages, tools };
 }
 
 export function parseCompletionRequest(request) {
   if (typeof request?.prompt !== "string" || request.prompt.length === 0) {
     throw new InputError("prompt must be a non-empty string");
   }
-  return { ...checkCommon(request), prompt: request.prompt };
+  return { ...checkCommon(request, "text"), prompt: request.prompt };
+}
+
+/**
+ * One generated token's OpenAI logprobs entry from the sampler's record {token, logprob, top}
+ * (sampler.js). Token texts are their decoded text; bytes its UTF-8 bytes.
+ */
+export function tokenLogprob(decode, { token, logprob, top }) {
+  const entry = (id, lp) => {
+    const text = decode([id]);
+    return { token: text, logprob: lp, bytes: Array.from(new TextEncoder().encode(text)) };
+  };
+  return { ...entry(token, logprob), top_logprobs: top.map(([id, lp]) => entry(id, lp)) };
+}
+
+/** The completions API's (legacy) logprobs shape for entries of tokenLogprob; offsets count from `offset`. */
+export function textLogprobs(entries, offset = 0) {
+  const text_offset = [];
+  for (const e of entries) {
+    text_offset.push(offset);
+    offset += e.token.length;
+  }
+  return { tokens: entries.map((e) => e.token), token_logprobs: entries.map((e) => e.logprob),
+           top_logprobs: entries.map((e) => Object.fromEntries(e.top_logprobs.map((t) => [t.token, t.logprob]))), text_offset };
+}
+
+/** A whole reply's logprobs from its chunks' (a chat's content entries, or one completions-shaped object). */
+export function joinLogprobs(kind, pieces) {
+  if (!pieces.length) return undefined;
+  if (kind === "chat") return pieces.flatMap((p) => p.content);
+  const keys = ["tokens", "token_logprobs", "top_logprobs", "text_offset"];
+  return Object.fromEntries(keys.map((k) => [k, pieces.flatMap((p) => p[k])]));
 }
 
 let counter = 0;
 export const newId = (prefix) => `${prefix}-${Date.now().toString(36)}${(counter++).toString(36)}`;
 
-export function chatCompletion({ id, model, text, toolCalls = [], finishReason, usage }) {
+export function chatCompletion({ id, model, text, toolCalls = [], finishReason, usage, logprobs }) {
   const message = toolCalls.length
     ? { role: "assistant", content: text.trim() || null, tool_calls: toolCalls.map(({ index, ...call }) => call) }
     : { role: "assistant", content: text };
   return {
     id, object: "chat.completion", created: Math.floor(Date.now() / 1000), model,
-    choices: [{ index: 0, message, finish_reason: finishReason }],
+    choices: [{ index: 0, message, ...(logprobs ? { logprobs: { content: logprobs } } : {}), finish_reason: finishReason }],
     usage,
   };
 }
 
-export function chatChunk({ id, model, delta, finishReason = null, usage }) {
+export function chatChunk({ id, model, delta, finishReason = null, usage, logprobs }) {
   return {
     id, object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model,
-    choices: [{ index: 0, delta, finish_reason: finishReason }],
+    choices: [{ index: 0, delta, ...(logprobs ? { logprobs: { content: logprobs } } : {}), finish_reason: finishReason }],
     ...(usage ? { usage } : {}),
   };
 }
 
-export function textCompletion({ id, model, text, finishReason, usage }) {
+export function textCompletion({ id, model, text, finishReason, usage, logprobs }) {
   return {
     id, object: "text_completion", created: Math.floor(Date.now() / 1000), model,
-    choices: [{ index: 0, text, finish_reason: finishReason }], usage,
+    choices: [{ index: 0, text, ...(logprobs ? { logprobs } : {}), finish_reason: finishReason }], usage,
   };
 }
 
-export function textChunk({ id, model, text, finishReason = null, usage }) {
+export function textChunk({ id, model, text, finishReason = null, usage, logprobs, logprobsOffset = 0 }) {
   return {
     id, object: "text_completion", created: Math.floor(Date.now() / 1000), model,
-    choices: [{ index: 0, text, finish_reason: finishReason }], ...(usage ? { usage } : {}),
+    choices: [{ index: 0, text, ...(logprobs ? { logprobs: textLogprobs(logprobs, logprobsOffset) } : {}), finish_reason: finishReason }],
+    ...(usage ? { usage } : {}),
   };
 }

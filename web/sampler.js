@@ -1,6 +1,8 @@
 // Sampling settings and state for one generation. The device does the common cases (penalties,
-// greedy, temperature via Gumbel-max) and returns one token id; with top-k or top-p the sampler
-// reads the penalized logits back and samples here. See webrt/models/sampling.py.
+// logit bias, greedy, temperature via Gumbel-max) and returns one token id; with top-k or top-p the
+// sampler reads the processed logits back and samples here. See webrt/models/sampling.py.
+// With logprobs the device also returns the chosen token's log-probability and the 20 most likely
+// tokens with theirs (never the vocabulary row); `last` holds them for the token just picked.
 // With a grammar (a GrammarConstraint, grammar.js) the sampler also holds its state: the next
 // step's token bitmask comes from it, and every accepted token advances it.
 
@@ -35,8 +37,8 @@ export class Sampler {
     this.options = o;
     this.constraint = constraint;
     this.vocabSize = vocabSize;
-    // a bias of -100 keeps the token out through the token mask, on the device; any other bias is
-    // added to the read-back logits before the choice
+    // a bias of -100 keeps the token out through the token mask; any other bias is added to the
+    // logits by the entry (bias_ids / bias_values); both on the device
     this.banned = [];
     this.bias = new Map();
     for (const [id, bias] of o.logit_bias) {
@@ -44,6 +46,9 @@ export class Sampler {
       if (bias <= -100) this.banned.push(id);
       else if (bias !== 0) this.bias.set(id, bias);
     }
+    // logprobs: null (off), or how many alternatives per token (top_logprobs, 0-20)
+    this.logprobs = o.logprobs ?? null;
+    this.last = null;
     this.random = mulberry32(o.seed ?? Math.floor(Math.random() * 2 ** 31));
     this.seen = new Map(); // token id -> count in the reply (0 for prompt-only tokens)
     if (o.repetition_penalty !== 1) for (const t of promptTokens) if (!this.seen.has(t)) this.seen.set(t, 0);
@@ -56,7 +61,7 @@ export class Sampler {
 
   /** Top-k / top-p need the distribution's order: the logits are read back for them. */
   get needsLogits() {
-    return this.bias.size > 0 || (this.options.temperature > 0 && (this.options.top_k > 0 || this.options.top_p < 1));
+    return this.options.temperature > 0 && (this.options.top_k > 0 || this.options.top_p < 1);
   }
 
   /** The sampling inputs of the prefill/decode entries for the next step. */
@@ -68,17 +73,32 @@ export class Sampler {
       penalty_counts: { data: Float32Array.from(ids.map((t) => this.seen.get(t))), shape: [ids.length] },
       sampling: { data: Float32Array.of(o.temperature, o.repetition_penalty, o.frequency_penalty, o.presence_penalty), shape: [4] },
       seed: { values: [Math.floor(this.random() * 2 ** 31)] },
+      bias_ids: { data: Int32Array.from(this.bias.keys()), shape: [this.bias.size] },
+      bias_values: { data: Float32Array.from(this.bias.values()), shape: [this.bias.size] },
+      logprobs: { values: [this.logprobs === null ? 0 : 1] },
     };
   }
 
-  /** The next token: the device's choice, or a top-k / top-p draw from the read-back logits. */
-  pick(deviceToken, logits) {
-    if (!this.needsLogits) return deviceToken;
-    const { temperature, top_k, top_p } = this.options;
-    if (this.bias.size) {
-      logits = Float32Array.from(logits);
-      for (const [id, bias] of this.bias) logits[id] += bias;
+  /**
+   * The next token: the device's choice, or a top-k / top-p draw from the read-back logits.
+   * top ({ids: Int32Array [20], logprobs: Float32Array [21]}, with logprobs on): the device's
+   * log-probabilities, kept in `last` as {token, logprob, top: [[id, logprob]]}.
+   */
+  pick(deviceToken, logits, top = null) {
+    const token = this.needsLogits ? this.draw(logits) : deviceToken;
+    if (top) {
+      // the device scored its own choice; a host draw's comes from the logits it read back and
+      // the device's log-sum-exp (logprob of the top token = its logit - lse)
+      const logprob = token === deviceToken ? top.logprobs[0] : logits[token] - logits[top.ids[0]] + top.logprobs[1];
+      const alternatives = Array.from(top.ids.subarray(0, this.logprobs), (id, i) => [id, top.logprobs[i + 1]]);
+      this.last = { token, logprob, top: alternatives };
     }
+    return token;
+  }
+
+  /** A top-k / top-p draw (or greedy) from the read-back logits. */
+  draw(logits) {
+    const { temperature, top_k, top_p } = this.options;
     if (temperature === 0) return logits.reduce((best, x, i) => (x > logits[best] ? i : best), 0);
     let order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a]);
     if (top_k > 0) order = order.slice(0, top_k);

@@ -68,6 +68,10 @@ export class WasmExecutor {
     const allocate = (bytes) => {
       const ptr = this.kernels.alloc(bytes);
       allocations.push(ptr);
+      // zeroed, as WebGPU's new buffers are: memory freed by an evicted program held other data, and
+      // a plan read storage it had not written (generation went wrong once the logprobs programs
+      // made evictions frequent; zeroing fixed it)
+      this.kernels.zero(ptr, bytes);
       return ptr;
     };
     const tensors = {};

@@ -20,10 +20,11 @@ from tvm.script import tirx as T
 from ..config import ModelConfig
 from .quantized import QLinear, QuantizedWeight, quantized_embed, quantized_matmul
 from .split import RowSplit, concat_logits, split_embed
-from .sampling import SAMPLING_PARAMS, choose, mask_tokens, mask_words, penalize
+from .sampling import SAMPLING_PARAMS, add_bias, choose, mask_tokens, mask_words, penalize, top_logprobs
 
 # The inputs of the prefill/decode entries that are not weights or state, in order.
-GENERATE_INPUTS = ["input_ids", "offset", "token_mask", "penalty_ids", "penalty_counts", "sampling", "seed"]
+GENERATE_INPUTS = ["input_ids", "offset", "token_mask", "penalty_ids", "penalty_counts", "sampling", "seed",
+                   "bias_ids", "bias_values", "logprobs"]
 
 
 def apply_rope(x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor, head_dim: int, offset=0) -> nn.Tensor:
@@ -374,30 +375,38 @@ class CausalLM(nn.Module):
         return op.matmul(x, op.permute_dims(table.weight))
 
     def prefill(self, input_ids: nn.Tensor, offset: int, token_mask: nn.Tensor, penalty_ids: nn.Tensor,
-                penalty_counts: nn.Tensor, sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
+                penalty_counts: nn.Tensor, sampling: nn.Tensor, seed: int, bias_ids: nn.Tensor,
+                bias_values: nn.Tensor, logprobs: int) -> tuple[nn.Tensor, ...]:
         """Tokens [1, n] at positions offset..offset+n-1: their keys and values are appended to the
         caches, and the next token is sampled from the last position's logits (see sampling.py).
         token_mask is a grammar's bitmask of allowed tokens (all ones without one), applied before
-        the penalties. Returns (token [1] int32, penalized logits [1, 1, vocab]); the shell reads back the token,
-        and the logits only when it samples with top-k / top-p itself."""
+        the penalties; the logit bias comes after them. Returns (token [1] int32, processed logits
+        [1, 1, vocab], top ids [20] int32, logprobs [21]); the shell reads back the token, the
+        logits only when it samples with top-k / top-p itself, and the last two (computed only when
+        `logprobs` is 1) for OpenAI's logprobs."""
         x = self.embed(input_ids)
         for i, (layer, k, v) in enumerate(zip(self.model.layers, self.kv_cache.k, self.kv_cache.v)):
             x = layer.forward_cached(x, *self._tables(i), k.data, v.data, offset)
         logits = mask_tokens(self.logits(self.model.norm(last_position(x))), token_mask)
-        logits = penalize(logits, penalty_ids, penalty_counts, sampling)
-        return choose(logits, sampling, seed), logits
+        logits = add_bias(penalize(logits, penalty_ids, penalty_counts, sampling), bias_ids, bias_values)
+        token = choose(logits, sampling, seed)
+        return (token, logits, *top_logprobs(logits, token, logprobs))
 
     def decode(self, input_ids: nn.Tensor, offset: int, token_mask: nn.Tensor, penalty_ids: nn.Tensor,
-               penalty_counts: nn.Tensor, sampling: nn.Tensor, seed: int) -> tuple[nn.Tensor, nn.Tensor]:
+               penalty_counts: nn.Tensor, sampling: nn.Tensor, seed: int, bias_ids: nn.Tensor,
+               bias_values: nn.Tensor, logprobs: int) -> tuple[nn.Tensor, ...]:
         """prefill for exactly one token: a static shape, so GEMV schedules apply."""
-        return self.prefill(input_ids, offset, token_mask, penalty_ids, penalty_counts, sampling, seed)
+        return self.prefill(input_ids, offset, token_mask, penalty_ids, penalty_counts, sampling, seed,
+                            bias_ids, bias_values, logprobs)
 
     def get_default_spec(self) -> nn.spec.ModuleSpec:
         mode = {"param_mode": "plain", "effect_mode": "none"}
         sampling = {"token_mask": nn.spec.Tensor([mask_words(self.cfg.vocab_size)], "int32"),
                     "penalty_ids": nn.spec.Tensor(["num_penalized"], "int32"),
                     "penalty_counts": nn.spec.Tensor(["num_penalized"], "float32"),
-                    "sampling": nn.spec.Tensor([SAMPLING_PARAMS], "float32"), "seed": nn.spec.Int()}
+                    "sampling": nn.spec.Tensor([SAMPLING_PARAMS], "float32"), "seed": nn.spec.Int(),
+                    "bias_ids": nn.spec.Tensor(["num_biased"], "int32"),
+                    "bias_values": nn.spec.Tensor(["num_biased"], "float32"), "logprobs": nn.spec.Int()}
         spec = {
             "forward": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "$": mode},
             "prefill": {"input_ids": nn.spec.Tensor([1, "seq_len"], "int32"), "offset": nn.spec.Int(),

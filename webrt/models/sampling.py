@@ -3,19 +3,26 @@
     mask_tokens           a grammar's vocabulary bitmask (structured output, web/grammar.js): tokens
                           whose bit is 0 get MASKED_LOGIT, before the penalties and the choice
     penalize              repetition / frequency / presence penalties for the tokens seen so far
+    add_bias              OpenAI's logit_bias: a bias added to the listed tokens' logits
     choose                greedy argmax when temperature is 0, else the Gumbel-max trick:
                           argmax(logits / T + g) with g = -log(-log(u)) samples softmax(logits / T)
                           exactly; u comes from a counter-based hash of (seed, token id), so a
                           seed reproduces the same tokens.
+
+    top_logprobs          OpenAI's logprobs: the chosen token's log-probability and the TOP_LOGPROBS
+                          most likely tokens with theirs, under log_softmax of the processed logits
+                          (at temperature 1), so a step reads back 41 numbers instead of the vocabulary
 
 Top-k and top-p need the sorted distribution; the shell reads the (penalized) logits back for them.
 """
 
 from __future__ import annotations
 
+from tvm import relax as rx
 from tvm import te, tirx
 from tvm.relax.frontend import nn
 from tvm.relax.frontend.nn import op
+from tvm.script import tirx as T
 
 # params tensor layout: [temperature, repetition_penalty, frequency_penalty, presence_penalty]
 SAMPLING_PARAMS = 4
@@ -76,6 +83,138 @@ def penalize(logits: nn.Tensor, token_ids: nn.Tensor, counts: nn.Tensor, params:
     hits, seen = op.tensor_expr_op(lambda ids, c: listed(ids, c, int(logits.shape[2])), "penalty_lookup",
                                    [token_ids, counts])
     return op.tensor_expr_op(apply, "penalize", [logits, hits, seen, params])
+
+
+def add_bias(logits: nn.Tensor, bias_ids: nn.Tensor, bias_values: nn.Tensor) -> nn.Tensor:
+    """logits [1, 1, vocab] plus bias_values[j] at token bias_ids[j] (distinct ids; none: no bias).
+    A gather, like the penalties."""
+
+    def lookup(ids: te.Tensor, values: te.Tensor, vocab: int):
+        j = te.reduce_axis((0, ids.shape[0]), name="j")
+        return te.compute((vocab,), lambda v: te.sum(tirx.Select(ids[j] == v, values[j], tirx.const(0.0, "float32")),
+                                                     axis=j), name="bias")
+
+    bias = op.tensor_expr_op(lambda ids, values: lookup(ids, values, int(logits.shape[2])), "bias_lookup",
+                             [bias_ids, bias_values])
+    return op.tensor_expr_op(lambda x, b: te.compute(x.shape, lambda i, s, v: x[i, s, v] + b[v], name="biased"),
+                             "add_bias", [logits, bias])
+
+
+# At most this many alternatives per token (OpenAI's top_logprobs is 0-20).
+TOP_LOGPROBS = 20
+# Tokens per thread in the first top-k stage.
+TOP_CHUNK = 256
+
+
+@T.macro
+def _insert(best, best_id, row, carry, carry_id, value, index, k):
+    """Insert (value, index) into best[row, 0:k] (sorted, largest first) when it beats the last
+    entry: carried down the list, swapping with each smaller entry (a strict ">", so among equal
+    values the earlier one stays first). carry / carry_id [row, 0:2] hold the carried pair."""
+    if value > best[row, k - 1]:
+        carry[row, 0] = value
+        carry_id[row, 0] = index
+        for j in range(k):
+            if carry[row, 0] > best[row, j]:
+                carry[row, 1] = best[row, j]
+                carry_id[row, 1] = best_id[row, j]
+                best[row, j] = carry[row, 0]
+                best_id[row, j] = carry_id[row, 0]
+                carry[row, 0] = carry[row, 1]
+                carry_id[row, 0] = carry_id[row, 1]
+
+
+def top_logprobs(logits: nn.Tensor, token: nn.Tensor, enabled) -> tuple[nn.Tensor, nn.Tensor]:
+    """For logits [1, 1, vocab] and the chosen token [1]: (ids int32 [TOP_LOGPROBS], logprobs
+    float32 [1 + TOP_LOGPROBS]): the most likely ids in order (lowest id first on ties), then the
+    chosen token's log-probability followed by theirs. Nothing runs when `enabled` is 0.
+
+    Two stages, as in _argmax_i32: one thread per chunk of TOP_CHUNK tokens keeps the chunk's best
+    TOP_LOGPROBS by insertion (most tokens fail the first comparison) and the chunk's sum of
+    exp(x - chunk max); one thread merges the chunks' lists and sums into log-sum-exp. Lists and
+    carried values live in the functions' outputs, a row per thread, not in local arrays: the CPU
+    build takes those from the heap on every call, and doing so corrupted the KV cache's
+    neighbourhood once programs were freed and reallocated (seen on wasm, not on WebGPU)."""
+    vocab = int(logits.shape[2])
+    k = TOP_LOGPROBS
+    chunks = (vocab + TOP_CHUNK - 1) // TOP_CHUNK
+    lowest = -3.0e38
+
+    @T.prim_func(private=True, s_tir=True)
+    def top_chunks(var_x: T.handle, enabled: T.int64, var_ids: T.handle, var_vals: T.handle, var_sums: T.handle,
+                   var_carry: T.handle, var_carry_id: T.handle):
+        T.func_attr({"tirx.noalias": True})
+        x = T.match_buffer(var_x, (1, 1, vocab), "float32")
+        ids = T.match_buffer(var_ids, (chunks, k), "int32")
+        vals = T.match_buffer(var_vals, (chunks, k), "float32")
+        sums = T.match_buffer(var_sums, (chunks,), "float32")
+        carry = T.match_buffer(var_carry, (chunks, 2), "float32")
+        carry_id = T.match_buffer(var_carry_id, (chunks, 2), "int32")
+        for c in range(chunks):
+            with T.sblock("top_chunk"):
+                vc = T.axis.spatial(chunks, c)
+                T.reads(x[0, 0, 0:vocab])
+                T.writes(ids[vc, 0:k], vals[vc, 0:k], sums[vc], carry[vc, 0:2], carry_id[vc, 0:2])
+                if enabled > T.int64(0):
+                    for j in range(k):
+                        vals[vc, j] = T.float32(lowest)
+                        ids[vc, j] = -1
+                    for i in range(TOP_CHUNK):
+                        if vc * TOP_CHUNK + i < vocab:
+                            _insert(vals, ids, vc, carry, carry_id, x[0, 0, vc * TOP_CHUNK + i],
+                                    T.Cast("int32", vc * TOP_CHUNK + i), k)
+                    sums[vc] = T.float32(0)
+                    for i in range(TOP_CHUNK):
+                        if vc * TOP_CHUNK + i < vocab:
+                            sums[vc] = sums[vc] + T.exp(x[0, 0, vc * TOP_CHUNK + i] - vals[vc, 0])
+
+    @T.prim_func(private=True, s_tir=True)
+    def top_merge(var_ids: T.handle, var_vals: T.handle, var_sums: T.handle, var_x: T.handle, var_token: T.handle,
+                  enabled: T.int64, var_top_ids: T.handle, var_logprobs: T.handle, var_best: T.handle,
+                  var_carry: T.handle, var_carry_id: T.handle):
+        T.func_attr({"tirx.noalias": True})
+        ids = T.match_buffer(var_ids, (chunks, k), "int32")
+        vals = T.match_buffer(var_vals, (chunks, k), "float32")
+        sums = T.match_buffer(var_sums, (chunks,), "float32")
+        x = T.match_buffer(var_x, (1, 1, vocab), "float32")
+        token = T.match_buffer(var_token, (1,), "int32")
+        top_ids = T.match_buffer(var_top_ids, (1, k), "int32")
+        logprobs = T.match_buffer(var_logprobs, (k + 1,), "float32")
+        best = T.match_buffer(var_best, (1, k + 1), "float32")  # [0, k]: the log-sum-exp
+        carry = T.match_buffer(var_carry, (1, 2), "float32")
+        carry_id = T.match_buffer(var_carry_id, (1, 2), "int32")
+        for o in range(1):
+            with T.sblock("top_merge"):
+                vo = T.axis.spatial(1, o)
+                T.reads(ids[0:chunks, 0:k], vals[0:chunks, 0:k], sums[0:chunks], x[0, 0, 0:vocab], token[0])
+                T.writes(top_ids[vo, 0:k], logprobs[0:k + 1], best[vo, 0:k + 1], carry[vo, 0:2], carry_id[vo, 0:2])
+                if enabled > T.int64(0):
+                    for j in range(k):
+                        best[vo, j] = T.float32(lowest)
+                        top_ids[vo, j] = -1
+                    # chunks come in token order and each list is sorted: ties keep the lower id first
+                    for c, i in T.grid(chunks, k):
+                        _insert(best, top_ids, vo, carry, carry_id, vals[c, i], ids[c, i], k)
+                    # log-sum-exp: the chunks' sums rescaled to the overall max
+                    best[vo, k] = T.float32(0)
+                    for c in range(chunks):
+                        best[vo, k] = best[vo, k] + sums[c] * T.exp(vals[c, 0] - best[vo, 0])
+                    best[vo, k] = best[vo, 0] + T.log(best[vo, k])
+                    logprobs[0] = x[0, 0, token[0]] - best[vo, k]
+                    for j in range(k):
+                        logprobs[j + 1] = best[vo, j] - best[vo, k]
+
+    chunk_ids, chunk_vals, chunk_sums, _, _ = op.tensor_ir_op(
+        top_chunks, "top_logprobs_chunks", [logits, rx.ShapeExpr([enabled])],
+        [nn.Tensor.placeholder((chunks, k), "int32"), nn.Tensor.placeholder((chunks, k), "float32"),
+         nn.Tensor.placeholder((chunks,), "float32"), nn.Tensor.placeholder((chunks, 2), "float32"),
+         nn.Tensor.placeholder((chunks, 2), "int32")])
+    top_ids, logprobs, _, _, _ = op.tensor_ir_op(
+        top_merge, "top_logprobs", [chunk_ids, chunk_vals, chunk_sums, logits, token, rx.ShapeExpr([enabled])],
+        [nn.Tensor.placeholder((1, k), "int32"), nn.Tensor.placeholder((k + 1,), "float32"),
+         nn.Tensor.placeholder((1, k + 1), "float32"), nn.Tensor.placeholder((1, 2), "float32"),
+         nn.Tensor.placeholder((1, 2), "int32")])
+    return op.reshape(top_ids, (k,)), logprobs
 
 
 def _uniform(seed, index):
