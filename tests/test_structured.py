@@ -162,6 +162,7 @@ def test_json_schemas_validate_on_wasm_where_unconstrained_output_does_not(defau
         assert validates(text, case["schema"]), (case["name"], text)
         assert r["finish"] == "stop", (case["name"], r["finish"])
         assert r["usage"]["extra"]["grammar"]["steps"] >= r["usage"]["completion_tokens"]
+        assert r["usage"]["extra"]["grammar"]["overlapped"] == 0  # wasm: the kernels run on the engine's thread
     invalid = [c["name"] for c, r in zip(cases, free) if not validates(r["message"]["content"], c["schema"])]
     assert len(invalid) >= len(cases) // 2, f"unconstrained replies that validate: {len(cases) - len(invalid)}"
 
@@ -176,6 +177,9 @@ def test_json_schema_on_webgpu(default_artifact):
     assert "error" not in r, r
     assert validates(r["message"]["content"], schema), r["message"]["content"]
     assert r["usage"]["extra"]["device"] == "webgpu"
+    # every step's mask was filled by xgrammar while the device ran that step's forward pass
+    grammar = r["usage"]["extra"]["grammar"]
+    assert grammar["steps"] >= r["usage"]["completion_tokens"] and grammar["overlapped"] == grammar["steps"], grammar
 
 
 def test_date_grammar_json_object_length_and_bad_input(default_artifact):

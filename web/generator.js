@@ -58,17 +58,24 @@ export class Generator {
     const offset = this.cached.length;
     const logprobs = sample && sampler.logprobs !== null;
     const readback = !sample ? [] : [0, ...(sampler.needsLogits ? [1] : []), ...(logprobs ? [2, 3] : [])];
-    const mask = (sample ? await sampler.tokenMask() : null) ?? this.allowAll;
-    if (mask !== this.allowAll && !this.masks) {
+    const masked = sample && sampler.masksTokens;
+    if (masked && !this.masks) {
       throw new GrammarError("this artifact's entries take no token_mask, so they cannot follow a grammar; recompile it with this webrt");
     }
+    // the grammar's mask comes `later`: the WebGPU executor asks for it once the forward pass is
+    // submitted, so xgrammar fills it while the device runs (plan_executor.js); `data` stands in
+    // for the shape checks
+    const width = this.allowAll.length;
+    const tokenMask = masked
+      ? { data: this.allowAll, shape: [width], later: async (inFlight) => (await sampler.tokenMask(inFlight)) ?? this.allowAll }
+      : { data: this.allowAll, shape: [width] };
     if ((logprobs || sampler.bias.size) && !this.deviceLogprobs) {
       throw new InputError("this artifact's entries compute no logprobs and no logit_bias other than -100; recompile it with this webrt");
     }
     const [token, logits, topIds, topLogprobs] = await this.model.run(entry, {
       input_ids: { data: Int32Array.from(chunk), shape: [1, chunk.length] },
       offset: { values: [offset] },
-      token_mask: { data: mask, shape: [mask.length] },
+      token_mask: tokenMask,
       ...sampler.inputs(),
     }, { readback });
     this.cached.push(...chunk);

@@ -184,11 +184,12 @@ export class GrammarConstraint {
     this.whitespace = whitespace;
     this.trailing = trailing;
     this.run = 0; // whitespace characters at the end of the text so far
-    this.stats = { mask_ms: 0, accept_ms: 0, steps: 0 };
+    // overlapped: masks filled while the device ran the step's forward pass (WebGPU)
+    this.stats = { mask_ms: 0, accept_ms: 0, steps: 0, overlapped: 0 };
   }
 
   /** The bitmask (Int32Array, one bit per token) of the tokens the grammar allows next. */
-  async mask() {
+  async mask(inFlight = false) {
     const t0 = performance.now();
     const mask = await this.matcher.getNextTokenBitmask();
     if (this.run >= WHITESPACE_RUN_CAP) {
@@ -198,6 +199,7 @@ export class GrammarConstraint {
     }
     this.stats.mask_ms += performance.now() - t0;
     this.stats.steps += 1;
+    if (inFlight) this.stats.overlapped += 1;
     return mask;
   }
 

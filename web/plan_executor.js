@@ -7,7 +7,7 @@
 // (offset 17, 18, ...) reuses one program and allocates nothing.
 
 import { InputError } from "./errors.js";
-import { bindShapeVars, product, ProgramCache, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
+import { bindShapeVars, product, ProgramCache, resolveLater, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
 import { bindGroupFor, createBuffer, submit, trackedBuffer, writePods } from "./webgpu_backend.js";
 
@@ -28,8 +28,10 @@ export class PlanExecutor {
    * (output indices; default all), null for the others, which stay on the device.
    */
   async run(entryName, inputs, { readback, profile } = {}) {
+    if (profile) inputs = await resolveLater(inputs);
     const { plan, env, program, dispatches } = this.dispatchesOf(entryName, inputs);
     if (profile) await this.profile(dispatches, profile);
+    const late = await this.submitUntilLate(plan, program, dispatches, inputs);
     const wanted = readback ?? plan.outputs.map((_, i) => i);
     const outputs = plan.outputs.map((id) => {
       const tensor = program.tensors[id];
@@ -37,12 +39,32 @@ export class PlanExecutor {
       return { tensor, shape, size: Math.ceil(tensorBytes(shape, tensor.dtype) / 4) * 4 };
     });
     const regions = wanted.map((i) => ({ buffer: outputs[i].tensor.buffer, offset: outputs[i].tensor.offset, size: outputs[i].size }));
-    const bytes = await submit(this.device, dispatches, regions);
+    const bytes = await submit(this.device, dispatches.slice(late), regions);
     return outputs.map((out, i) => {
       const j = wanted.indexOf(i);
       if (j < 0) return null;
       return { data: new TYPED_ARRAY[out.tensor.dtype](bytes[j], 0, product(out.shape)), shape: out.shape, dtype: out.tensor.dtype };
     });
+  }
+
+  /**
+   * With `later` inputs (the grammar's mask): submit the dispatches before the first that reads
+   * one, ask for the values while the device runs them, and write them. Returns how many dispatches
+   * went (0 without later inputs). The queue keeps the order: first part, the writes, the rest.
+   */
+  async submitUntilLate(plan, program, dispatches, inputs) {
+    const late = plan.inputs.filter((input) => inputs[input.name]?.later);
+    if (!late.length) return 0;
+    const reads = (d) => late.some((input) => plan.steps[d.launch.step].args.includes(input.id));
+    const first = Math.max(0, dispatches.findIndex(reads));
+    const running = first > 0 ? submit(this.device, dispatches.slice(0, first), []) : null;
+    const values = await resolveLater(inputs, running !== null);
+    await running;
+    for (const input of late) {
+      const { data } = values[input.name];
+      this.device.queue.writeBuffer(program.tensors[input.id].buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    }
+    return first;
   }
 
   /**
@@ -56,7 +78,7 @@ export class PlanExecutor {
     const env = bindShapeVars(plan, inputs, this.bound);
     const program = this.programs.get(entryName, plan, env);
     for (const input of plan.inputs) {
-      if (input.name in this.bound || input.values) continue;
+      if (input.name in this.bound || input.values || inputs[input.name].later) continue;
       const data = inputs[input.name].data;
       // nothing to write; Deno's writeBuffer (2.9) panics on an empty ArrayBuffer, which has no backing store
       if (data.byteLength === 0) continue;

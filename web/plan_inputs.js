@@ -50,6 +50,19 @@ export class ProgramCache {
 }
 
 /** Check the inputs that are not weights or state (`bound`) and return the shape variables. */
+/**
+ * Inputs with every `later` input ({data (a stand-in of the right shape), shape, later(inFlight) ->
+ * Promise<TypedArray>}) replaced by its value. inFlight tells the producer whether device work runs
+ * meanwhile.
+ */
+export async function resolveLater(inputs, inFlight = false) {
+  const out = { ...inputs };
+  for (const [name, input] of Object.entries(inputs)) {
+    if (input?.later) out[name] = { data: await input.later(inFlight), shape: input.shape };
+  }
+  return out;
+}
+
 export function bindShapeVars(plan, inputs, bound) {
   for (const input of plan.inputs) {
     if (input.name in bound) continue;

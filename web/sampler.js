@@ -116,9 +116,17 @@ export class Sampler {
     return order[kept - 1];
   }
 
-  /** The allowed tokens of the next step (Int32Array bitmask), or null when any token may come. */
-  async tokenMask() {
-    const mask = this.constraint ? await this.constraint.mask() : null;
+  /** Whether the next step needs a token mask (a grammar, or a logit_bias of -100). */
+  get masksTokens() {
+    return this.constraint !== null || this.banned.length > 0;
+  }
+
+  /**
+   * The allowed tokens of the next step (Int32Array bitmask), or null when any token may come.
+   * inFlight: the device is running this step's forward pass meanwhile (counted in the grammar's stats).
+   */
+  async tokenMask(inFlight = false) {
+    const mask = this.constraint ? await this.constraint.mask(inFlight) : null;
     if (!this.banned.length) return mask;
     const out = mask ? Int32Array.from(mask) : allowAllMask(this.vocabSize);
     for (const id of this.banned) out[id >> 5] &= ~(1 << (id & 31));

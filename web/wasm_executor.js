@@ -3,7 +3,7 @@
 // allocated once per size bucket, as in plan_executor.js.
 
 import { InputError } from "./errors.js";
-import { bindShapeVars, product, ProgramCache, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
+import { bindShapeVars, product, ProgramCache, resolveLater, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
 
 export class WasmExecutor {
@@ -18,7 +18,8 @@ export class WasmExecutor {
 
   /** As PlanExecutor.run; `profile` (an object) gets milliseconds added per function. */
   async run(entryName, inputs, { readback, profile } = {}) {
-    const { plan, program, calls, shaped } = this.callsOf(entryName, inputs);
+    // a `later` input (the grammar's mask) is asked for first: the kernels run on this thread
+    const { plan, program, calls, shaped } = this.callsOf(entryName, await resolveLater(inputs));
     for (const call of calls) {
       const t0 = profile ? performance.now() : 0;
       this.kernels.call(this.exportOf[call.func] ?? call.func, call.args);
