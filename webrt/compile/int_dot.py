@@ -41,7 +41,20 @@ def _group_q4_block(block: SBlock):
             and isinstance(k, tirx.IntImm) and k.value % GROUP == 0
             and int(qweight.shape[1]) * 8 == k.value and int(scales.shape[1]) * GROUP == k.value):
         return None
+    # the kernel writes out as a dense [tokens, rows] matrix: out must be exactly the block's
+    # output (not a slice of a larger buffer, as a fused concatenation would write)
+    spatial = [iv.var for iv in block.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    region = block.writes[0].region
+    if (len(out.shape) != len(x.shape) or not _same(out.shape[-1], qweight.shape[0])
+            or not all(_same(a, b) for a, b in zip(out.shape[:-1], x.shape[:-1]))
+            or len(region) != len(spatial) or not all(r.min.same_as(v) for r, v in zip(region, spatial))):
+        return None
     return x, qweight, scales, mins, out
+
+
+def _same(a, b) -> bool:
+    """The same extent: one shape variable, or equal constants."""
+    return a.same_as(b) or (isinstance(a, tirx.IntImm) and isinstance(b, tirx.IntImm) and a.value == b.value)
 
 
 def _find(stmt):
