@@ -21,6 +21,7 @@ def assert_matches_reference(folder, artifact, lists, device="webgpu", threads=N
     assert result["device"] == device
     if device == "webgpu":
         assert "llvmpipe" in result["adapter"]["description"], result["adapter"]  # lavapipe, not another driver
+        assert result["adapter"]["shaderF16"] is True  # the device was created with shader-f16
     else:
         assert result["threads"] == threads, result["threads_reason"]
     for tokens, run in zip(lists, result["results"]):
@@ -75,3 +76,11 @@ def test_default_model_answers_paris_through_create_engine(default_artifact):
 def test_missing_artifact_is_a_fetch_error(url):
     with pytest.raises(Exception, match="FetchError"):
         run_script("async ([url]) => { try { await window.webrt.loadModel(url); } catch (err) { throw err; } }", [url])
+
+
+def test_adapters_report_shader_f16(llama_artifact):
+    """lavapipe in Deno has shader-f16 (asserted in every WebGPU check above); SwiftShader in Chromium has not."""
+    from webrt.browser import run_forward as run_in_chromium
+
+    adapter = run_in_chromium(llama_artifact, [[1, 2, 3]])["adapter"]
+    assert adapter["architecture"] == "swiftshader" and adapter["shaderF16"] is False

@@ -23,11 +23,13 @@ export async function createDevice(requires) {
     }
     requiredLimits[name] = Math.max(need, requiredLimits[name] ?? 0);
   }
-  const device = await adapter.requestDevice({ requiredLimits });
+  // f16 kernels need the feature on the device; where the adapter has it, every device gets it
+  const shaderF16 = adapter.features?.has("shader-f16") ?? false;
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: shaderF16 ? ["shader-f16"] : [] });
   const info = adapter.info ?? {};
   // a CPU renderer: the spec's fallback flag, or SwiftShader by name (Chromium may not set the flag)
   const software = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) || info.architecture === "swiftshader";
-  return { device, adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, software } };
+  return { device, adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, software, shaderF16 } };
 }
 
 function bindGroupLayout(device, kernel) {
