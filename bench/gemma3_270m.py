@@ -253,6 +253,9 @@ def markdown(report: dict) -> str:
               + ", ".join(f"{n} {r['prompt_ids_equal']}" for n, r in report["backends"].items()) + ".",
               "The completion box's text for the first prompt equals the reference's decoded tokens: "
               + ", ".join(f"{n} {r['completion_equals_reference_text']}" for n, r in report["backends"].items()) + ".",
+              "Memory the model holds after the runs (`model.gpuBytes`: GPU buffers on WebGPU, the wasm "
+              "memory on wasm): " + ", ".join(f"{n} {r['info'].get('memory_bytes', 0) / 2 ** 20:.0f} MiB"
+                                              for n, r in report["backends"].items()) + ".",
               "", artifact_line(report), "", site_line(report), "", "Reference continuations:", ""]
     lines += [f"- {p!r} -> {t!r}" for p, t in zip(report["prompts"], ref["texts"])]
     return "\n".join(lines) + "\n"
