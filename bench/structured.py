@@ -189,24 +189,32 @@ def write_markdown(path: Path, report: dict) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=ROOT / "bench" / "structured")
 @click.option("--add-partial", default=None, metavar="BACKEND=FILE",
               help="Add the cases a stopped run of BACKEND recorded (its <backend>.partial.json) instead of running.")
-def main(backends: str, artifact: Path | None, n_cases: int, free_on: str, out: Path, add_partial: str | None):
+@click.option("--skip", type=int, default=0, show_default=True,
+              help="Start at this case; the backend's rows recorded earlier for the cases before it are kept "
+                   "(SwiftShader's 20 cases take longer than one sitting).")
+def main(backends: str, artifact: Path | None, n_cases: int, free_on: str, out: Path, add_partial: str | None, skip: int):
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     if add_partial:
         backend, _, file = add_partial.partition("=")
         backends, partial = "", {backend: {**json.loads(Path(file).read_text()), "partial": True}}
     else:
         partial = {}
+    earlier = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     with tempfile.TemporaryDirectory(prefix="webrt-structured-") as tmp:
         if artifact is None and backends:
             artifact = compile_model(None, Path(tmp) / "smollm2", "q4f32", 512)
         results = dict(partial)
         for backend in filter(None, backends.split(",")):
             t0 = time.time()
-            results[backend] = run_backend(artifact, backend, CASES[:n_cases], backend in free_on.split(","),
-                                           Path(tmp) / f"{backend}.partial.json")
+            # kept outside tmp: a stopped run's cases can still be added with --add-partial
+            partial_file = Path(tempfile.gettempdir()) / f"webrt-structured-{backend}.partial.json"
+            results[backend] = run_backend(artifact, backend, CASES[skip:n_cases], backend in free_on.split(","), partial_file)
+            if skip:
+                kept = {c["name"] for c in CASES[:skip]}
+                before = [r for r in earlier.get("results", {}).get(backend, {}).get("rows", []) if r["name"] in kept]
+                results[backend]["rows"] = before + results[backend]["rows"]
             print(f"{backend}: {time.time() - t0:.0f} s", json.dumps(summarize({backend: results[backend]})[backend]), flush=True)
     # backends run separately (SwiftShader takes long) add to the results already written
-    earlier = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     runs = [*earlier.get("runs", []), {"backends": list(results), "command": "python bench/structured.py " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before,
             "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg())}]
