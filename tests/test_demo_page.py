@@ -1,6 +1,7 @@
 """The chat page of a built site, in headless Chromium as a visitor uses it: served by `webrt serve`
 on WebGPU and on wasm, reloaded from the Cache API, from a sub-path of a plain static host, with a
-corrupt shard, a model that will not fit, a resumed download, markup in a reply, and `webrt demo --check`."""
+corrupt shard, a model that will not fit, a resumed download, markup in a reply (inert), a Markdown reply
+(rendered, with a screenshot of its code block), and `webrt demo --check`."""
 
 from __future__ import annotations
 
@@ -164,26 +165,102 @@ def test_corrupt_shard_on_the_server_is_detected_before_use(tiny_chat_artifact, 
     assert not any("shard-0000" in key for key in cached), cached  # bad bytes are not kept, nor resumed from
 
 
+# streams `reply` through the page's own rendering path (view.renderStream), in small deltas that
+# split tags and Markdown marks; returns what the page then shows
+RENDER_JS = """async ([app, reply]) => {
+  const view = await import(`./${app}demo/view.js`);
+  async function* stream() {
+    for (let i = 0; i < reply.length; i += 5) yield { choices: [{ delta: { content: reply.slice(i, i + 5) }, finish_reason: null }] };
+    yield { choices: [{ delta: {}, finish_reason: "stop" }], usage: { completion_tokens: 9, extra: { device: "wasm", threads: 1 } } };
+  }
+  const list = document.getElementById("messages");
+  const message = view.addMessage(list, "assistant");
+  const { text } = await view.renderStream(stream(), message);
+  // a javascript: link would run when clicked (an http one would open a tab: those are left alone)
+  for (const link of list.querySelectorAll("a")) if (!/^https?:/.test(link.getAttribute("href") ?? "")) link.click();
+  await new Promise((resolve) => setTimeout(resolve, 300));  // time for an image error or a load to fire
+  return { text, shown: message.body.innerText, html: message.body.innerHTML, pwned: window.pwned ?? null,
+           tags: [...message.body.querySelectorAll("*")].map((e) => e.tagName.toLowerCase()),
+           attributes: [...message.body.querySelectorAll("*")].flatMap((e) => e.getAttributeNames()),
+           hrefs: [...message.body.querySelectorAll("a")].map((a) => a.getAttribute("href")) };
+}"""
+
+XSS = "\n\n".join([
+    '<img src=x onerror="window.pwned = 1"><script>window.pwned = 2</script><b>bold</b> & done',
+    '<div onmouseover="window.pwned = 3" style="position:fixed;inset:0">cover</div>',
+    '<svg onload="window.pwned = 4"></svg><iframe src="javascript:window.pwned = 5"></iframe>',
+    '[click](javascript:window.pwned=6) <a href="javascript:window.pwned=7">raw link</a> [ok](https://example.org/)',
+    '![tracker](http://127.0.0.1:9/pixel.png) <details open ontoggle="window.pwned = 8">x</details>',
+    "```html\n<script>window.pwned = 9</script>\n```",
+])
+
+
 def test_reply_markup_is_shown_as_text_and_runs_nothing(demo_site, demo_url):
+    """The model's raw HTML shows as text, Markdown links go only to http(s), and nothing runs:
+    no script, no event handler, no dialog, no request."""
     app = site_index(demo_site)["app"]
-    evil = '<img src=x onerror="window.pwned = 1"><script>window.pwned = 2</script><b>bold</b> & done'
     with chromium_context() as context:
         chat = ChatPage(context.new_page())
         chat.open(demo_url)
-        result = chat.page.evaluate("""async ([app, evil]) => {
-          const view = await import(`./${app}demo/view.js`);
-          async function* stream() {  // the engine's stream, in small deltas that split the tags
-            for (let i = 0; i < evil.length; i += 5) yield { choices: [{ delta: { content: evil.slice(i, i + 5) }, finish_reason: null }] };
-            yield { choices: [{ delta: {}, finish_reason: "stop" }], usage: { completion_tokens: 9, extra: {} } };
-          }
-          const list = document.getElementById("messages");
-          const message = view.addMessage(list, "assistant");
-          const { text } = await view.renderStream(stream(), message);
-          await new Promise((resolve) => setTimeout(resolve, 300));  // time for an image error to fire
-          return { text, shown: message.body.innerText, elements: list.querySelectorAll("img, script, b").length,
-                   pwned: window.pwned ?? null };
-        }""", [app, evil])
-    assert result == {"text": evil, "shown": evil, "elements": 0, "pwned": None}
+        dialogs, requests = [], []
+        chat.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        context.on("request", lambda r: requests.append(r.url))
+        result = chat.page.evaluate(RENDER_JS, [app, XSS])
+    assert result["text"] == XSS
+    assert result["pwned"] is None and dialogs == [] and requests == [], (result["pwned"], dialogs, requests)
+    assert set(result["tags"]) <= {"p", "br", "a", "pre", "code", "button"}, result["tags"]
+    assert not [a for a in result["attributes"] if a.startswith("on") or a in ("style", "src")], result["attributes"]
+    assert result["hrefs"] == [None, "https://example.org/"], result["hrefs"]  # a javascript: href is dropped
+    for raw in ('<img src=x onerror="window.pwned = 1">', "<script>window.pwned = 2</script>", "<b>bold</b> & done",
+                '<div onmouseover="window.pwned = 3" style="position:fixed;inset:0">', "<svg onload=",
+                '<a href="javascript:window.pwned=7">', '<details open ontoggle="window.pwned = 8">',
+                "<script>window.pwned = 9</script>"):
+        assert raw in result["shown"], raw  # shown as the text it is
+
+
+MARKDOWN_REPLY = """## Reversing a list
+
+Use **slicing** or `reversed()`:
+
+```python
+items = [1, 2, 3]
+print(items[::-1])
+```
+
+1. slicing makes a copy
+2. `list.reverse()` works in place
+"""
+
+
+def test_reply_markdown_is_rendered_with_a_code_block_and_a_copy_button(demo_site, demo_url):
+    app = site_index(demo_site)["app"]
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with chromium_context() as context:
+        context.grant_permissions(["clipboard-read", "clipboard-write"])
+        chat = ChatPage(context.new_page())
+        chat.open(demo_url)
+        result = chat.page.evaluate(RENDER_JS, [app, MARKDOWN_REPLY])
+        code = chat.page.locator("#messages pre").first
+        code.screenshot(path=SCREENSHOTS / "demo-markdown-code.png")
+        chat.page.locator("#messages .message").last.screenshot(path=SCREENSHOTS / "demo-markdown.png")
+        chat.page.locator("#messages pre .copy").click()
+        chat.page.wait_for_function("document.querySelector('#messages pre .copy').textContent !== 'Copy'")
+        copied = chat.page.evaluate("navigator.clipboard.readText()")
+        label = chat.page.locator("#messages pre .copy").text_content()
+        box = code.bounding_box()
+    assert result["text"] == MARKDOWN_REPLY
+    assert ["h2", "strong", "code", "pre", "ol", "li"] == [t for t in ["h2", "strong", "code", "pre", "ol", "li"] if t in result["tags"]]
+    assert '<code class="language-python">' in result["html"]
+    assert label == "Copied" and copied == "items = [1, 2, 3]\nprint(items[::-1])\n"
+    # the screenshot shows a code block: a shaded box, its monospace lines darker than the shade
+    from PIL import Image
+
+    shot = Image.open(SCREENSHOTS / "demo-markdown-code.png").convert("L")
+    assert abs(shot.width - box["width"]) <= 2 and shot.height >= 40, (shot.size, box)
+    page_white = Image.open(SCREENSHOTS / "demo-markdown.png").convert("L").getpixel((2, 2))
+    shade = shot.getpixel((3, shot.height // 2))
+    assert shade < page_white, (shade, page_white)  # the block's background differs from the message's
+    assert min(shot.getdata()) < shade - 80  # and there is text in it
 
 
 def test_model_that_will_not_fit_is_refused_before_downloading(demo_site, demo_url):

@@ -40,6 +40,8 @@ VENDOR = {
     "@huggingface/tokenizers": ("@huggingface/tokenizers/dist/tokenizers.mjs", "vendor/tokenizers.js"),
     "@huggingface/jinja": ("@huggingface/jinja/dist/index.js", "vendor/jinja.js"),
     "@mlc-ai/web-xgrammar": ("@mlc-ai/web-xgrammar/lib/index.js", "vendor/xgrammar.js"),  # structured output
+    "marked": ("marked/lib/marked.esm.js", "vendor/marked.js"),  # the chat page's Markdown
+    "dompurify": ("dompurify/dist/purify.es.mjs", "vendor/dompurify.js"),  # and its sanitizer
 }
 TEMPLATE = "demo/index.html"
 

@@ -1,8 +1,51 @@
-// What the chat page shows, built from DOM nodes. Text from the model (and from errors, which may
-// quote it) is only ever added as text nodes or textContent, never parsed as HTML: a reply that
-// contains markup shows the markup.
+// What the chat page shows, built from DOM nodes. The model's replies are Markdown: marked turns
+// them into HTML in which any raw HTML the model wrote is escaped (shown as text), and DOMPurify
+// then keeps only the tags and attributes Markdown makes, and links only to http(s) and mailto
+// URLs. Everything else (your messages, errors, which may quote the model) is only ever added as
+// text nodes or textContent.
+
+import DOMPurify from "dompurify";
+import { Marked } from "marked";
 
 const MB = 1e6;
+
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+// raw HTML in the model's Markdown (block or inline) is shown as the text it is
+const markdown = new Marked({ gfm: true, breaks: true, renderer: { html: ({ text }) => escapeHtml(text) } });
+const SANITIZE = {
+  ALLOWED_TAGS: ["p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "code", "pre",
+    "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td"],
+  ALLOWED_ATTR: ["href", "title", "start", "class", "align"],
+  ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
+};
+
+/**
+ * Show Markdown `text` in `body`: the whole text is parsed again on every call, so a reply can be
+ * re-rendered as it streams (an unclosed code fence is a code block until it closes). Code blocks
+ * get a copy button.
+ */
+export function renderMarkdown(body, text) {
+  body.innerHTML = DOMPurify.sanitize(markdown.parse(text, { async: false }).trim(), SANITIZE);
+  for (const link of body.querySelectorAll("a")) {
+    link.target = "_blank";
+    link.rel = "noopener noreferrer nofollow";
+  }
+  for (const pre of body.querySelectorAll("pre")) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy";
+    button.textContent = "Copy";
+    button.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(pre.querySelector("code")?.textContent ?? pre.textContent);
+        button.textContent = "Copied";
+      } catch {
+        button.textContent = "Copy failed";
+      }
+    });
+    pre.prepend(button);
+  }
+}
 
 export function formatBytes(n) {
   return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= MB ? `${(n / MB).toFixed(1)} MB` : `${(n / 1e3).toFixed(0)} kB`;
@@ -38,25 +81,29 @@ export function formatStats(usage, finishReason) {
   if (extra.decode_tokens_per_s) parts.push(`${extra.decode_tokens_per_s.toFixed(1)} tok/s`);
   if (extra.prefill_tokens_per_s) parts.push(`prefill ${extra.prefill_tokens_per_s.toFixed(1)} tok/s`);
   parts.push(`${usage.completion_tokens} tokens`);
+  if (extra.device) parts.push(extra.device === "wasm" ? `wasm${extra.threads > 1 ? `, ${extra.threads} threads` : ""}` : "WebGPU");
   if (finishReason === "abort") parts.push("stopped");
   else if (finishReason === "length") parts.push("max tokens reached");
   return parts.join(" · ");
 }
 
 /**
- * Show a streamed chat reply (OpenAI chunks) in `message` as it arrives; resolves to
- * {text, usage, finishReason}. The one path every reply takes to the screen.
+ * Show a streamed reply (OpenAI chunks) in `message` as it arrives, rendered as Markdown; resolves
+ * to {text (the model's own text), usage, finishReason}. The one path every reply takes to the screen.
  */
 export async function renderStream(stream, message) {
   let usage = null;
   let finishReason = null;
+  let text = "";
   message.item.classList.add("streaming");
+  message.body.classList.add("markdown");
   try {
     for await (const chunk of stream) {
       const choice = chunk.choices?.[0];
       const delta = choice?.delta?.content ?? choice?.text; // chat or text completion chunks
       if (delta) {
-        appendText(message.body, delta);
+        text += delta;
+        renderMarkdown(message.body, text);
         message.item.scrollIntoView({ block: "end" });
       }
       if (choice?.finish_reason) finishReason = choice.finish_reason;
@@ -66,7 +113,7 @@ export async function renderStream(stream, message) {
     message.item.classList.remove("streaming");
   }
   if (usage) message.stats.textContent = formatStats(usage, finishReason);
-  return { text: message.body.textContent, usage, finishReason };
+  return { text, usage, finishReason };
 }
 
 /** "download · 41.9 / 98.2 MB · 43% · 120.5 MB/s" (and how much came from the cache). */
