@@ -169,9 +169,13 @@ def report(summary: list[dict], batch_sizes: list[int], threads: list[int], load
     lines += ["", "Notes: webrt's engine runs at most 512 padded tokens per kernel call (web/embeddings.js), so batch 32 "
               "is four runs of 8; the per-token time is then close to batch 8's. The q8 model is onnxruntime's "
               "`quantize_dynamic` (QInt8, per tensor): its vectors are only ~0.93 cosine from sentence-transformers', "
-              "so the q8 column is a speed reference, not an accuracy peer. Where webrt misses 2x (batch 8 and 32), "
-              "its time is in the four dense matmuls (FFN up with GELU, FFN down, QKV, output: ~95% of a run, "
-              "3-5 GFLOP/s at this load), ORT's MLAS-backed wasm matmul is as fast or faster there."]
+              "so the q8 column is a speed reference, not an accuracy peer. webrt's time is in the four dense matmuls "
+              "(FFN up with GELU, FFN down, QKV, output: ~95% of a run), scheduled as token-blocked matmuls "
+              "(webrt/compile/cpu_schedule.py: 2 tokens x 4 weight rows per register block, the sequence padded to "
+              "the block, the epilogue and a fast-erf GELU in one pass); `python bench/embeddings_profile.py "
+              "ARTIFACT --batch 8` prints each kernel's time and GFLOP/s. At load averages of 20-30 every engine's "
+              "long kernel calls are time-sliced: the per-round numbers (embeddings.json) vary by up to 2x, so read "
+              "the ratios as rough."]
     return "\n".join(lines) + "\n"
 
 

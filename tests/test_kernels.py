@@ -6,6 +6,8 @@ step, parallel loops."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from tvm.relax.frontend import nn
@@ -16,6 +18,7 @@ from types import SimpleNamespace
 from webrt.artifact import write_artifact
 from webrt.browser import run_entries
 from webrt.compile import compile_module
+from webrt.models.bert import erf_gelu
 from webrt.models.quantized import quantized_matmul
 from webrt.quantize import GROUP, Quantized, quantize_q4
 from tests.test_parity import BACKEND_IDS, BACKENDS
@@ -31,6 +34,11 @@ class KernelChecks(nn.Module):
 
     def linear(self, x: nn.Tensor, w: nn.Tensor):
         return op.matmul(x, op.permute_dims(w))  # x @ W^T, as nn.Linear
+
+    def encoder_ffn(self, x: nn.Tensor, w: nn.Tensor, bias: nn.Tensor):
+        # a batch of sentences ("b" x "s" tokens): the token-blocked matmul (padded sequence axis)
+        # with its bias and GELU inlined into one epilogue
+        return erf_gelu(op.matmul(x, op.permute_dims(w)) + bias)
 
     def gemv(self, x: nn.Tensor, w: nn.Tensor):
         return op.matmul(x, op.permute_dims(w))  # one static row: the decode-step schedule
@@ -56,6 +64,8 @@ def _quantized_spec(bits: int) -> dict:
 SPEC = {
     "matmul": {"a": nn.spec.Tensor(["n", K], "float32"), "b": nn.spec.Tensor([K, N], "float32")},
     "linear": {"x": nn.spec.Tensor(["n", K], "float32"), "w": nn.spec.Tensor([N, K], "float32")},
+    "encoder_ffn": {"x": nn.spec.Tensor(["b", "s", K], "float32"), "w": nn.spec.Tensor([N, K], "float32"),
+                    "bias": nn.spec.Tensor([N], "float32")},
     "gemv": {"x": nn.spec.Tensor([1, 1, K], "float32"), "w": nn.spec.Tensor([N, K], "float32")},
     "qlinear4": _quantized_spec(4),
     "qlinear8": _quantized_spec(8),
@@ -109,6 +119,13 @@ def test_kernels_match_numpy(kernel_artifact, device, threads, build):
         jobs.append(("softmax", {"x": _input(s)}))
         e = np.exp(s - s.max(-1, keepdims=True))
         expected.append(e / e.sum(-1, keepdims=True))
+    erf = np.vectorize(math.erf)
+    for b, s in ((1, 1), (2, 5), (3, 8)):
+        x, w = rng.standard_normal((b, s, K), dtype=np.float32), rng.standard_normal((N, K), dtype=np.float32) * 0.1
+        bias = rng.standard_normal(N, dtype=np.float32)
+        jobs.append(("encoder_ffn", {"x": _input(x), "w": _input(w), "bias": _input(bias)}))
+        h = x.astype(np.float64) @ w.T + bias
+        expected.append((h / 2 * (1 + erf(h / math.sqrt(2)))).astype(np.float32))
     x, w = rng.standard_normal((1, 1, K), dtype=np.float32), rng.standard_normal((N, K), dtype=np.float32)
     jobs.append(("gemv", {"x": _input(x), "w": _input(w)}))
     expected.append(x @ w.T)

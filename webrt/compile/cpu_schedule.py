@@ -11,6 +11,10 @@ over head_dim) gets
   * a parallel outer loop over output blocks when the build has threads and the outputs are
     many and of a fixed count (the features of a weight matrix).
 
+x @ W^T over many tokens (a prefill, a batch of sentences) gets a register block of token rows x
+weight rows instead (_schedule_token_blocked_matmul), with the sequence padded to the block and the
+epilogue (bias, residual, GELU) in one pass.
+
 A reduction over a strided axis whose innermost output axis is contiguous (attention's
 probabilities @ V over the cache) gets its reduction loops moved outside that axis, which becomes
 SIMD lanes. Everything else (softmax, rope, cache writes, sampling) is left as generated.
@@ -30,6 +34,7 @@ from tvm.s_tir.dlight.analysis import get_root_block
 
 LANES = 4          # f32 lanes in a v128
 ROWS = 4           # outputs computed together (register blocking)
+TOKEN_BLOCK = 2    # token rows of the many-token matmul's register block (x ROWS weight rows)
 GEMV_LANES = 8    # a GEMV's partial sums per row (two v128 accumulators)
 MIN_PARALLEL_BLOCKS = 16  # fewer output blocks than this run on one thread
 MIN_PARALLEL_OUTPUTS = 8   # the same for attention's (token, head) pairs, each a pass over the cache
@@ -181,16 +186,93 @@ def _schedule_spatial_vector(sch: Schedule, block_rv, threads: bool) -> bool:
     return True
 
 
+def _dense_matmul_axes(sch: Schedule, block_rv):
+    """(token loops, output loop, reduction loop) when block_rv is x @ W^T over many tokens: one
+    reduction axis, contiguous in both reads; W read at [output, k] only and x at [tokens..., k]
+    with no output axis; at least one token axis of symbolic extent (a prefill or a batch of
+    sentences, not a decode GEMV); else None."""
+    found = _reduction_block(sch, block_rv)
+    if found is None:
+        return None
+    block, spatial, reduce = found
+    loops = sch.get_loops(block_rv)
+    if len(reduce) != 1 or len(spatial) < 2 or len(loops) != len(block.iter_vars) or len(block.reads) != 2:
+        return None
+    out, k = spatial[-1].var, reduce[0].var
+    tokens = [iv.var for iv in spatial[:-1]]
+    if (not isinstance(spatial[-1].dom.extent, tirx.IntImm) or not isinstance(reduce[0].dom.extent, tirx.IntImm)
+            or reduce[0].dom.extent.value % LANES or not _walks_contiguously(block, k)
+            or all(isinstance(iv.dom.extent, tirx.IntImm) for iv in spatial[:-1])):
+        return None
+    uses = [{i for i, v in enumerate([*tokens, out, k]) if any(_uses(r.min, v) for r in region.region)}
+            for region in block.reads]
+    token_ids, out_id, k_id = set(range(len(tokens))), len(tokens), len(tokens) + 1
+    if sorted(map(sorted, uses)) != sorted([sorted(token_ids | {k_id}), [out_id, k_id]]):
+        return None
+    return loops[:-2], loops[-2], loops[-1]
+
+
+def _schedule_token_blocked_matmul(sch: Schedule, block_rv, threads: bool, tokens: int, rows: int) -> bool:
+    """x @ W^T over many tokens (prefill, a batch of sentences): a register block of `tokens` token
+    rows x `rows` weight rows, each a v128 of partial sums over k. One k step loads tokens + rows
+    vectors for tokens x rows multiply-adds, where the one-token block (the GEMV rule) loads
+    1 + rows for rows: wasm SIMD has no FMA, so 1 + 4 loads per 4 mul+adds kept the 4x4 block
+    load-bound. Inside each sentence the blocks of weight rows are the parallel loop (a fixed
+    count): a block's rows x K weights stay in L1 while the sentence's tokens stream past."""
+    axes = _dense_matmul_axes(sch, block_rv)
+    if axes is None:
+        return False
+    token_loops, out_loop, k_loop = axes
+    out_extent = sch.get(out_loop).extent.value
+    if out_extent % rows:
+        return False
+    # pad the innermost token axis to a multiple of the block (copies of x and the output; a
+    # predicate for the last block instead would leave the block's partial sums in memory: their
+    # region is not provably small)
+    sch.pad_einsum(block_rv, [1] * (len(token_loops) - 1) + [tokens, 1, 1])
+    # the output copy and the epilogue's stages (bias, residual, GELU) inlined into its last: one
+    # pass over the output instead of one full-size intermediate per stage
+    names = [sch.get(b).name_hint for b in sch.get_child_blocks(get_root_block(sch))]
+    for name in names[names.index(sch.get(block_rv).name_hint) + 1:-1]:
+        try:
+            sch.compute_inline(sch.get_sblock(name))
+        except tvm.s_tir.ScheduleError:
+            pass  # not elementwise: it keeps its own loops
+    *token_loops, out_loop, k_loop = sch.get_loops(block_rv)
+    _, lane = sch.split(k_loop, [None, LANES])
+    rf_block = sch.rfactor(lane, factor_axis=len(token_loops) + 1)
+    *outer_tokens, token, out, k_outer, lane = sch.get_loops(rf_block)
+    # the innermost token axis alone is blocked (a batch's sentences stay outer): fusing the batch
+    # and sequence axes would make the block's region a div/mod the lane sums cannot be kept small for
+    token_outer, token_inner = sch.split(token, [None, tokens])
+    out_outer, out_inner = sch.split(out, [None, rows])
+    # a sentence's x (seq x K) stays in L2 while every block of weight rows passes over it; with the
+    # weight blocks outermost, x (3 MB for 512 tokens x 1536) came from L3 once per block
+    sch.reorder(*outer_tokens, out_outer, token_outer, k_outer, token_inner, out_inner, lane)
+    sch.unroll(token_inner)
+    sch.unroll(out_inner)
+    sch.vectorize(lane)
+    if threads and out_extent // rows >= MIN_PARALLEL_BLOCKS:
+        sch.parallel(out_outer)
+    sch.reverse_compute_at(block_rv, token_outer)
+    sch.decompose_reduction(rf_block, k_outer)
+    return True
+
+
 def schedule_cpu(func: tirx.PrimFunc, threads: bool = False, rows: int | None = None,
-                 lanes: int | None = None) -> tirx.PrimFunc:
-    """The CPU schedule of one fused function; functions no rule fits come back unchanged. rows and
-    lanes are the tuner's knobs (webrt/compile/tuning.py); None picks the shipped schedule
-    (_default_knobs)."""
+                 lanes: int | None = None, tokens: int | None = None) -> tirx.PrimFunc:
+    """The CPU schedule of one fused function; functions no rule fits come back unchanged. rows,
+    lanes and tokens are the tuner's knobs (webrt/compile/tuning.py): tokens > 1 (with rows) picks
+    the token-blocked matmul for x @ W^T over many tokens, explicit rows and lanes alone the
+    one-token block; all None picks the shipped schedule (_default_knobs, and the token block
+    TOKEN_BLOCK x ROWS where it applies)."""
     sch = Schedule(tvm.IRModule({"main": func}))
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(get_root_block(sch))]
     changed = False
+    blocked = (tokens or TOKEN_BLOCK, rows or ROWS) if tokens or (rows is None and lanes is None) else None
     for name in names:
-        for rule in (lambda t, b: _schedule_vector_reduction(t, b, threads, rows, lanes),
+        for rule in (lambda t, b: blocked is not None and _schedule_token_blocked_matmul(t, b, threads, *blocked),
+                     lambda t, b: _schedule_vector_reduction(t, b, threads, rows, lanes),
                      lambda t, b: _schedule_spatial_vector(t, b, threads)):
             trial = sch.copy()
             try:

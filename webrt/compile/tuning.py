@@ -188,6 +188,9 @@ def gpu_candidates(name: str, func: tirx.PrimFunc, default: dict, target: tvm.ta
 # accumulators per row, more independent multiply-adds in flight). The default depends on the shape
 # (cpu_schedule._default_knobs); a variant equal to it is dropped.
 WASM_SPACE = ((1, 4), (1, 8), (1, 16), (2, 8), (4, 4), (8, 4), (4, 8))
+# x @ W^T over many tokens: (token rows, weight rows) of the token-blocked register block
+# (cpu_schedule._schedule_token_blocked_matmul; the default is 2 x 4)
+WASM_TOKEN_SPACE = ((4, 2), (4, 3))
 
 
 def wasm_candidates(name: str, func: tirx.PrimFunc) -> list[dict]:
@@ -197,12 +200,14 @@ def wasm_candidates(name: str, func: tirx.PrimFunc) -> list[dict]:
     if seen[0].same_as(func):
         return []  # no rule applies: nothing to vary
     out = []
-    for rows, lanes in WASM_SPACE:
-        variant = schedule_cpu(func, rows=rows, lanes=lanes)
+    spaces = [{"rows": rows, "lanes": lanes} for rows, lanes in WASM_SPACE]
+    spaces += [{"tokens": tokens, "rows": rows} for tokens, rows in WASM_TOKEN_SPACE]
+    for knobs in spaces:
+        variant = schedule_cpu(func, **knobs)
         if any(tvm_ffi.structural_equal(variant, s) for s in seen):
             continue
         seen.append(variant)
-        out.append({"id": f"w{len(out) + 1}", "knobs": {"rows": rows, "lanes": lanes}})
+        out.append({"id": f"w{len(out) + 1}", "knobs": knobs})
     return out
 
 
