@@ -25,7 +25,8 @@ PROMPT_TEXT = (
     "My budget is moderate: comfortable three-star hotels, one or two nicer dinners, and mostly simple "
     "local meals. Please suggest a day-by-day plan with where to sleep each night, how to move between the "
     "places, one thing not to miss in each place, and a short note on what the weather is usually like "
-    "at that time of year so I can pack well."
+    "at that time of year so I can pack well. I would also like a couple of ideas for rainy days, and tips "
+    "on buying train tickets in advance."
 )
 SYSTEM_TEXT = "You are a helpful travel assistant."
 
@@ -166,40 +167,48 @@ def compare(threads_list: list[int], decode_tokens: int, artifacts: dict[str, Pa
     started = time.time()
     artifacts = {label: folder or _compile(workdir / label, label == "int-dot", stage)
                  for label, folder in artifacts.items()}
-    stage("native llama.cpp")
-    native = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list}
-    prompt_ids = native[threads_list[0]]["prompt_ids"]
-    browser = run_browser(artifacts, gguf, prompt, prompt_ids, threads_list, decode_tokens, wllama=True, stage=stage)
-    stage("native llama.cpp again")  # the machine's load moves during a run
-    native_after = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list}
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(next(iter(artifacts.values())) / "tokenizer.json"))
+    # native runs when llama-cpp-python is installed (`webrt bench --native` requires it; the
+    # script bench/native.py reports without it, saying so)
+    with_native = native_available()
+    stage("native llama.cpp")
+    native = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list} if with_native else {}
+    prompt_ids = native[threads_list[0]]["prompt_ids"] if with_native else tokenizer.encode(prompt).ids
+    browser = run_browser(artifacts, gguf, prompt, prompt_ids, threads_list, decode_tokens, wllama=True, stage=stage)
+    stage("native llama.cpp again")  # the machine's load moves during a run
+    native_after = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list} if with_native else {}
     rows = []
     for t in threads_list:
-        nat = {k: max(native[t][k], native_after[t][k]) for k in ("prefill_tokens_per_s", "decode_tokens_per_s")}
+        nat = ({k: max(native[t][k], native_after[t][k]) for k in ("prefill_tokens_per_s", "decode_tokens_per_s")}
+               if with_native else None)
         wl = browser[("wllama", t)]
         for label in artifacts:
             r = browser[(f"webrt-{label}", t)]
             rows.append({
                 "engine": f"webrt {label}", "threads": t,
                 "prefill_tokens_per_s": r["prefill_tokens_per_s"], "decode_tokens_per_s": r["decode_tokens_per_s"],
-                "prefill_vs_native": r["prefill_tokens_per_s"] / nat["prefill_tokens_per_s"],
-                "decode_vs_native": r["decode_tokens_per_s"] / nat["decode_tokens_per_s"],
+                "prefill_vs_native": r["prefill_tokens_per_s"] / nat["prefill_tokens_per_s"] if nat else None,
+                "decode_vs_native": r["decode_tokens_per_s"] / nat["decode_tokens_per_s"] if nat else None,
                 "prefill_vs_wllama": r["prefill_tokens_per_s"] / wl["prefill_tokens_per_s"],
                 "decode_vs_wllama": r["decode_tokens_per_s"] / wl["decode_tokens_per_s"],
-                "tokens_agreeing_with_native": _common_prefix(r["tokens"], native[t]["tokens"]),
+                "tokens_agreeing_with_native": _common_prefix(r["tokens"], native[t]["tokens"]) if nat else None,
+                "tokens_agreeing_with_exact": _common_prefix(r["tokens"], browser[("webrt-exact", t)]["tokens"])
+                if ("webrt-exact", t) in browser else None,
                 "text": tokenizer.decode(r["tokens"]),
             })
-        rows.append({"engine": "native llama.cpp", "threads": t, **nat,
-                     "runs": [{k: v for k, v in x.items() if k.endswith("_per_s")} for x in (native[t], native_after[t])],
-                     "text": tokenizer.decode(native[t]["tokens"])})
+        if nat:
+            rows.append({"engine": "native llama.cpp", "threads": t, **nat,
+                         "runs": [{k: v for k, v in x.items() if k.endswith("_per_s")}
+                                  for x in (native[t], native_after[t])],
+                         "text": tokenizer.decode(native[t]["tokens"])})
         rows.append({"engine": "wllama", "threads": t,
                      **{k: wl[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s")},
                      "prompt_tokens": wl["prompt_tokens"], "text": wl["text"]})
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_before,
             "load_average_after": load_average(), "wall_s": round(time.time() - started), "gguf": gguf.name,
-            "prompt_tokens": len(prompt_ids), "decode_tokens": decode_tokens, "rows": rows}
+            "prompt_tokens": len(prompt_ids), "decode_tokens": decode_tokens, "native": with_native, "rows": rows}
 
 
 def write_native_report(result: dict, out: Path) -> Path:
@@ -226,15 +235,18 @@ def _markdown(r: dict) -> str:
              f"Load average before {r['load_average_before']}, after {r['load_average_after']}; {r['wall_s']} s.",
              "Native is llama-cpp-python 0.3.36 built with -DGGML_NATIVE=ON (AVX2), measured before and after the "
              "browser runs (the faster of the two is used). wllama 3.8.1 in the same Chromium as webrt.", "",
+             *([] if r.get("native", True) else
+               ["", "**Native llama.cpp was not measured in this run**: llama-cpp-python was not installed yet.", ""]),
              "| engine | threads | prefill tok/s | decode tok/s | prefill / native | decode / native | "
-             "prefill / wllama | decode / wllama | tokens = native |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "prefill / wllama | decode / wllama | tokens = native | tokens = webrt exact |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         def f(key, fmt="{:.2f}"):
             return fmt.format(row[key]) if row.get(key) is not None else ""
         lines.append(f"| {row['engine']} | {row['threads']} | {f('prefill_tokens_per_s', '{:.1f}')} | "
                      f"{f('decode_tokens_per_s', '{:.1f}')} | {f('prefill_vs_native')} | {f('decode_vs_native')} | "
-                     f"{f('prefill_vs_wllama')} | {f('decode_vs_wllama')} | {row.get('tokens_agreeing_with_native', '')} |")
+                     f"{f('prefill_vs_wllama')} | {f('decode_vs_wllama')} | {f('tokens_agreeing_with_native', '{}')} | "
+                     f"{f('tokens_agreeing_with_exact', '{}')} |")
     lines += ["", f"Targets (issue 20): decode >= {TARGETS['decode']:.0%} of native, prefill >= {TARGETS['prefill']:.0%}, "
               "decode and prefill >= 2x wllama.", ""]
     return "\n".join(lines) + "\n"
