@@ -190,7 +190,7 @@ def write_markdown(path: Path, report: dict) -> None:
 @click.option("--add-partial", default=None, metavar="BACKEND=FILE",
               help="Add the cases a stopped run of BACKEND recorded (its <backend>.partial.json) instead of running.")
 @click.option("--skip", type=int, default=0, show_default=True,
-              help="Start at this case; the backend's rows recorded earlier for the cases before it are kept "
+              help="Start at this case (also with --add-partial); the backend's rows recorded earlier for the cases before it are kept "
                    "(SwiftShader's 20 cases take longer than one sitting).")
 def main(backends: str, artifact: Path | None, n_cases: int, free_on: str, out: Path, add_partial: str | None, skip: int):
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -209,11 +209,12 @@ def main(backends: str, artifact: Path | None, n_cases: int, free_on: str, out: 
             # kept outside tmp: a stopped run's cases can still be added with --add-partial
             partial_file = Path(tempfile.gettempdir()) / f"webrt-structured-{backend}.partial.json"
             results[backend] = run_backend(artifact, backend, CASES[skip:n_cases], backend in free_on.split(","), partial_file)
-            if skip:
-                kept = {c["name"] for c in CASES[:skip]}
-                before = [r for r in earlier.get("results", {}).get(backend, {}).get("rows", []) if r["name"] in kept]
-                results[backend]["rows"] = before + results[backend]["rows"]
             print(f"{backend}: {time.time() - t0:.0f} s", json.dumps(summarize({backend: results[backend]})[backend]), flush=True)
+    if skip:  # the cases before `skip` keep the rows recorded earlier (a run, or an added partial one)
+        kept = {c["name"] for c in CASES[:skip]}
+        for backend, result in results.items():
+            before = [r for r in earlier.get("results", {}).get(backend, {}).get("rows", []) if r["name"] in kept]
+            result["rows"] = before + result["rows"]
     # backends run separately (SwiftShader takes long) add to the results already written
     runs = [*earlier.get("runs", []), {"backends": list(results), "command": "python bench/structured.py " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before,
