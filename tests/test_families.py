@@ -97,10 +97,11 @@ _GEMMA_GGUF = {"post_attention_layernorm": "post_attention_norm", "pre_feedforwa
                "post_feedforward_layernorm": "post_ffw_norm"}
 
 
-def write_gguf(folder, path, arch: str):
+def write_gguf(folder, path, arch: str, quantize: bool = True):
     """The HF folder's weights as llama.cpp's converter writes them for these architectures (Gemma's
-    norms with their 1 folded in, 2-D weights as Q8_0), with the default model's tokenizer (its
-    vocabulary sizes the model)."""
+    norms with their 1 folded in, LLaMA's q/k rows interleaved and its llama3 RoPE scaling as the
+    rope_freqs tensor, 2-D weights as Q8_0 unless not quantize), with the default model's tokenizer
+    (its vocabulary sizes the model)."""
     import gguf
     from safetensors.numpy import load_file
 
@@ -111,6 +112,8 @@ def write_gguf(folder, path, arch: str):
     writer = start_gguf(folder, path, arch, float(rope.get("full_attention", rope).get("rope_theta", 10000.0)))
     if arch == "gemma3":
         writer.add_sliding_window(cfg["sliding_window"])
+    if rope.get("rope_type") == "llama3":
+        writer.add_tensor("rope_freqs.weight", llama3_rope_freqs(cfg))
     for name, array in load_file(str(folder / "model.safetensors")).items():
         array = array.astype(np.float32)
         if name == "model.embed_tokens.weight":
@@ -125,13 +128,63 @@ def write_gguf(folder, path, arch: str):
             out = f"blk.{layer}.{(_GEMMA_GGUF if arch == 'gemma3' else {}).get(module) or _LAYER_GGUF[module]}.{kind}"
         if arch == "gemma3" and name.endswith("norm.weight"):
             array = array + 1
-        if array.ndim == 2:
+        if arch == "llama" and name.endswith(("q_proj.weight", "k_proj.weight")):  # rotary halves interleaved
+            n = cfg["num_attention_heads"] if "q_proj" in name else cfg["num_key_value_heads"]
+            array = array.reshape(n, 2, array.shape[0] // n // 2, -1).swapaxes(1, 2).reshape(array.shape)
+        if array.ndim == 2 and quantize:
             writer.add_tensor(out, gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0),
                               raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
             writer.add_tensor(out, array)
     finish_gguf(writer)
     return path
+
+
+def llama3_rope_freqs(cfg: dict) -> np.ndarray:
+    """llama.cpp's converter for Llama 3.1: each rotary frequency's divisor under the llama3 scaling
+    (1 for short wavelengths, factor for long ones, a smooth blend between)."""
+    import math
+
+    rope = cfg["rope_parameters"]
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    old = rope["original_max_position_embeddings"]
+    out = []
+    for freq in 1.0 / (rope["rope_theta"] ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim)):
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            out.append(1.0)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def test_llama3_rope_scaling_from_gguf_matches_transformers(tmp_path):
+    """Llama 3.1's RoPE scaling in a GGUF (the rope_freqs tensor llama.cpp's converter writes) against
+    transformers on the Hugging Face folder it came from (transformers' GGUF reader drops the
+    tensor): logits at positions past the original context, on WebGPU."""
+    from tests.models import reference_logits
+    from webrt.browser import run_forward
+
+    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8}
+    folder = make_hf_model(tmp_path / "hf", "llama", hidden_size=64, intermediate_size=128, vocab_size=49152,
+                           num_hidden_layers=2, max_position_embeddings=64, rope_parameters=rope)
+    path = write_gguf(folder, tmp_path / "llama31.gguf", "llama", quantize=False)  # float: the folder's numbers
+    artifact = compile_model(path, tmp_path / "artifact", tuning_candidates=False)
+    tokens = np.random.default_rng(4).integers(0, 49152, size=40).tolist()
+    ours = np.array(run_forward(artifact, [tokens])["results"][0]["logits"], dtype=np.float32)
+    ref = reference_logits(folder, tokens)
+    assert np.abs(ours - ref).max() <= 1e-3 * np.abs(ref).max()
+    assert (ours.argmax(-1) == ref.argmax(-1)).all()
+    # the scaling matters here: without it the same weights give other logits
+    unscaled = make_hf_model(tmp_path / "unscaled", "llama", hidden_size=64, intermediate_size=128,
+                             vocab_size=49152, num_hidden_layers=2, max_position_embeddings=64,
+                             rope_parameters={"rope_type": "default", "rope_theta": 500000.0})
+    assert np.abs(reference_logits(unscaled, tokens) - ref).max() > 1e-2 * np.abs(ref).max()
 
 
 def gguf_reference_logits(path, tokens):

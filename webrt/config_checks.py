@@ -26,6 +26,7 @@ ROPE_TYPES = {
     "linear": ("factor",),
     "llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"),
     "longrope": ("short_factor", "long_factor", "original_max_position_embeddings"),
+    "freq_factors": ("factors",),  # GGUF: llama.cpp's rope_freqs tensor (Llama 3.1's llama3 scaling)
 }
 
 
