@@ -166,6 +166,33 @@ def test_fifty_chat_turns_do_not_grow_gpu_memory(tiny_chat_artifact):
     assert max(gpu_bytes[25:]) <= max(gpu_bytes[:25]), gpu_bytes
 
 
+PROGRAMS_JS = """
+async ([url, device]) => {
+  const engine = await window.webrt.createEngine(url, { device });
+  // the stop tokens banned, so the reply runs to max_tokens
+  const logit_bias = Object.fromEntries([...engine.tokenizer.stopIds].map((id) => [id, -100]));
+  const reply = await engine.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 60,
+                                                       temperature: 0, logit_bias });
+  const programs = engine.model.executor.programs;
+  const out = { tokens: reply.usage.completion_tokens, prompt: reply.usage.prompt_tokens, prepared: programs.prepared };
+  await engine.unload();
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("device", ["wasm", "webgpu"])
+def test_decoding_prepares_a_program_per_size_bucket_not_per_step(tiny_chat_artifact, device):
+    """A program (storage, bind groups) is prepared per entry and power-of-two size; the sampling
+    seed, new every step, is no size, so decoding prepares one program per offset bucket."""
+    with shell_page(tiny_chat_artifact) as (page, url):
+        out = page.evaluate(PROGRAMS_JS, [url, device])
+    first, last = out["prompt"], out["prompt"] + out["tokens"]
+    assert out["tokens"] >= 30, out  # enough steps that seeds of every size come up
+    decode_buckets = {1 << (offset - 1).bit_length() for offset in range(first, last)}
+    assert out["prepared"] <= 1 + len(decode_buckets), out  # the prefill's and one per offset bucket
+
+
 WORKER_JS = """
 async ([url, options]) => {
   const worker = new Worker("./worker.js", { type: "module" });

@@ -18,7 +18,8 @@ export class PlanExecutor {
     this.pipelines = pipelines;
     this.bound = bound; // name -> {buffer, shape, dtype}: weights and state, bound to inputs by name
     this.programs = new ProgramCache((plan, capacity) => this.prepare(plan, capacity),
-      (program) => program.buffers.forEach((b) => b.destroy()));
+      (program) => program.buffers.forEach((b) => b.destroy()),
+      () => this.manifest.functions);
   }
 
   /**

@@ -10,32 +10,55 @@ export const TYPED_ARRAY = { float32: Float32Array, int32: Int32Array, uint32: U
 export const product = (shape) => shape.reduce((a, b) => a * b, 1);
 export const tensorBytes = (shape, dtype) => product(shape) * DTYPE_BYTES[dtype];
 
-/** Every shape variable rounded up to a power of two: the sizes a prepared program holds. */
-export function bucket(env) {
-  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v <= 1 ? v : 2 ** Math.ceil(Math.log2(v))]));
+/**
+ * Every shape variable that sizes storage (`sizing`, default all) rounded up to a power of two: the
+ * sizes a prepared program holds. The others are 0: they never size anything.
+ */
+export function bucket(env, sizing = null) {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, sizing && !sizing.has(k) ? 0 : v <= 1 ? v : 2 ** Math.ceil(Math.log2(v))]));
 }
 
 /**
- * Prepared programs by entry and size bucket, the oldest released beyond `size`: prepare(plan,
- * capacity) builds one, release(program) frees its memory.
+ * The shape variables that size a plan's storage: those named in its tensors' shapes and storage
+ * sizes, and in the scalars of calls whose functions take scratch buffers. The others (the
+ * sampling seed, a new random number each step) stay out of a program's key, or every step
+ * would prepare and evict programs.
+ */
+export function sizingVars(plan, functions) {
+  const text = JSON.stringify([plan.inputs.map((i) => i.shape ?? null), plan.steps.filter((s) => s.op !== "call"),
+    plan.steps.filter((s) => s.op === "call" && functions[s.func]?.scratch?.length).map((s) => s.scalars)]);
+  return new Set(Object.keys(plan.shape_vars).filter((name) => text.includes(JSON.stringify(name))));
+}
+
+/**
+ * Prepared programs by entry and size bucket, the least recently used released beyond `size`:
+ * prepare(plan, capacity) builds one, release(program) frees its memory; functions() gives the
+ * manifest's functions (their scratch sizes count as sizing).
  */
 export class ProgramCache {
-  constructor(prepare, release, size = 6) {
+  constructor(prepare, release, functions, size = 6) {
     this.prepare = prepare;
     this.release = release;
+    this.functions = functions;
     this.size = size;
     this.programs = new Map();
+    this.sizing = new WeakMap(); // plan -> its sizing variables
+    this.prepared = 0; // programs built so far (a test counts them)
   }
 
   get(entryName, plan, env) {
-    const capacity = bucket(env);
+    if (!this.sizing.has(plan)) this.sizing.set(plan, sizingVars(plan, this.functions()));
+    const capacity = bucket(env, this.sizing.get(plan));
     const key = `${entryName}:${JSON.stringify(capacity)}`;
     let program = this.programs.get(key);
-    if (!program) {
+    if (program) {
+      this.programs.delete(key); // re-inserted below: Map order is the use order
+    } else {
       program = this.prepare(plan, capacity);
-      this.programs.set(key, program);
-      if (this.programs.size > this.size) this.drop(this.programs.keys().next().value);
+      this.prepared += 1;
     }
+    this.programs.set(key, program);
+    if (this.programs.size > this.size) this.drop(this.programs.keys().next().value);
     return program;
   }
 
@@ -46,6 +69,7 @@ export class ProgramCache {
 
   clear() {
     for (const key of [...this.programs.keys()]) this.drop(key);
+    this.sizing = new WeakMap(); // other functions (the tuner's winners) may size scratch otherwise
   }
 }
 

@@ -13,7 +13,8 @@ export class WasmExecutor {
     this.bound = bound; // name -> {ptr, shape, dtype}: weights and state in wasm memory
     this.exportOf = {}; // function -> the export that runs it, when a tuned candidate won
     this.programs = new ProgramCache((plan, capacity) => this.prepare(plan, capacity),
-      (program) => program.allocations.forEach((ptr) => this.kernels.free(ptr)));
+      (program) => program.allocations.forEach((ptr) => this.kernels.free(ptr)),
+      () => this.manifest.functions);
   }
 
   /** As PlanExecutor.run; `profile` (an object) gets milliseconds added per function. */
