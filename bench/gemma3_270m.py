@@ -225,7 +225,7 @@ def artifact_line(report: dict) -> str:
 def site_line(report: dict) -> str:
     page = report.get("site_page")
     if page is None:
-        return "The site page: not run yet."
+        return "The site page: not run in this report (--no-site, or still to come)."
     return (f"The site page (wasm): prompt box placeholder {page['placeholder']!r}; its reply to "
             f"{report['prompts'][0]!r} equals the reference: {page['equals_reference_text']} ({page['stats']}).")
 
