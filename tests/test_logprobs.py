@@ -4,6 +4,8 @@ logit_bias other than -100, added on the device. One page per backend runs every
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -74,6 +76,14 @@ def max_error(ref, generated, chosen, top):
 def chat_logprobs(reply):
     content = reply["choices"][0]["logprobs"]["content"]
     return content, [e["logprob"] for e in content], [[t["logprob"] for t in e["top_logprobs"]] for e in content]
+
+
+def test_kernels_fit_webgpus_default_storage_buffer_limit(tiny_chat_artifact):
+    """The top-logprobs kernels, like every other, bind at most 8 storage buffers: WebGPU's default
+    maxStorageBuffersPerShaderStage, all that many phones allow (the shell refuses an artifact
+    needing more than the adapter has)."""
+    manifest = json.loads((tiny_chat_artifact / "manifest.json").read_text())
+    assert manifest["device"]["requires"]["maxStorageBuffersPerShaderStage"] <= 8, manifest["device"]
 
 
 @pytest.mark.parametrize("device", ["wasm", "webgpu"])

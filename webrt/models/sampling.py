@@ -134,27 +134,29 @@ def top_logprobs(logits: nn.Tensor, token: nn.Tensor, enabled) -> tuple[nn.Tenso
     exp(x - chunk max); one thread merges the chunks' lists and sums into log-sum-exp. Lists and
     carried values live in the functions' outputs, a row per thread, not in local arrays: the CPU
     build takes those from the heap on every call, and doing so corrupted the KV cache's
-    neighbourhood once programs were freed and reallocated (seen on wasm, not on WebGPU)."""
+    neighbourhood once programs were freed and reallocated (seen on wasm, not on WebGPU).
+    Each function binds at most 8 storage buffers, WebGPU's default maxStorageBuffersPerShaderStage
+    (many phones allow no more): a chunk's sum is its list's last column, and the merged list is
+    built in the logprobs output itself, then shifted by one into place."""
     vocab = int(logits.shape[2])
     k = TOP_LOGPROBS
     chunks = (vocab + TOP_CHUNK - 1) // TOP_CHUNK
     lowest = -3.0e38
 
     @T.prim_func(private=True, s_tir=True)
-    def top_chunks(var_x: T.handle, enabled: T.int64, var_ids: T.handle, var_vals: T.handle, var_sums: T.handle,
+    def top_chunks(var_x: T.handle, enabled: T.int64, var_ids: T.handle, var_vals: T.handle,
                    var_carry: T.handle, var_carry_id: T.handle):
         T.func_attr({"tirx.noalias": True})
         x = T.match_buffer(var_x, (1, 1, vocab), "float32")
         ids = T.match_buffer(var_ids, (chunks, k), "int32")
-        vals = T.match_buffer(var_vals, (chunks, k), "float32")
-        sums = T.match_buffer(var_sums, (chunks,), "float32")
+        vals = T.match_buffer(var_vals, (chunks, k + 1), "float32")  # [c, k]: the chunk's sum of exp
         carry = T.match_buffer(var_carry, (chunks, 2), "float32")
         carry_id = T.match_buffer(var_carry_id, (chunks, 2), "int32")
         for c in range(chunks):
             with T.sblock("top_chunk"):
                 vc = T.axis.spatial(chunks, c)
                 T.reads(x[0, 0, 0:vocab])
-                T.writes(ids[vc, 0:k], vals[vc, 0:k], sums[vc], carry[vc, 0:2], carry_id[vc, 0:2])
+                T.writes(ids[vc, 0:k], vals[vc, 0:k + 1], carry[vc, 0:2], carry_id[vc, 0:2])
                 if enabled > T.int64(0):
                     for j in range(k):
                         vals[vc, j] = T.float32(lowest)
@@ -163,58 +165,58 @@ def top_logprobs(logits: nn.Tensor, token: nn.Tensor, enabled) -> tuple[nn.Tenso
                         if vc * TOP_CHUNK + i < vocab:
                             _insert(vals, ids, vc, carry, carry_id, x[0, 0, vc * TOP_CHUNK + i],
                                     T.Cast("int32", vc * TOP_CHUNK + i), k)
-                    sums[vc] = T.float32(0)
+                    vals[vc, k] = T.float32(0)
                     for i in range(TOP_CHUNK):
                         if vc * TOP_CHUNK + i < vocab:
-                            sums[vc] = sums[vc] + T.exp(x[0, 0, vc * TOP_CHUNK + i] - vals[vc, 0])
+                            vals[vc, k] = vals[vc, k] + T.exp(x[0, 0, vc * TOP_CHUNK + i] - vals[vc, 0])
 
     @T.prim_func(private=True, s_tir=True)
-    def top_merge(var_ids: T.handle, var_vals: T.handle, var_sums: T.handle, var_x: T.handle, var_token: T.handle,
-                  enabled: T.int64, var_top_ids: T.handle, var_logprobs: T.handle, var_best: T.handle,
+    def top_merge(var_ids: T.handle, var_vals: T.handle, var_x: T.handle, var_token: T.handle,
+                  enabled: T.int64, var_top_ids: T.handle, var_logprobs: T.handle,
                   var_carry: T.handle, var_carry_id: T.handle):
         T.func_attr({"tirx.noalias": True})
         ids = T.match_buffer(var_ids, (chunks, k), "int32")
-        vals = T.match_buffer(var_vals, (chunks, k), "float32")
-        sums = T.match_buffer(var_sums, (chunks,), "float32")
+        vals = T.match_buffer(var_vals, (chunks, k + 1), "float32")
         x = T.match_buffer(var_x, (1, 1, vocab), "float32")
         token = T.match_buffer(var_token, (1,), "int32")
         top_ids = T.match_buffer(var_top_ids, (1, k), "int32")
-        logprobs = T.match_buffer(var_logprobs, (k + 1,), "float32")
-        best = T.match_buffer(var_best, (1, k + 1), "float32")  # [0, k]: the log-sum-exp
+        # while merging: [0, 0:k] the best values so far, [0, k] the log-sum-exp; at the end the
+        # chosen token's log-probability, then the best ones'
+        logprobs = T.match_buffer(var_logprobs, (1, k + 1), "float32")
         carry = T.match_buffer(var_carry, (1, 2), "float32")
         carry_id = T.match_buffer(var_carry_id, (1, 2), "int32")
         for o in range(1):
             with T.sblock("top_merge"):
                 vo = T.axis.spatial(1, o)
-                T.reads(ids[0:chunks, 0:k], vals[0:chunks, 0:k], sums[0:chunks], x[0, 0, 0:vocab], token[0])
-                T.writes(top_ids[vo, 0:k], logprobs[0:k + 1], best[vo, 0:k + 1], carry[vo, 0:2], carry_id[vo, 0:2])
+                T.reads(ids[0:chunks, 0:k], vals[0:chunks, 0:k + 1], x[0, 0, 0:vocab], token[0])
+                T.writes(top_ids[vo, 0:k], logprobs[vo, 0:k + 1], carry[vo, 0:2], carry_id[vo, 0:2])
                 if enabled > T.int64(0):
                     for j in range(k):
-                        best[vo, j] = T.float32(lowest)
+                        logprobs[vo, j] = T.float32(lowest)
                         top_ids[vo, j] = -1
                     # chunks come in token order and each list is sorted: ties keep the lower id first
                     for c, i in T.grid(chunks, k):
-                        _insert(best, top_ids, vo, carry, carry_id, vals[c, i], ids[c, i], k)
+                        _insert(logprobs, top_ids, vo, carry, carry_id, vals[c, i], ids[c, i], k)
                     # log-sum-exp: the chunks' sums rescaled to the overall max
-                    best[vo, k] = T.float32(0)
+                    logprobs[vo, k] = T.float32(0)
                     for c in range(chunks):
-                        best[vo, k] = best[vo, k] + sums[c] * T.exp(vals[c, 0] - best[vo, 0])
-                    best[vo, k] = best[vo, 0] + T.log(best[vo, k])
-                    logprobs[0] = x[0, 0, token[0]] - best[vo, k]
+                        logprobs[vo, k] = logprobs[vo, k] + vals[c, k] * T.exp(vals[c, 0] - logprobs[vo, 0])
+                    logprobs[vo, k] = logprobs[vo, 0] + T.log(logprobs[vo, k])
+                    # shift the list up by one (from its end, in place), then the chosen token first
+                    carry[vo, 0] = logprobs[vo, k]
                     for j in range(k):
-                        logprobs[j + 1] = best[vo, j] - best[vo, k]
+                        logprobs[vo, k - j] = logprobs[vo, k - 1 - j] - carry[vo, 0]
+                    logprobs[vo, 0] = x[0, 0, token[0]] - carry[vo, 0]
 
-    chunk_ids, chunk_vals, chunk_sums, _, _ = op.tensor_ir_op(
+    chunk_ids, chunk_vals, _, _ = op.tensor_ir_op(
         top_chunks, "top_logprobs_chunks", [logits, rx.ShapeExpr([enabled])],
-        [nn.Tensor.placeholder((chunks, k), "int32"), nn.Tensor.placeholder((chunks, k), "float32"),
-         nn.Tensor.placeholder((chunks,), "float32"), nn.Tensor.placeholder((chunks, 2), "float32"),
-         nn.Tensor.placeholder((chunks, 2), "int32")])
-    top_ids, logprobs, _, _, _ = op.tensor_ir_op(
-        top_merge, "top_logprobs", [chunk_ids, chunk_vals, chunk_sums, logits, token, rx.ShapeExpr([enabled])],
-        [nn.Tensor.placeholder((1, k), "int32"), nn.Tensor.placeholder((k + 1,), "float32"),
-         nn.Tensor.placeholder((1, k + 1), "float32"), nn.Tensor.placeholder((1, 2), "float32"),
-         nn.Tensor.placeholder((1, 2), "int32")])
-    return op.reshape(top_ids, (k,)), logprobs
+        [nn.Tensor.placeholder((chunks, k), "int32"), nn.Tensor.placeholder((chunks, k + 1), "float32"),
+         nn.Tensor.placeholder((chunks, 2), "float32"), nn.Tensor.placeholder((chunks, 2), "int32")])
+    top_ids, logprobs, _, _ = op.tensor_ir_op(
+        top_merge, "top_logprobs", [chunk_ids, chunk_vals, logits, token, rx.ShapeExpr([enabled])],
+        [nn.Tensor.placeholder((1, k), "int32"), nn.Tensor.placeholder((1, k + 1), "float32"),
+         nn.Tensor.placeholder((1, 2), "float32"), nn.Tensor.placeholder((1, 2), "int32")])
+    return op.reshape(top_ids, (k,)), op.reshape(logprobs, (k + 1,))
 
 
 def _uniform(seed, index):
