@@ -255,3 +255,48 @@ def test_search_page_ranks_the_expected_document(minilm_artifact, tmp_path):
             page.fill("#query", "")
             page.locator("#results").evaluate("(list) => list.replaceChildren()")
         assert not errors, errors
+
+
+_SHARED_DEVICE_JS = """
+async ([base, texts]) => {
+  const options = { device: "webgpu", shareDevice: true };
+  const chat = await window.webrt.createEngine(base + "chat/", options);
+  const embedder = await window.webrt.createEngine(base + "embedder/", options);
+  const ask = () => chat.chat.completions.create({ messages: [{ role: "user", content: "Hi" }], max_tokens: 4, temperature: 0 });
+  const out = { shared: chat.model.sharedDevice && embedder.model.sharedDevice,
+                sameDevice: chat.model.adapter === embedder.model.adapter };
+  const before = await ask();
+  const vectors = await embedder.embeddings.create({ input: texts });
+  const model = embedder.model;
+  out.bytes = { chat: chat.model.gpuBytes, embedder: model.gpuBytes };
+  embedder.unload();
+  out.after = { chat: chat.model.gpuBytes, embedder: model.gpuBytes };
+  const again = await ask();  // the shared device lives on for the chat model
+  out.sameReply = JSON.stringify(again.usage.extra.token_ids) === JSON.stringify(before.usage.extra.token_ids);
+  out.embedded = vectors.data.length;
+  const chatModel = chat.model;
+  const adapter = chatModel.adapter;
+  await chat.unload();
+  out.chatAfter = chatModel.gpuBytes;
+  // the last model's unload freed the device: the next shared one is new
+  const next = await window.webrt.createEngine(base + "chat/", options);
+  out.newDevice = next.model.adapter !== adapter;
+  await next.unload();
+  return out;
+}
+"""
+
+
+def test_two_models_share_one_webgpu_device_each_with_its_own_memory(tiny_chat_artifact, bert_artifact, tmp_path):
+    """A chat model and an embedder loaded with shareDevice run on one WebGPU device; each counts
+    its own buffers, unloading the embedder frees all of its memory and leaves the chat model's
+    (which still answers the same), and unloading the last one frees the device."""
+    (tmp_path / "chat").symlink_to(tiny_chat_artifact)
+    (tmp_path / "embedder").symlink_to(bert_artifact)
+    with shell_page(tmp_path) as (page, url):
+        out = page.evaluate(_SHARED_DEVICE_JS, [url, TEXTS[:2]])
+    assert out["shared"] and out["sameDevice"], out
+    assert out["bytes"]["chat"] > 0 and out["bytes"]["embedder"] > 0, out
+    assert out["after"] == {"chat": out["bytes"]["chat"], "embedder": 0}, out
+    assert out["sameReply"] and out["embedded"] == 2, out
+    assert out["chatAfter"] == 0 and out["newDevice"], out

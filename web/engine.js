@@ -25,13 +25,13 @@ import { callFormat, toolGrammar, toolPrompt } from "./tools.js";
  * "auto" | true | {budget_s}: schedule tuning, see loadModel). For an embedding model: batchSize (32)
  * and batchTokens (512), the most sentences and padded tokens per kernel run (embeddings.js).
  */
-export async function createEngine(url, { device = "auto", threads, tuning, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
-  const model = await loadModel(url, { device, threads, tuning, onProgress });
+export async function createEngine(url, { device = "auto", threads, tuning, shareDevice, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
+  const model = await loadModel(url, { device, threads, tuning, shareDevice, onProgress });
   if (isEmbeddingModel(model.manifest)) return EmbeddingEngine.create(model, { batchSize, batchTokens }); // no chat
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
   // after a lost WebGPU device the engine loads the model again the same way (from the file cache
   // when the page uses one, see useFileCache)
-  const reload = () => loadModel(url, { device, threads, tuning, onProgress });
+  const reload = () => loadModel(url, { device, threads, tuning, shareDevice, onProgress });
   return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error", reload });
 }
 

@@ -38,6 +38,12 @@ export interface LoadModelOptions {
   /** wasm: force one of the three builds, for diagnostics */
   wasmBuild?: "simd" | "threads" | "scalar";
   tuning?: TuningOption;
+  /**
+   * WebGPU: use the page's (or worker's) one shared device, with other models loaded so, rather than
+   * a device of its own. Each model keeps its own buffers and gpuBytes; unload frees them, and the
+   * last one frees the device. wasm models always keep their own memory and thread pool.
+   */
+  shareDevice?: boolean;
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -109,6 +115,8 @@ export declare class Model {
   readonly device: "webgpu" | "wasm";
   readonly deviceReason: string;
   readonly adapter: AdapterInfo | null;
+  /** WebGPU: on the page's shared device (loadModel's shareDevice) */
+  readonly sharedDevice: boolean;
   /** wasm only */
   readonly threads: number | null;
   readonly threadsReason: string | null;

@@ -11,7 +11,7 @@ import {
   webgpuDeviceKey,
 } from "./tuner.js";
 import { checkWasmFits, chooseWasmBuild, WasmKernels } from "./wasm_backend.js";
-import { createBuffer, createDevice, createPipelines, gpuBytes, uploadBuffer } from "./webgpu_backend.js";
+import { createBuffer, createDevice, createPipelines, gpuBytes, sharedDevice, uploadBuffer } from "./webgpu_backend.js";
 
 const now = () => performance.now();
 
@@ -29,8 +29,10 @@ const DEVICES = ["webgpu", "wasm", "auto"];
  * the artifact ships) and times nothing; true or {budget_s (30), entries (["decode", "prefill:64"]),
  * force} times the schedule candidates when nothing is stored (web/tuner.js); false uses the
  * compile-time defaults. model.tuning says what was used.
+ * shareDevice (WebGPU): the page's one shared device rather than one of the model's own
+ * (webgpu_backend.js sharedDevice); the model's buffers and gpuBytes stay its own.
  */
-export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", onProgress = () => {} } = {}) {
+export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", shareDevice = false, onProgress = () => {} } = {}) {
   const tune = tuningOptions(tuning);
   if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new InputError(`threads must be an integer >= 1, got ${JSON.stringify(threads)}`);
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
@@ -40,10 +42,10 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   let reason = "requested";
   if (device !== "wasm") {
     try {
-      gpu = await createDevice(manifest.device.requires);
+      gpu = await (shareDevice ? sharedDevice : createDevice)(manifest.device.requires);
       const name = gpu.adapter.architecture || gpu.adapter.vendor || "(unnamed)";
       if (device === "auto" && gpu.adapter.software && manifest.wasm) {
-        gpu.device.destroy();
+        gpu.release();
         gpu = null;
         reason = `the WebGPU adapter ${name} is a software renderer; wasm runs faster on the CPU`;
       } else if (device === "auto") {
@@ -66,7 +68,7 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
     return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune);
   } catch (err) {
     const lost = await lostInfo(gpu.device.lost);
-    gpu.device.destroy();
+    gpu.release();
     throw lost && !(err instanceof DeviceLostError) ? deviceLostError(lost, "while loading the model") : err;
   }
 }
@@ -120,7 +122,8 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
     } catch (err) {
       if (!(err instanceof TuningDeviceLost) || (tune.exclude?.length ?? 0) >= 3) throw err;
       // survive it: a new device, everything loaded again, and tuning resumed without the suspects
-      const retry = await createDevice(manifest.device.requires);
+      gpu.release();
+      const retry = await (gpu.shared ? sharedDevice : createDevice)(manifest.device.requires);
       return loadWebGPU(base, manifest, retry, onProgress, t0, reason, {
         ...tune, exclude: [...(tune.exclude ?? []), ...err.culprits], done: err.report.functions,
         timedBefore: err.report.candidates_timed, startedAt: err.startedAt });
@@ -132,7 +135,7 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
   }
   onProgress({ stage: "ready" });
   return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor, tuning,
-    lost: gpu.device.lost, memoryBytes: () => gpuBytes(gpu.device), release: () => gpu.device.destroy() },
+    lost: gpu.device.lost, memoryBytes: () => gpuBytes(gpu.device), release: gpu.release, sharedDevice: Boolean(gpu.shared) },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
 
@@ -190,6 +193,7 @@ export class Model {
     this.device = backend.device;
     this.deviceReason = backend.reason;
     this.adapter = backend.adapter;
+    this.sharedDevice = backend.sharedDevice ?? false; // WebGPU: on the page's shared device (loadModel's shareDevice)
     this.executor = backend.executor;
     this.backend = backend;
     this.threads = backend.threads ?? null;       // wasm only

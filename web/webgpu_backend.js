@@ -5,7 +5,15 @@ import { DeviceError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.
 const MAX_GRID_X = 65535;
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256 everywhere
 
-export async function createDevice(requires) {
+// the limits a shared device asks for at the adapter's own values, so that any artifact the adapter
+// can run fits it (besides the buffer sizes, which every device asks for so)
+const SHAREABLE_LIMITS = ["maxComputeWorkgroupStorageSize", "maxComputeInvocationsPerWorkgroup", "maxStorageBuffersPerShaderStage"];
+
+/**
+ * A device of its own for one model: {device, adapter, release}. allLimits: ask for the adapter's
+ * limits rather than the artifact's needs (shareDevice).
+ */
+export async function createDevice(requires, { allLimits = false } = {}) {
   if (!globalThis.navigator?.gpu) {
     throw new WebGPUUnavailableError("this browser has no WebGPU (navigator.gpu is missing); " +
       "use a browser with WebGPU enabled");
@@ -23,13 +31,59 @@ export async function createDevice(requires) {
     }
     requiredLimits[name] = Math.max(need, requiredLimits[name] ?? 0);
   }
+  if (allLimits) for (const name of SHAREABLE_LIMITS) requiredLimits[name] = adapter.limits[name];
   // f16 kernels need the feature on the device; where the adapter has it, every device gets it
   const shaderF16 = adapter.features?.has("shader-f16") ?? false;
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: shaderF16 ? ["shader-f16"] : [] });
   const info = adapter.info ?? {};
   // a CPU renderer: the spec's fallback flag, or SwiftShader by name (Chromium may not set the flag)
   const software = Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) || info.architecture === "swiftshader";
-  return { device, adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, software, shaderF16 } };
+  return { device, adapter: { vendor: info.vendor, architecture: info.architecture, description: info.description, software, shaderF16 },
+           release: () => device.destroy() };
+}
+
+let shared = null; // the page's shared device: {ready: Promise<createDevice's result>, users, lost}
+
+/**
+ * The page's one shared device (loadModel's shareDevice), created on first use with the adapter's
+ * limits. Each model gets its own view of it: a distinct key for gpuBytes and for its buffers,
+ * which its release() destroys. The device goes with the last model's release; once lost, the
+ * next model gets a new one. Resolves to {device (the view), adapter, release}.
+ */
+export async function sharedDevice(requires) {
+  if (!shared || shared.lost) {
+    const entry = { users: 0, lost: false, ready: createDevice({}, { allLimits: true }) };
+    shared = entry;
+    entry.ready.then(({ device }) => device.lost.then(() => { entry.lost = true; }),
+      () => { if (shared === entry) shared = null; });
+  }
+  const entry = shared;
+  const { device, adapter } = await entry.ready;
+  for (const [name, need] of Object.entries(requires)) {
+    if (device.limits[name] < need) {
+      throw new WebGPUUnavailableError(`the WebGPU adapter allows ${name}=${device.limits[name]}, the kernels need ${need}`);
+    }
+  }
+  entry.users += 1;
+  // every property the device's own (methods bound to it): only the view's identity differs
+  const view = new Proxy(device, {
+    get: (target, name) => {
+      const value = Reflect.get(target, name, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    for (const buffer of [...(liveBuffers.get(view) ?? [])]) buffer.destroy();
+    entry.users -= 1;
+    if (entry.users === 0) {
+      if (shared === entry) shared = null;
+      device.destroy();
+    }
+  };
+  return { device: view, adapter, release, shared: true };
 }
 
 function bindGroupLayout(device, kernel) {
@@ -65,8 +119,10 @@ export async function createPipelines(device, kernels, sources) {
   return Object.fromEntries(entries);
 }
 
-/** Bytes held in live GPU buffers per device: created through this module, not yet destroyed. */
+/** Bytes held in live GPU buffers per device (or a model's view of the shared one), and the
+ * buffers: created through this module, not yet destroyed. */
 const liveBytes = new WeakMap();
+const liveBuffers = new WeakMap();
 
 export function gpuBytes(device) {
   return liveBytes.get(device) ?? 0;
@@ -84,11 +140,14 @@ export function trackedBuffer(device, descriptor) {
       `(${err.message}); use device "wasm", a smaller --context-window, or a smaller model`);
   }
   liveBytes.set(device, gpuBytes(device) + buffer.size);
+  if (!liveBuffers.has(device)) liveBuffers.set(device, new Set());
+  liveBuffers.get(device).add(buffer);
   const destroy = buffer.destroy.bind(buffer);
   let destroyed = false;
   buffer.destroy = () => {
     if (!destroyed) liveBytes.set(device, gpuBytes(device) - buffer.size);
     destroyed = true;
+    liveBuffers.get(device).delete(buffer);
     destroy();
   };
   return buffer;
