@@ -73,10 +73,20 @@ export class Sampler {
       penalty_counts: { data: Float32Array.from(ids.map((t) => this.seen.get(t))), shape: [ids.length] },
       sampling: { data: Float32Array.of(o.temperature, o.repetition_penalty, o.frequency_penalty, o.presence_penalty), shape: [4] },
       seed: { values: [Math.floor(this.random() * 2 ** 31)] },
-      bias_ids: { data: Int32Array.from(this.bias.keys()), shape: [this.bias.size] },
-      bias_values: { data: Float32Array.from(this.bias.values()), shape: [this.bias.size] },
+      ...this.biasInputs(),
       logprobs: { values: [this.logprobs === null ? 0 : 1] },
     };
+  }
+
+  /**
+   * bias_ids / bias_values. Without a bias, one entry adding 0 to token 0 rather than none: with
+   * zero entries the wasm decode entry's logits came out wrong (off by up to 20 on the random
+   * LLaMA of tests/test_generation.py; prefill and WebGPU were right), a kernel bug not yet found.
+   */
+  biasInputs() {
+    const ids = this.bias.size ? Int32Array.from(this.bias.keys()) : Int32Array.of(0);
+    const values = this.bias.size ? Float32Array.from(this.bias.values()) : Float32Array.of(0);
+    return { bias_ids: { data: ids, shape: [ids.length] }, bias_values: { data: values, shape: [values.length] } };
   }
 
   /**
