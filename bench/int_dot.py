@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from webrt.bench.native import load_average  # noqa: E402
 from webrt.browser import evaluate, shell_page  # noqa: E402
-from webrt.default_model import default_model_path  # noqa: E402
+from tests.models import default_model_greedy_reference  # noqa: E402
 
 PROMPTS = ["What is the capital of France?", "Name three colors.", "Write one sentence about the sea."]
 NEW_TOKENS = 16
@@ -90,19 +90,7 @@ def _compile(out: Path, int_dot: bool) -> Path:
 
 
 def _reference(prompts_text):
-    import torch
-    import transformers
-
-    path = default_model_path()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                              dtype=torch.float32).eval()
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=False) for p in prompts_text]
-    prompts = [list(p["input_ids"]) if isinstance(p, dict) else list(p) for p in prompts]
-    with torch.no_grad():
-        refs = [model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=NEW_TOKENS,
-                               pad_token_id=tokenizer.eos_token_id)[0, len(p):].tolist() for p in prompts]
+    tokenizer, model, prompts, refs = default_model_greedy_reference(prompts_text, NEW_TOKENS)
     texts = [tokenizer(t)["input_ids"] for t in TEXTS]
     return tokenizer, model, prompts, refs, texts
 

@@ -137,3 +137,22 @@ def make_tiny_chat_model(folder: Path) -> Path:
                   max_position_embeddings=96, tie_word_embeddings=True, initializer_range=0.02)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def default_model_greedy_reference(prompts: list[str], new_tokens: int):
+    """transformers on the default model's GGUF in f32: (tokenizer, model, chat prompt ids, greedy
+    continuations of new_tokens) for user messages `prompts`."""
+    import torch
+    import transformers
+
+    path = default_gguf()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                              dtype=torch.float32).eval()
+    ids = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                         tokenize=True, return_dict=False) for p in prompts]
+    ids = [list(p["input_ids"]) if isinstance(p, dict) else list(p) for p in ids]
+    with torch.no_grad():
+        refs = [model.generate(torch.tensor([p]), do_sample=False, max_new_tokens=new_tokens,
+                               pad_token_id=tokenizer.eos_token_id)[0, len(p):].tolist() for p in ids]
+    return tokenizer, model, ids, refs

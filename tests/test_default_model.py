@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import transformers
 
-from tests.models import default_gguf
+from tests.models import default_model_greedy_reference
 from tests.test_parity import BACKEND_IDS, BACKENDS
 from webrt.browser import shell_page
 
@@ -40,17 +39,7 @@ async ([url, prompts, n, device, threads]) => {
 @pytest.fixture(scope="module")
 def reference():
     """transformers on the same GGUF: (tokenizer, model, chat prompt ids, greedy continuations)."""
-    path = default_gguf()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                              dtype=torch.float32).eval()
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                             tokenize=True, return_dict=False) for p in PROMPTS]
-    prompts = [list(p["input_ids"]) if isinstance(p, dict) else list(p) for p in prompts]
-    with torch.no_grad():
-        refs = [model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=NEW_TOKENS,
-                               pad_token_id=tokenizer.eos_token_id)[0, len(prompt):].tolist() for prompt in prompts]
-    return tokenizer, model, prompts, refs
+    return default_model_greedy_reference(PROMPTS, NEW_TOKENS)
 
 
 @pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
