@@ -60,7 +60,8 @@ export class Engine {
   get info() {
     return { model: this.modelName, device: this.model.device, device_reason: this.model.deviceReason,
              threads: this.model.threads, threads_reason: this.model.threadsReason,
-             adapter: this.model.adapter, timings: this.model.timings, tuning: this.model.tuning };
+             adapter: this.model.adapter, timings: this.model.timings, tuning: this.model.tuning,
+             precision: this.model.precision, precision_reason: this.model.precisionReason };
   }
 
   /** Stop the running generation after the current token; its finish_reason is "abort". */

@@ -120,6 +120,9 @@ export declare class Model {
   /** wasm only */
   readonly threads: number | null;
   readonly threadsReason: string | null;
+  /** "f16": a q4f16 artifact's f16 kernel set (the adapter has shader-f16); else "f32" */
+  readonly precision: "f16" | "f32";
+  readonly precisionReason: string;
   readonly tuning: TuningInfo | null;
   readonly timings: LoadTimings;
   /** WebGPU: the GPUDeviceLostInfo once the device is lost, else null */
@@ -437,6 +440,9 @@ export interface EngineInfo {
   adapter: AdapterInfo | null;
   timings: LoadTimings;
   tuning: TuningInfo | null;
+  /** language models: "f16" or "f32" kernels, and why (Model.precision) */
+  precision?: "f16" | "f32";
+  precision_reason?: string;
   /** embedding models only */
   task?: "embedding";
   dimensions?: number;

@@ -2,6 +2,7 @@
 // run its entries through the plan executor.
 
 import { DeviceLostError, InputError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.js";
+import { chooseKernelSet, deviceNeeds, wasmPrecision } from "./kernel_sets.js";
 import { fetchArtifact, fetchManifest } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
@@ -29,6 +30,8 @@ const DEVICES = ["webgpu", "wasm", "auto"];
  * the artifact ships) and times nothing; true or {budget_s (30), entries (["decode", "prefill:64"]),
  * force} times the schedule candidates when nothing is stored (web/tuner.js); false uses the
  * compile-time defaults. model.tuning says what was used.
+ * precision (WebGPU): a q4f16 artifact runs its f16 kernel set where the adapter has shader-f16,
+ * else its f32 set (model.precision "f16" / "f32", model.precisionReason says why; kernel_sets.js).
  * shareDevice (WebGPU): the page's one shared device rather than one of the model's own
  * (webgpu_backend.js sharedDevice); the model's buffers and gpuBytes stay its own.
  */
@@ -42,7 +45,7 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   let reason = "requested";
   if (device !== "wasm") {
     try {
-      gpu = await (shareDevice ? sharedDevice : createDevice)(manifest.device.requires);
+      gpu = await (shareDevice ? sharedDevice : createDevice)(deviceNeeds(manifest));
       const name = gpu.adapter.architecture || gpu.adapter.vendor || "(unnamed)";
       if (device === "auto" && gpu.adapter.software && manifest.wasm) {
         gpu.release();
@@ -59,13 +62,16 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   if (!gpu && !manifest.wasm) {
     throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
   }
-  return gpu ? loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) : loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune);
+  if (!gpu) return loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune);
+  // the f16 kernel set where the adapter has shader-f16, else the f32 one (model.precision says which and why)
+  const set = chooseKernelSet(manifest, gpu.adapter);
+  return loadWebGPU(base, set.manifest, gpu, onProgress, t0, reason, tune, set);
 }
 
 /** Never a half-loaded model: when loading fails, the device goes, and every buffer with it. */
-async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
+async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set) {
   try {
-    return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune);
+    return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set);
   } catch (err) {
     const lost = await lostInfo(gpu.device.lost);
     gpu.release();
@@ -87,7 +93,7 @@ export function checkWebGPUFits(manifest, limits) {
   }
 }
 
-async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
+async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set) {
   checkWebGPUFits(manifest, gpu.device.limits);
   const deviceKey = webgpuDeviceKey(gpu.adapter, gpu.device);
   const stored = tune && !tune.force ? await findRecord(base, manifest, deviceKey) : null;
@@ -126,7 +132,7 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
       const retry = await (gpu.shared ? sharedDevice : createDevice)(manifest.device.requires);
       return loadWebGPU(base, manifest, retry, onProgress, t0, reason, {
         ...tune, exclude: [...(tune.exclude ?? []), ...err.culprits], done: err.report.functions,
-        timedBefore: err.report.candidates_timed, startedAt: err.startedAt });
+        timedBefore: err.report.candidates_timed, startedAt: err.startedAt }, set);
     }
     const record = { device: deviceKey, space: manifest.tuning.space, backend: "webgpu", winners: report.winners,
                      functions: report.functions, seconds: report.seconds, created: new Date().toISOString() };
@@ -135,6 +141,7 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune) {
   }
   onProgress({ stage: "ready" });
   return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor, tuning,
+    precision: set.precision, precisionReason: set.reason,
     lost: gpu.device.lost, memoryBytes: () => gpuBytes(gpu.device), release: gpu.release, sharedDevice: Boolean(gpu.shared) },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
@@ -182,6 +189,7 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
   onProgress({ stage: "ready" });
   return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor, tuning,
     threads: wasm.threads, threadsReason: choice.reason,
+    precision: "f32", precisionReason: wasmPrecision(manifest).reason,
     memoryBytes: () => wasm.memoryBytes, release: () => wasm.destroy() },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
@@ -199,6 +207,9 @@ export class Model {
     this.threads = backend.threads ?? null;       // wasm only
     this.threadsReason = backend.threadsReason ?? null;
     this.tuning = backend.tuning ?? null;         // {source, device_key, winners, candidates_timed, ...}
+    // "f16" (a q4f16 artifact's f16 kernel set, on an adapter with shader-f16) or "f32", and why
+    this.precision = backend.precision;
+    this.precisionReason = backend.precisionReason;
     this.timings = timings;
     this.lost = null;                             // WebGPU: the GPUDeviceLostInfo once the device is lost
     backend.lost?.then((info) => { this.lost = info; });

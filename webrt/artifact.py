@@ -157,10 +157,30 @@ def _candidates(staging: Path, compiled: CompiledModule, kernels: dict) -> dict:
     return functions
 
 
+# What each extra kernel set needs of the device (docs/ARTIFACT.md, kernel sets)
+KERNEL_SET_FEATURES = {"f16": ["shader-f16"]}
+
+
+def _kernel_set(staging: Path, name: str, compiled: CompiledModule, state: dict) -> dict:
+    """An extra WebGPU kernel set (`kernel_sets.<name>`): its kernels under kernels/<name>/, its own
+    entries, functions and state; the weights are the artifact's."""
+    (staging / "kernels" / name).mkdir()
+    kernels = {}
+    for kname, kernel in compiled.kernels.items():
+        entry = {**kernel.to_json(), "file": f"kernels/{name}/{kernel.name}.wgsl"}
+        (staging / entry["file"]).write_text(kernel.wgsl)
+        kernels[kname] = {**entry, "sha256": sha256(kernel.wgsl.encode())}
+    return {"features": KERNEL_SET_FEATURES[name], "requires": device_requirements(compiled),
+            "entries": compiled.entries, "functions": compiled.functions, "kernels": kernels,
+            "state": [{"name": n, "shape": list(shape), "dtype": dtype} for n, (shape, dtype) in state.items()]}
+
+
 def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: dict[str, np.ndarray],
-                   extra_files: list[Path] = (), state: dict | None = None, tuning_db: Path | None = None) -> Path:
+                   extra_files: list[Path] = (), state: dict | None = None, tuning_db: Path | None = None,
+                   kernel_sets: dict | None = None) -> Path:
     """state: name -> (shape, dtype) of tensors the shell allocates zeroed and the plan updates;
-    tuning_db: a tuning database (web/tuner.js) to ship as the artifact's `tuning.db`."""
+    tuning_db: a tuning database (web/tuner.js) to ship as the artifact's `tuning.db`;
+    kernel_sets: name -> (CompiledModule, state) of extra WebGPU kernel sets (q4f16's "f16")."""
     import tvm
 
     from .compile.tuning import space_hash
@@ -206,6 +226,8 @@ def write_artifact(out: Path, model: dict, compiled: CompiledModule, weights: di
                       for name, (shape, dtype) in (state or {}).items()],
             "files": files,
         }
+        if kernel_sets:
+            manifest["kernel_sets"] = {name: _kernel_set(staging, name, *found) for name, found in kernel_sets.items()}
         manifest["device"]["largest_binding"] = largest_binding(manifest)
         if tuning_db is not None:
             _add_tuning_db(staging, manifest, read_tuning_db(tuning_db))

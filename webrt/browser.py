@@ -111,7 +111,8 @@ async ([url, device, tokenLists, threads, tuning], stage) => {
       results.push({ logits: logits.map((row) => Array.from(row)), forward_ms });
     }
     const info = { device: model.device, adapter: model.adapter, timings: model.timings, results,
-                   threads: model.threads, threads_reason: model.threadsReason, tuning: model.tuning };
+                   threads: model.threads, threads_reason: model.threadsReason, tuning: model.tuning,
+                   precision: model.precision, precision_reason: model.precisionReason };
     model.unload();
     return info;
   } catch (err) {
@@ -195,7 +196,7 @@ async ([url, device, request, options], stage) => {
              prefill_tokens_per_s: extra.prefill_tokens_per_s, decode_tokens_per_s: extra.decode_tokens_per_s,
              ttft_ms: extra.time_to_first_token_ms, usage: last.usage, device: info.device,
              adapter: info.adapter, timings: info.timings, threads: info.threads,
-             threads_reason: info.threads_reason };
+             threads_reason: info.threads_reason, precision: info.precision, precision_reason: info.precision_reason };
   } catch (err) {
     return { error: `${err.name}: ${err.message}` };
   }

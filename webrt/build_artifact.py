@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -24,7 +25,9 @@ from .models.split import DEFAULT_MAX_BINDING_BYTES, split_large_tables
 from .quantize import MIXES, MixTypes
 from .tokenizer_checks import check_tokenizer_files
 
-QUANTIZATIONS = ("f32", "q4f32", *MIXES)  # the mixes: llama.cpp's K-quant recipes (webrt/quantize.py)
+# q4f16: q4f32's weights, with a second WebGPU kernel set in float16 activations and KV cache
+# (used where the adapter has shader-f16); the mixes: llama.cpp's K-quant recipes (webrt/quantize.py)
+QUANTIZATIONS = ("f32", "q4f32", "q4f16", *MIXES)
 STATE_PREFIX = "kv_cache."
 # The KV cache length when --context-window is not given and the model's context is longer
 # (Gemma 3 advertises 32,768 tokens: an f32 cache of that length would be 1.2 GB).
@@ -97,9 +100,11 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
         cfg.context_window = context_window
     else:  # the KV cache and RoPE tables are sized by what a page uses, not by the advertised length
         cfg.context_window = min(cfg.context_window, DEFAULT_CONTEXT_WINDOW)
-    types = ckpt.code_bits() if quantization == "q4f32" else \
+    types = ckpt.code_bits() if quantization in ("q4f32", "q4f16") else \
         MixTypes(quantization, cfg.num_hidden_layers, cfg.tie_word_embeddings) if quantization in MIXES else None
     model = family(cfg.family).model(cfg, types)
+    # q4f16's f16 kernel set: the same weights (names, dtypes and bytes), f16 activations and KV cache
+    model_f16 = f16_model(cfg, types) if quantization == "q4f16" else None
     computed = model.host_tables()
     shapes = {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()}
     state = {name: shape for name, shape in shapes.items() if name.startswith(STATE_PREFIX)}
@@ -109,6 +114,8 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
     weights = ckpt.load_weights(expected)
     weights.update(quantize_weights(ckpt, model))
     weights.update(computed)
+    if model_f16 is not None:  # split as the f32 model is, on a copy (only the names matter to it)
+        split_large_tables(model_f16, dict(weights), max_binding_bytes)
     split_large_tables(model, weights, max_binding_bytes)
 
     stage("exporting the model to Relax")
@@ -117,13 +124,40 @@ def _compile(ckpt, out: Path, quantization: str, context_window: int | None, sta
     weights = {name: weights[name] for name in param_names if name not in state}
 
     stage("compiling kernels (Relax + TIR + WGSL)")
-    compiled = compile_module(mod, {
-        "forward": ["input_ids", *param_names],
-        "prefill": [*GENERATE_INPUTS, *param_names],
-        "decode": [*GENERATE_INPUTS, *param_names],
-    }, schedule, candidates=tuning_candidates, int_dot=int_dot)
+    entries = lambda names: {"forward": ["input_ids", *names], "prefill": [*GENERATE_INPUTS, *names],  # noqa: E731
+                             "decode": [*GENERATE_INPUTS, *names]}
+    compiled = compile_module(mod, entries(param_names), schedule, candidates=tuning_candidates, int_dot=int_dot)
+    kernel_sets = {}
+    if model_f16 is not None:
+        stage("compiling the f16 kernel set (WebGPU, shader-f16)")
+        kernel_sets["f16"] = compile_f16_set(model_f16, parameter_shapes(model), entries, schedule)
 
     stage("writing the artifact")
     meta = {"name": ckpt.name, "source": "gguf" if ckpt.path.suffix == ".gguf" else "huggingface",
             "quantization": quantization, "schedule": schedule, "config": cfg.to_json()}
-    return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files, state, tuning_db)
+    return write_artifact(out, meta, compiled, weights, ckpt.tokenizer_files, state, tuning_db, kernel_sets)
+
+
+def parameter_shapes(model) -> dict:
+    return {name: (tuple(int(d) for d in p.shape), p.dtype) for name, p in model.named_parameters()}
+
+
+def f16_model(cfg, types):
+    """The model with float16 activations and KV cache over the same quantized weights."""
+    cfg_f16 = copy.deepcopy(cfg)
+    cfg_f16.activation_dtype = "float16"
+    return family(cfg.family).model(cfg_f16, types)
+
+
+def compile_f16_set(model, f32_shapes: dict, entries, schedule: str) -> tuple:
+    """(compiled WebGPU kernels, state) of the f16 model: WebGPU only, with no tuner candidates
+    (the wasm kernels and the tuner stay f32). Every weight must be the f32 set's, so that both
+    sets share the weight files."""
+    mod, params = model.export_tvm(spec=model.get_default_spec())
+    names = [name for name, _ in params]
+    shapes = parameter_shapes(model)
+    for name in names:
+        if not name.startswith(STATE_PREFIX) and shapes[name] != f32_shapes[name]:
+            raise WebrtError(f"internal: the f16 kernel set's {name} is {shapes[name]}, the f32 set's {f32_shapes[name]}")
+    state = {name: shape for name, shape in shapes.items() if name.startswith(STATE_PREFIX)}
+    return compile_module(mod, entries(names), schedule, wasm=False, candidates=False), state

@@ -52,6 +52,9 @@ class ModelConfig:
     # Sliding layers keep a ring of sliding_window + max_prefill_chunk - 1 rows when this is set: the
     # shell then prefills at most this many tokens per call (see cache_rows)
     max_prefill_chunk: int | None = None
+    # the dtype of activations and the KV cache: "float16" for a q4f16 artifact's f16 kernel set
+    # (weights stay as they are; matmuls, softmax, norms and RoPE accumulate in float32)
+    activation_dtype: str = "float32"
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

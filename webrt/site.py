@@ -80,6 +80,8 @@ def artifact_files(folder: Path, manifest: dict) -> list[dict]:
     """Every file the manifest names, with the size and hash it records."""
     listed = [*manifest["weights"]["shards"], *manifest.get("files", [])]
     listed += [{"file": k["file"], "sha256": k["sha256"]} for k in manifest["kernels"].values()]
+    for kernel_set in manifest.get("kernel_sets", {}).values():  # q4f16's f16 kernels
+        listed += [{"file": k["file"], "sha256": k["sha256"]} for k in kernel_set["kernels"].values()]
     listed += wasm_builds(manifest)
     unique = {entry["file"]: entry for entry in listed}  # identical kernels share a file
     for name in unique:

@@ -27,15 +27,24 @@ GENERATE_INPUTS = ["input_ids", "offset", "token_mask", "penalty_ids", "penalty_
                    "bias_ids", "bias_values", "logprobs"]
 
 
+F32 = "float32"
+
+
+def as_dtype(x: nn.Tensor, dtype: str) -> nn.Tensor:
+    """x in dtype: the f16 kernel set casts around the steps that compute in float32."""
+    return x if x.dtype == dtype else op.astype(x, dtype)
+
+
 def apply_rope(x: nn.Tensor, cos: nn.Tensor, sin: nn.Tensor, head_dim: int, offset=0) -> nn.Tensor:
     """Rotate-half RoPE at positions offset..offset+s-1: x*cos + rotate_half(x)*sin, with
-    host-computed tables [positions, head_dim]."""
+    host-computed float32 tables [positions, head_dim], computed in float32 and given in x's dtype."""
     half = head_dim // 2
 
     def compute(x: te.Tensor, cos: te.Tensor, sin: te.Tensor, offset=0):
         def value(b, s, h, d):
-            rotated = tirx.if_then_else(d < half, -x[b, s, h, d + half], x[b, s, h, d - half])
-            return x[b, s, h, d] * cos[offset + s, d] + rotated * sin[offset + s, d]
+            at = lambda d: x[b, s, h, d].astype(F32)  # noqa: E731
+            rotated = tirx.if_then_else(d < half, -at(d + half), at(d - half))
+            return (at(d) * cos[offset + s, d] + rotated * sin[offset + s, d]).astype(x.dtype)
 
         return te.compute(x.shape, value, name="rope")
 
@@ -83,13 +92,14 @@ def cache_append(cache: nn.Tensor, new: nn.Tensor, offset, ring: bool = False) -
     (a ring: row (offset + s) % capacity), in place: after CallTIRRewrite this is one kernel and no
     allocation."""
     capacity, heads, dim = (int(v) for v in cache.shape)
+    dtype = cache.dtype
 
     @T.prim_func(private=True, s_tir=True)
     def append(var_cache: T.handle, var_new: T.handle, offset: T.int64):
         T.func_attr({"tirx.noalias": True})
         n = T.int64()
-        dst = T.match_buffer(var_cache, (capacity, heads, dim), "float32")
-        src = T.match_buffer(var_new, (1, n, heads, dim), "float32")
+        dst = T.match_buffer(var_cache, (capacity, heads, dim), dtype)
+        src = T.match_buffer(var_new, (1, n, heads, dim), dtype)
         for s, h, d in T.grid(n, heads, dim):
             with T.sblock("append"):
                 vs, vh, vd = T.axis.remap("SSS", [s, h, d])
@@ -99,8 +109,8 @@ def cache_append(cache: nn.Tensor, new: nn.Tensor, offset, ring: bool = False) -
     def append_ring(var_cache: T.handle, var_new: T.handle, offset: T.int64):
         T.func_attr({"tirx.noalias": True})
         n = T.int64()
-        dst = T.match_buffer(var_cache, (capacity, heads, dim), "float32")
-        src = T.match_buffer(var_new, (1, n, heads, dim), "float32")
+        dst = T.match_buffer(var_cache, (capacity, heads, dim), dtype)
+        src = T.match_buffer(var_new, (1, n, heads, dim), dtype)
         for s, h, d in T.grid(n, heads, dim):
             with T.sblock("append"):
                 vs, vh, vd = T.axis.remap("SSS", [s, h, d])
@@ -121,7 +131,8 @@ def cached_attention(q: nn.Tensor, k_cache: nn.Tensor, v_cache: nn.Tensor, offse
     last - (last - j) mod capacity with last = offset+n-1; rows not yet written have a negative one.
 
     Each kernel takes the offset as a scalar argument: TIR functions may only use variables their
-    arguments define."""
+    arguments define. Scores, softmax and the weighted sum are float32 whatever the cache's dtype;
+    the result has q's dtype."""
     heads, hd = (int(v) for v in q.shape[2:])
     capacity = int(k_cache.shape[0])
 
@@ -139,7 +150,7 @@ def cached_attention(q: nn.Tensor, k_cache: nn.Tensor, v_cache: nn.Tensor, offse
         n = q.shape[1]
         d = te.reduce_axis((0, hd), name="d")
         return te.compute((1, heads, n, keys(n, offset)), lambda b, h, i, j: te.sum(
-            q[b, i, h, d] * k[j, h // groups, d], axis=d), name="scores")
+            q[b, i, h, d].astype(F32) * k[j, h // groups, d].astype(F32), axis=d), name="scores")
 
     def masked(s: te.Tensor, offset):
         n = s.shape[2]
@@ -156,8 +167,11 @@ def cached_attention(q: nn.Tensor, k_cache: nn.Tensor, v_cache: nn.Tensor, offse
     def weighted(p: te.Tensor, v: te.Tensor, offset):
         n = p.shape[2]
         j = te.reduce_axis((0, keys(n, offset)), name="j")
-        return te.compute((1, n, heads, hd), lambda b, i, h, d: te.sum(
-            p[b, h, i, j] * v[j, h // groups, d], axis=j), name="weighted")
+        total = te.compute((1, n, heads, hd), lambda b, i, h, d: te.sum(
+            p[b, h, i, j] * v[j, h // groups, d].astype(F32), axis=j), name="weighted")
+        if v.dtype == F32:
+            return total
+        return te.compute(total.shape, lambda *i: total(*i).astype(v.dtype), name="weighted_cast")
 
     s = op.tensor_expr_op(scores, "attn_scores", [q, k_cache, offset])
     p = op.softmax(op.tensor_expr_op(masked, "attn_mask", [s, offset]), axis=-1)
@@ -171,9 +185,17 @@ def last_position(x: nn.Tensor) -> nn.Tensor:
                              "last_position", [x])
 
 
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm computed in float32 for any x (its weight stays float32, shared by both kernel
+    sets of a q4f16 artifact), the result in x's dtype."""
+
+    def forward(self, x: nn.Tensor) -> nn.Tensor:
+        return as_dtype(super().forward(as_dtype(x, F32)), x.dtype)
+
+
 def rms_norm(cfg: ModelConfig, size: int | None = None) -> nn.RMSNorm:
     """x * rsqrt(mean(x^2) + eps) * w. Gemma's (1 + w) is folded into w when weights load."""
-    return nn.RMSNorm(size or cfg.hidden_size, axes=-1, epsilon=cfg.rms_norm_eps, bias=False)
+    return RMSNorm(size or cfg.hidden_size, axes=-1, epsilon=cfg.rms_norm_eps, bias=False)
 
 
 class Attention(nn.Module):
@@ -226,9 +248,10 @@ class Attention(nn.Module):
         q = op.permute_dims(q, (0, 2, 1, 3))
         k = op.repeat(op.permute_dims(k, (0, 2, 1, 3)), groups, axis=1)
         v = op.repeat(op.permute_dims(v, (0, 2, 1, 3)), groups, axis=1)
-        scores = op.matmul(q, op.permute_dims(k, (0, 1, 3, 2))) * self.scale
+        # scores, softmax and the weighted sum in float32 whatever the activations' dtype
+        scores = op.matmul(q, op.permute_dims(k, (0, 1, 3, 2)), out_dtype=F32) * self.scale
         probs = op.softmax(causal_mask(scores, self.window), axis=-1)
-        out = op.permute_dims(op.matmul(probs, v), (0, 2, 1, 3))
+        out = as_dtype(op.permute_dims(op.matmul(probs, as_dtype(v, F32)), (0, 2, 1, 3)), x.dtype)
         return self.o_proj(op.reshape(out, (b, s, self.num_heads * hd)))
 
     def forward_cached(self, x: nn.Tensor, cos, sin, k_cache, v_cache, offset) -> nn.Tensor:
@@ -282,13 +305,13 @@ class KVCache(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         shapes = [(cfg.cache_rows(i), cfg.num_key_value_heads, cfg.head_dim) for i in range(cfg.num_hidden_layers)]
-        self.k = nn.ModuleList([_State(shape) for shape in shapes])
-        self.v = nn.ModuleList([_State(shape) for shape in shapes])
+        self.k = nn.ModuleList([_State(shape, cfg.activation_dtype) for shape in shapes])
+        self.v = nn.ModuleList([_State(shape, cfg.activation_dtype) for shape in shapes])
 
 
 class _State(nn.Module):
-    def __init__(self, shape):
-        self.data = nn.Parameter(shape, "float32")
+    def __init__(self, shape, dtype: str):
+        self.data = nn.Parameter(shape, dtype)
 
 
 def float_or_quantized(bits: dict[str, int] | None):
@@ -360,9 +383,16 @@ class CausalLM(nn.Module):
             x = quantized_embed(self.model.embed_tokens, input_ids)
         else:
             x = embed(self.model.embed_tokens.weight, input_ids)
-        return x if self.cfg.embed_scale == 1.0 else x * self.cfg.embed_scale
+        x = x if self.cfg.embed_scale == 1.0 else x * self.cfg.embed_scale
+        return as_dtype(x, self.cfg.activation_dtype)
 
     def logits(self, x: nn.Tensor) -> nn.Tensor:
+        """float32 logits whatever the activations' dtype: sampling and the logits read back are f32."""
+        return as_dtype(self._logits(x), F32)
+
+    def _logits(self, x: nn.Tensor) -> nn.Tensor:
+        if isinstance(self.lm_head, QLinear):
+            return self.lm_head(x, out_dtype=F32)
         if self.lm_head is not None:
             return self.lm_head(x)
         if isinstance(self.model.embed_tokens, RowSplit):  # tied, in parts: each part's logits, in order
