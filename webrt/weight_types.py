@@ -2,9 +2,11 @@
 
 A description says what a GGUF block holds (`block` weights in `block_bytes` bytes), how its
 bytes split into integer codes and per-block fields (`split`, numpy), and how to decode one weight
-from them (`value`, written over a small set of operations that run on TIR expressions for the
-WGSL and wasm kernels, and on numpy arrays for checks). Nothing is rounded: every weight decodes to
-the same float as ggml's reference (`gguf.quants.dequantize`).
+from them: code * scale (+ offset), where only the code is per weight and the scale and offset are
+per sub-block (`sub_block` columns), so a kernel can decode those once per sub-block. Each is
+written over a small set of operations that run on TIR expressions for the WGSL and wasm kernels,
+and on numpy arrays for checks. Nothing is rounded: every weight decodes to the same float as
+ggml's reference (`gguf.quants.dequantize`).
 
 Artifact layout of a matrix W [N, K] of one type (docs/ARTIFACT.md, "GGUF weight types"), one
 tensor per part, each row-major with one row per matrix row:
@@ -92,11 +94,33 @@ class WeightType:
     planes: tuple
     fields: tuple
     split: Callable      # uint8 blocks [n, block_bytes] -> {plane: codes [n, block], field: [n, values]}
-    value: Callable      # Reader -> the weight at the reader's column
+    code: Callable       # Reader -> the weight's integer code, as float32, at the reader's column
+    scale: Callable      # Reader -> the scale of the reader's sub-block
+    offset: Callable | None = None  # Reader -> what is added to code * scale in the sub-block
+    sub_block: int = 32  # columns that share one scale and offset (16 or 32)
 
     @property
     def parts(self) -> tuple:
         return (*self.planes, *self.fields)
+
+    def value(self, v: "Reader", scale=None, offset=None):
+        """The weight at the reader's column: code * scale (+ offset), ggml's order of operations.
+        scale and offset, when given, are the sub-block's values read from elsewhere (a kernel's
+        decode stage, computed once per sub-block)."""
+        w = self.code(v) * (self.scale(v) if scale is None else scale)
+        if self.offset is None:
+            return w
+        return w + (self.offset(v) if offset is None else offset)
+
+    def sub_index(self, g, j):
+        """Index, within the row, of the sub-block holding column 32 g + 4 j + l."""
+        per_step = STEP // self.sub_block
+        return g * per_step + (j // (self.sub_block // LANES) if per_step > 1 else 0)
+
+    def sub_position(self, s):
+        """(g, j) of the first column of the row's sub-block s."""
+        per_step = STEP // self.sub_block
+        return s // per_step, (s % per_step) * (self.sub_block // LANES)
 
     def part_shapes(self, rows: int, cols: int) -> dict[str, tuple[tuple[int, int], str]]:
         """Artifact tensor name suffix -> ((rows, width), dtype)."""
@@ -302,59 +326,65 @@ TYPES: dict[str, WeightType] = {t.name: t for t in (
     WeightType(
         "Q4_0", 32, 18, (Plane("q", 4),), (Field("d", 32, "f16"),),
         split=lambda b: {"d": _halves(b[:, 0:2]), "q": _nibbles(b[:, 2:18], 1)},
-        value=lambda v: v.f32(v.i32(v.code("q")) - 8) * v.field("d")),
+        code=lambda v: v.f32(v.i32(v.code("q")) - 8), scale=lambda v: v.field("d")),
     WeightType(
         "Q4_1", 32, 20, (Plane("q", 4),), (Field("d", 32, "f16"), Field("m", 32, "f16")),
         split=lambda b: {"d": _halves(b[:, 0:2]), "m": _halves(b[:, 2:4]), "q": _nibbles(b[:, 4:20], 1)},
-        value=lambda v: v.f32(v.code("q")) * v.field("d") + v.field("m")),
+        code=lambda v: v.f32(v.code("q")), scale=lambda v: v.field("d"), offset=lambda v: v.field("m")),
     WeightType(
         # d as f16: with f32 the rows of 576 columns (padding of the 1-bit plane) would pass 1.10x
         "Q5_0", 32, 22, (Plane("lo", 4), Plane("hi", 1)), (Field("d", 32, "f16"),),
         split=lambda b: {"d": _halves(b[:, 0:2]), "hi": _bits32(b[:, 2:6]), "lo": _nibbles(b[:, 6:22], 1)},
-        value=lambda v: v.f32(v.i32(_five(v)) - 16) * v.field("d")),
+        code=lambda v: v.f32(v.i32(_five(v)) - 16), scale=lambda v: v.field("d")),
     WeightType(
         "Q5_1", 32, 24, (Plane("lo", 4), Plane("hi", 1)), (Field("d", 32, "f16"), Field("m", 32, "f16")),
         split=lambda b: {"d": _halves(b[:, 0:2]), "m": _halves(b[:, 2:4]), "hi": _bits32(b[:, 4:8]),
                          "lo": _nibbles(b[:, 8:24], 1)},
-        value=lambda v: v.f32(_five(v)) * v.field("d") + v.field("m")),
+        code=lambda v: v.f32(_five(v)), scale=lambda v: v.field("d"), offset=lambda v: v.field("m")),
     WeightType(
         "Q8_0", 32, 34, (Plane("q", 8, signed=True),), (Field("d", 32, "f32"),),
         split=lambda b: {"d": _f16(b[:, 0:2]), "q": b[:, 2:34]},
-        value=lambda v: v.f32(v.code("q")) * v.field("d")),
+        code=lambda v: v.f32(v.code("q")), scale=lambda v: v.field("d")),
     WeightType(
+        # ggml: d * (sc & 15) * q - dmin * (sc >> 4); a - b is a + (-b) exactly
         "Q2_K", 256, 84, (Plane("q", 2),), (Field("scales", 16, "u8"), Field("d", 256, "f32"), Field("dmin", 256, "f32")),
         split=lambda b: {"scales": b[:, 0:16], "q": _crumbs(b[:, 16:80], 2), "d": _f16(b[:, 80:82]),
                          "dmin": _f16(b[:, 82:84])},
-        value=lambda v: (v.field("d") * v.f32(v.field("scales") & 15)) * v.f32(v.code("q"))
-        - v.field("dmin") * v.f32(v.field("scales") >> 4)),
+        code=lambda v: v.f32(v.code("q")), scale=lambda v: v.field("d") * v.f32(v.field("scales") & 15),
+        offset=lambda v: -(v.field("dmin") * v.f32(v.field("scales") >> 4)), sub_block=16),
     WeightType(
         "Q3_K", 256, 110, (Plane("lo", 2), Plane("hi", 1)), (Field("scales", 256, "u8", 12), Field("d", 256, "f32")),
         split=lambda b: {"hi": _bitplane(b[:, 0:32], 8), "lo": _crumbs(b[:, 32:96], 2), "scales": b[:, 96:108],
                          "d": _f16(b[:, 108:110])},
         # the high bit set means no offset: q = low 2 bits - 4 * (1 - high)
-        value=lambda v: (v.field("d") * v.f32(_q3_k_scale(v))) * v.f32(v.i32(v.code("lo") | (v.code("hi") << 2)) - 4)),
+        code=lambda v: v.f32(v.i32(v.code("lo") | (v.code("hi") << 2)) - 4),
+        scale=lambda v: v.field("d") * v.f32(_q3_k_scale(v)), sub_block=16),
     WeightType(
         "Q4_K", 256, 144, (Plane("q", 4),), (Field("d", 256, "f32"), Field("dmin", 256, "f32"), Field("scales", 256, "u8", 12)),
         split=lambda b: {"d": _f16(b[:, 0:2]), "dmin": _f16(b[:, 2:4]), "scales": b[:, 4:16], "q": _nibbles(b[:, 16:144], 4)},
-        value=lambda v: _k_value(v, v.code("q"))),
+        code=lambda v: v.f32(v.code("q")), scale=lambda v: _k_scale(v), offset=lambda v: _k_offset(v)),
     WeightType(
         "Q5_K", 256, 176, (Plane("lo", 4), Plane("hi", 1)),
         (Field("d", 256, "f32"), Field("dmin", 256, "f32"), Field("scales", 256, "u8", 12)),
         split=lambda b: {"d": _f16(b[:, 0:2]), "dmin": _f16(b[:, 2:4]), "scales": b[:, 4:16],
                          "hi": _bitplane(b[:, 16:48], 8), "lo": _nibbles(b[:, 48:176], 4)},
-        value=lambda v: _k_value(v, _five(v))),
+        code=lambda v: v.f32(_five(v)), scale=lambda v: _k_scale(v), offset=lambda v: _k_offset(v)),
     WeightType(
         "Q6_K", 256, 210, (Plane("lo", 4), Plane("hi", 2)), (Field("scales", 16, "s8"), Field("d", 256, "f32")),
         split=lambda b: {"lo": _nibbles(b[:, 0:128], 2), "hi": _crumbs(b[:, 128:192], 2), "scales": b[:, 192:208],
                          "d": _f16(b[:, 208:210])},
-        value=lambda v: (v.field("d") * v.f32(v.field("scales"))) * v.f32(v.i32(v.code("lo") | (v.code("hi") << 4)) - 32)),
+        code=lambda v: v.f32(v.i32(v.code("lo") | (v.code("hi") << 4)) - 32),
+        scale=lambda v: v.field("d") * v.f32(v.field("scales")), sub_block=16),
 )}
 
 
-def _k_value(v: Reader, q):
-    """Q4_K / Q5_K: d * scale * q - dmin * min, per 32-weight sub-block (ggml's order of operations)."""
-    scale, low = _scale_min_k4(v, v.sub(32))
-    return (v.field("d") * v.f32(scale)) * v.f32(q) - v.field("dmin") * v.f32(low)
+# Q4_K / Q5_K: d * scale * q - dmin * min per 32-weight sub-block (ggml's order of operations)
+def _k_scale(v: Reader):
+    return v.field("d") * v.f32(_scale_min_k4(v, v.sub(32))[0])
+
+
+def _k_offset(v: Reader):
+    return -(v.field("dmin") * v.f32(_scale_min_k4(v, v.sub(32))[1]))
 
 
 def supported() -> list[str]:

@@ -140,6 +140,7 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
     elif threads and anchor.same_as(row_loop) and n_spatial > 1:
         # attention scores: rows of cache positions, one per (token, head)
         _parallel_over_outputs(sch, spatial_loops[:-1])
+    _decode_once_per_step(sch, rf_block, reduce_loops[0])
     # the lane sums go right after each output block, so the partial sums stay in registers
     sch.reverse_compute_at(block_rv, per_output)
     # the partial sums shrink to ROWS x LANES under that loop; TVM keeps such a small "global"
@@ -147,6 +148,21 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
     # inside a parallel loop
     sch.decompose_reduction(rf_block, reduce_loops[0])
     return True
+
+
+def _decode_once_per_step(sch: Schedule, rf_block, step_loop) -> None:
+    """The GGUF types' sub-block scales and offsets (the "qdecode_*" stages of quantized_matmul)
+    computed under the matmul's outermost reduction loop (32 columns): once per sub-block of each
+    row in the register block, into a few registers, instead of once per weight (the 6-bit packed
+    K-quant scales cost a dozen scalar operations and two branches each). Unrolling the code loop
+    j as well (constant bit positions) measured slower."""
+    producers = [b for b in sch.get_producers(rf_block) if sch.get(b).name_hint.startswith("qdecode_")]
+    for producer in producers:
+        sch.compute_at(producer, step_loop)
+        loops = sch.get_loops(producer)
+        depth = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(step_loop)))
+        for loop in loops[depth + 1:]:
+            sch.unroll(loop)
 
 
 def _parallel_over_outputs(sch: Schedule, outer_loops) -> None:

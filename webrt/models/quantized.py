@@ -116,17 +116,38 @@ def _dequant(qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor, bits: int, 
 
 # ---- GGUF weight types -------------------------------------------------------------------------------
 
-def _type_weight(wtype, parts: list[te.Tensor], row, g, j, l):
-    """The type's decode (webrt/weight_types.py) of W[row, 32 g + 4 j + l] as a TIR expression."""
+def _type_weight(wtype, parts: list[te.Tensor], row, g, j, l, stages: list[te.Tensor] | None = None):
+    """The type's decode (webrt/weight_types.py) of W[row, 32 g + 4 j + l] as a TIR expression;
+    with stages (_decode_stages), its sub-block's scale and offset are read from them."""
     by_name = dict(zip([p.name for p in wtype.parts], parts))
-    return wtype.value(Reader(wtype, lambda name, index: by_name[name][row, index], g, j, l, TIR_OPS))
+    reader = Reader(wtype, lambda name, index: by_name[name][row, index], g, j, l, TIR_OPS)
+    if stages is None:
+        return wtype.value(reader)
+    return wtype.value(reader, *(stage[row, wtype.sub_index(g, j)] for stage in stages))
+
+
+def _decode_stages(wtype, parts: list[te.Tensor], rows: int, cols: int) -> list[te.Tensor]:
+    """Every sub-block's scale (and offset) as stages of their own, "qdecode_*": the wasm schedule
+    computes them once per sub-block inside the matmul's loops (cpu_schedule.py), where inline
+    they were decoded again for every weight (6-bit packed K-quant scales: bench/wasm_qgemv.md);
+    the GPU schedules inline them back."""
+    by_name = dict(zip([p.name for p in wtype.parts], parts))
+
+    def reader(n, s):
+        g, j = wtype.sub_position(s)
+        return Reader(wtype, lambda name, index: by_name[name][n, index], g, j, 0, TIR_OPS)
+
+    shape = (rows, cols // wtype.sub_block)
+    stages = [te.compute(shape, lambda n, s: wtype.scale(reader(n, s)), name="qdecode_scale")]
+    if wtype.offset is not None:
+        stages.append(te.compute(shape, lambda n, s: wtype.offset(reader(n, s)), name="qdecode_offset"))
+    return stages
 
 
 def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
-    """x [b, s, cols] @ W^T -> [b, s, rows], float32 (an f16 x is read as float32: the sums stay
-    f32). The reduction runs over (group, j, l) rather than one column index, so its innermost
-    axis l walks consecutive columns: the CPU schedule (webrt/compile/cpu_schedule.py) turns it
-    into SIMD lanes."""
+    """x [b, s, cols] @ W^T -> [b, s, rows]. The reduction runs over (group, j, l) rather than one
+    column index, so its innermost axis l walks consecutive columns: the CPU schedule
+    (webrt/compile/cpu_schedule.py) turns it into SIMD lanes."""
     rows, cols = w.rows, w.cols
     wtype = getattr(w, "wtype", None)
     if wtype is not None:
@@ -134,9 +155,10 @@ def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
             g = te.reduce_axis((0, cols // STEP), name="g")
             j = te.reduce_axis((0, STEP // LANES), name="j")
             l = te.reduce_axis((0, LANES), name="l")
+            stages = _decode_stages(wtype, parts, rows, cols)
             return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-                x[b, s, g * STEP + j * LANES + l].astype("float32") * _type_weight(wtype, parts, n, g, j, l), axis=[g, j, l]),
-                name="qmatmul")
+                x[b, s, g * STEP + j * LANES + l] * _type_weight(wtype, parts, n, g, j, l, stages),
+                axis=[g, j, l]), name="qmatmul")
 
         return op.tensor_expr_op(compute, "qmatmul", [x, *w.tensors()])
 
@@ -148,7 +170,7 @@ def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
         j = te.reduce_axis((0, 32 // bits), name="j")
         l = te.reduce_axis((0, words), name="l")
         return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-            x[b, s, g * GROUP + j * words + l].astype("float32") * _dequant_at(qweight, scales, mins, bits, n, g, j, l),
+            x[b, s, g * GROUP + j * words + l] * _dequant_at(qweight, scales, mins, bits, n, g, j, l),
             axis=[g, j, l]), name="qmatmul")
 
     return op.tensor_expr_op(compute_group, "qmatmul", [x, w.qweight, w.scales, w.mins])
@@ -187,12 +209,9 @@ class QLinear(nn.Module):
             return nn.Linear(in_features, out_features, bias=bias)
         return QLinear(in_features, out_features, bias, kind)
 
-    def forward(self, x: nn.Tensor, out_dtype: str | None = None) -> nn.Tensor:
-        """In x's dtype unless out_dtype says otherwise; the sum and the bias are float32."""
+    def forward(self, x: nn.Tensor) -> nn.Tensor:
         y = quantized_matmul(x, self.weight)
-        y = y + self.bias if self.bias is not None else y
-        dtype = out_dtype or x.dtype
-        return y if y.dtype == dtype else op.astype(y, dtype)
+        return y + self.bias if self.bias is not None else y
 
 
 __all__ = ["GROUP_LAYOUT_BITS", "QLinear", "Quantized", "QuantizedWeight", "layout_of", "quantized_embed",
