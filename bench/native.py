@@ -29,11 +29,12 @@ from webrt.bench.native import compare, write_native_report  # noqa: E402
               help="artifact compiled with --int-dot")
 @click.option("--threads", default="1,2", show_default=True)
 @click.option("--decode-tokens", default=64, show_default=True)
+@click.option("--rounds", default=2, show_default=True, help="every engine runs once per round; the best round counts")
 @click.option("--out", type=click.Path(path_type=Path), default=ROOT / "bench" / "native")
-def main(exact: Path | None, int_dot: Path | None, threads: str, decode_tokens: int, out: Path) -> None:
+def main(exact: Path | None, int_dot: Path | None, threads: str, decode_tokens: int, rounds: int, out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="webrt-native-") as tmp:
         result = compare([int(t) for t in threads.split(",")], decode_tokens, {"exact": exact, "int-dot": int_dot},
-                         Path(tmp), stage=lambda s: print(s, flush=True))
+                         Path(tmp), stage=lambda s: print(s, flush=True), rounds=rounds)
     result = {"command": "python bench/native.py " + " ".join(sys.argv[1:]), **result}
     print(write_native_report(result, out).read_text())
 

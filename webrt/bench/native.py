@@ -49,8 +49,7 @@ def run_native(gguf: Path, prompt: str, threads: int, decode_tokens: int) -> dic
     except ImportError:
         raise WebrtError("--native needs llama-cpp-python: pip install 'webrt[bench]' "
                          "(CMAKE_ARGS=\"-DGGML_NATIVE=ON\" builds it for this CPU)") from None
-    llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512,
-                verbose=False)
+    llm = _load_without_extra_buffers(Llama, gguf, threads)
     ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
     # warm-up (first-touch of the weights, thread pool start)
     llm.reset()
@@ -69,6 +68,29 @@ def run_native(gguf: Path, prompt: str, threads: int, decode_tokens: int) -> dic
     return {"prompt_ids": [int(i) for i in ids], "tokens": tokens,
             "prefill_tokens_per_s": len(ids) / (t_first - t0),
             "decode_tokens_per_s": (len(tokens) - 1) / (t_end - t_first)}
+
+
+def _load_without_extra_buffers(Llama, gguf: Path, threads: int):
+    """Llama with use_extra_bufts off: on this machine's Xeon (AMX in /proc/cpuinfo) a -DGGML_NATIVE
+    build routes Q4_1 matmuls to ggml's AMX buffer type, and ggml_backend_amx_mul_mat segfaults in
+    llama_decode. Without the extra buffer types llama.cpp uses its plain CPU kernels (AVX-512/VNNI
+    vec_dot). Llama() has no keyword for it, so its default model params are wrapped while it loads."""
+    import llama_cpp
+    import llama_cpp.llama as llama_module
+
+    defaults = llama_cpp.llama_model_default_params
+
+    def without_extra_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+    try:
+        return Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_threads_batch=threads, n_batch=512,
+                     verbose=False)
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = defaults
 
 
 WEBRT_JS = """
@@ -155,60 +177,101 @@ def _common_prefix(a: list, b: list) -> int:
         n += 1
     return n
 
+SPEEDS = ("prefill_tokens_per_s", "decode_tokens_per_s")
+
+
+def _best(runs: list[dict]) -> dict:
+    """One engine's rounds: the first round's fields (tokens, text) with each speed the best round's,
+    and every round's speeds under "runs" (the load moves during a run; the best round is the one
+    least disturbed)."""
+    return {**runs[0], **{k: max(r[k] for r in runs) for k in SPEEDS},
+            "runs": [{k: round(r[k], 2) for k in SPEEDS} for r in runs]}
+
+
 def compare(threads_list: list[int], decode_tokens: int, artifacts: dict[str, Path | None], workdir: Path,
-            stage=lambda s: None) -> dict:
+            stage=lambda s: None, rounds: int = 2, profile: bool = True) -> dict:
     """The whole comparison on the default model: artifacts maps "exact" / "int-dot" to a folder, or
-    None to compile one into workdir (--no-tuning-candidates)."""
+    None to compile one into workdir (--no-tuning-candidates). Each round runs every engine at every
+    thread count (native, then webrt and wllama in one Chromium), so all engines meet the same load."""
     from ..default_model import default_model_path
 
     gguf = default_model_path()
     prompt = chat_prompt()
-    load_before = load_average()
-    started = time.time()
     artifacts = {label: folder or _compile(workdir / label, label == "int-dot", stage)
                  for label, folder in artifacts.items()}
+    load_before = load_average()
+    started = time.time()
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(next(iter(artifacts.values())) / "tokenizer.json"))
     # native runs when llama-cpp-python is installed (`webrt bench --native` requires it; the
     # script bench/native.py reports without it, saying so)
     with_native = native_available()
-    stage("native llama.cpp")
-    native = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list} if with_native else {}
-    prompt_ids = native[threads_list[0]]["prompt_ids"] if with_native else tokenizer.encode(prompt).ids
-    browser = run_browser(artifacts, gguf, prompt, prompt_ids, threads_list, decode_tokens, wllama=True, stage=stage)
-    stage("native llama.cpp again")  # the machine's load moves during a run
-    native_after = {t: run_native(gguf, prompt, t, decode_tokens) for t in threads_list} if with_native else {}
+    prompt_ids = tokenizer.encode(prompt).ids
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for i in range(rounds):
+        if with_native:
+            for t in threads_list:
+                stage(f"round {i + 1}/{rounds}: native llama.cpp, {t} thread(s)")
+                native = run_native(gguf, prompt, t, decode_tokens)
+                prompt_ids = native["prompt_ids"]
+                runs.setdefault(("native", t), []).append(native)
+        browser = run_browser(artifacts, gguf, prompt, prompt_ids, threads_list, decode_tokens, wllama=True,
+                              stage=lambda s, i=i: stage(f"round {i + 1}/{rounds}: {s}"))
+        for key, result in browser.items():
+            runs.setdefault(key, []).append(result)
+    best = {key: _best(r) for key, r in runs.items()}
+    where = _where_time_goes(artifacts, len(prompt_ids), workdir, stage) if profile else None
     rows = []
     for t in threads_list:
-        nat = ({k: max(native[t][k], native_after[t][k]) for k in ("prefill_tokens_per_s", "decode_tokens_per_s")}
-               if with_native else None)
-        wl = browser[("wllama", t)]
+        nat = best.get(("native", t))
+        wl = best[("wllama", t)]
         for label in artifacts:
-            r = browser[(f"webrt-{label}", t)]
+            r = best[(f"webrt-{label}", t)]
             rows.append({
-                "engine": f"webrt {label}", "threads": t,
-                "prefill_tokens_per_s": r["prefill_tokens_per_s"], "decode_tokens_per_s": r["decode_tokens_per_s"],
+                "engine": f"webrt {label}", "threads": t, **{k: r[k] for k in SPEEDS}, "runs": r["runs"],
                 "prefill_vs_native": r["prefill_tokens_per_s"] / nat["prefill_tokens_per_s"] if nat else None,
                 "decode_vs_native": r["decode_tokens_per_s"] / nat["decode_tokens_per_s"] if nat else None,
                 "prefill_vs_wllama": r["prefill_tokens_per_s"] / wl["prefill_tokens_per_s"],
                 "decode_vs_wllama": r["decode_tokens_per_s"] / wl["decode_tokens_per_s"],
-                "tokens_agreeing_with_native": _common_prefix(r["tokens"], native[t]["tokens"]) if nat else None,
-                "tokens_agreeing_with_exact": _common_prefix(r["tokens"], browser[("webrt-exact", t)]["tokens"])
-                if ("webrt-exact", t) in browser else None,
+                "tokens_agreeing_with_native": _common_prefix(r["tokens"], nat["tokens"]) if nat else None,
+                "tokens_agreeing_with_exact": _common_prefix(r["tokens"], best[("webrt-exact", t)]["tokens"])
+                if ("webrt-exact", t) in best else None,
                 "text": tokenizer.decode(r["tokens"]),
             })
         if nat:
-            rows.append({"engine": "native llama.cpp", "threads": t, **nat,
-                         "runs": [{k: v for k, v in x.items() if k.endswith("_per_s")}
-                                  for x in (native[t], native_after[t])],
-                         "text": tokenizer.decode(native[t]["tokens"])})
-        rows.append({"engine": "wllama", "threads": t,
-                     **{k: wl[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s")},
+            rows.append({"engine": "native llama.cpp", "threads": t, **{k: nat[k] for k in SPEEDS},
+                         "runs": nat["runs"], "text": tokenizer.decode(nat["tokens"])})
+        rows.append({"engine": "wllama", "threads": t, **{k: wl[k] for k in SPEEDS}, "runs": wl["runs"],
                      "prompt_tokens": wl["prompt_tokens"], "text": wl["text"]})
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_before,
             "load_average_after": load_average(), "wall_s": round(time.time() - started), "gguf": gguf.name,
-            "prompt_tokens": len(prompt_ids), "decode_tokens": decode_tokens, "native": with_native, "rows": rows}
+            "prompt_tokens": len(prompt_ids), "decode_tokens": decode_tokens, "rounds": rounds,
+            "native": with_native, "rows": rows, "where_time_goes": where}
+
+
+def _where_time_goes(artifacts: dict[str, Path], prompt_tokens: int, workdir: Path, stage) -> dict:
+    """For a missed target: each artifact's per-function wasm profile at one thread (a prefill of the
+    prompt's length, 16 decode steps), and this browser's measured wasm roofs (the micro-kernels of
+    `webrt bench`: SIMD128 f32 matmul GFLOP/s and streaming GB/s) with the share of them each
+    engine's rate reaches, from the model's FLOPs and weight bytes per token (webrt/bench/roofline.py)."""
+    from .profile import profile_wasm
+    from .roofline import build_microkernels, token_costs
+    from .session import browser_session
+
+    profiles = {}
+    for label, folder in artifacts.items():
+        stage(f"profile: webrt {label}, 1 thread")
+        profiles[label] = profile_wasm(folder, prompt=prompt_tokens, steps=16, threads=1)
+    stage("roofs: wasm micro-kernels")
+    build_microkernels(workdir / "microkernels.wasm")
+    with browser_session(workdir) as session:
+        roofs = session.call("benchRoofs", {"wasmUrl": "/model/microkernels.wasm"}, timeout_s=300)
+    config = json.loads((next(iter(artifacts.values())) / "manifest.json").read_text())["model"]["config"]
+    costs = token_costs(config, "q4f32")
+    return {"profiles": profiles, "roofs": roofs.get("wasm"), "matmul_params": costs["matmul_params"],
+            "weight_bytes": costs["weight_bytes"], "decode_flops": costs["decode"](prompt_tokens)["flops"],
+            "prefill_flops": costs["prefill"](prompt_tokens)["flops"]}
 
 
 def write_native_report(result: dict, out: Path) -> Path:
@@ -233,8 +296,10 @@ def _markdown(r: dict) -> str:
              f"Command: `{r['command']}`. Model: {r['gguf']} (webrt: q4f32, the GGUF's Q4_1 blocks in the group "
              f"layout). One {r['prompt_tokens']}-token ChatML prompt, greedy, {r['decode_tokens']} tokens. "
              f"Load average before {r['load_average_before']}, after {r['load_average_after']}; {r['wall_s']} s.",
-             "Native is llama-cpp-python 0.3.36 built with -DGGML_NATIVE=ON (AVX2), measured before and after the "
-             "browser runs (the faster of the two is used). wllama 3.8.1 in the same Chromium as webrt.", "",
+             f"{r.get('rounds', 1)} rounds, each running every engine at every thread count; each speed is the "
+             "best round's (all rounds in the JSON's `runs`). Native is llama-cpp-python 0.3.36 built with "
+             "-DGGML_NATIVE=ON (AVX-512 and VNNI on this Xeon), loaded without ggml's extra buffer types: its AMX "
+             "matmul segfaults here (webrt/bench/native.py). wllama 3.8.1 in the same Chromium as webrt.", "",
              *([] if r.get("native", True) else
                ["", "**Native llama.cpp was not measured in this run**: llama-cpp-python was not installed yet.", ""]),
              "| engine | threads | prefill tok/s | decode tok/s | prefill / native | decode / native | "
@@ -249,4 +314,45 @@ def _markdown(r: dict) -> str:
                      f"{f('tokens_agreeing_with_exact', '{}')} |")
     lines += ["", f"Targets (issue 20): decode >= {TARGETS['decode']:.0%} of native, prefill >= {TARGETS['prefill']:.0%}, "
               "decode and prefill >= 2x wllama.", ""]
+    if r.get("where_time_goes"):
+        lines += _where_markdown(r)
     return "\n".join(lines) + "\n"
+
+
+def _where_markdown(r: dict) -> list[str]:
+    """The roofline table (every engine's rate as a share of the measured wasm roofs) and the
+    per-function profiles."""
+    from .profile import top_functions
+
+    w = r["where_time_goes"]
+    roofs = w["roofs"] or {}
+    lines = ["## Where the time goes", ""]
+    if roofs.get("gflops"):
+        gb_token = w["weight_bytes"] / 1e9
+        lines += [f"Measured wasm roofs in this browser: {roofs['gflops']:.1f} GFLOP/s (SIMD128 f32 matmul micro-kernel), "
+                  f"{roofs['gbs']:.1f} GB/s (streaming sum). The model: {w['matmul_params'] / 1e6:.0f} M matmul "
+                  f"weights, {gb_token * 1e3:.0f} MB of q4f32 weights read per decode token, "
+                  f"{w['prefill_flops'] / 1e9:.1f} GFLOP per {r['prompt_tokens']}-token prefill. Decode is bound by "
+                  f"bytes (roof {roofs['gbs'] / gb_token:.0f} tok/s), prefill by FLOPs (roof "
+                  f"{roofs['gflops'] * 1e9 / w['prefill_flops'] * r['prompt_tokens']:.0f} tok/s, f32 arithmetic; "
+                  "integer dot products are not bound by it). Native uses AVX-512, which wasm cannot reach.", "",
+                  "| engine | threads | prefill GFLOP/s | share of the f32 roof | decode GB/s | share of the stream roof |",
+                  "|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            gflops = row["prefill_tokens_per_s"] * w["prefill_flops"] / r["prompt_tokens"] / 1e9
+            gbs = row["decode_tokens_per_s"] * gb_token
+            lines.append(f"| {row['engine']} | {row['threads']} | {gflops:.1f} | {gflops / roofs['gflops']:.0%} | "
+                         f"{gbs:.1f} | {gbs / roofs['gbs']:.0%} |")
+        lines.append("")
+    for label, p in w["profiles"].items():
+        steps = 16
+        lines += [f"**webrt {label}, 1 thread**: prefill of {r['prompt_tokens']} tokens {p['prefillMs']:.0f} ms, "
+                  f"decode {p['decodeMs'] / steps:.1f} ms/step.", "",
+                  "| decode function | ms/step | share | | prefill function | ms | share |", "|---|---|---|---|---|---|---|"]
+        decode, prefill = top_functions(p["decode"], steps), top_functions(p["prefill"])
+        for i in range(max(len(decode), len(prefill))):
+            d = decode[i] if i < len(decode) else ("", 0, 0)
+            f = prefill[i] if i < len(prefill) else ("", 0, 0)
+            lines.append(f"| `{d[0]}` | {d[1]:.2f} | {d[2]:.0%} | | `{f[0]}` | {f[1]:.1f} | {f[2]:.0%} |")
+        lines.append("")
+    return lines
