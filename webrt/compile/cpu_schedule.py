@@ -38,6 +38,7 @@ TOKEN_BLOCK = 2    # token rows of the many-token matmul's register block (x ROW
 GEMV_LANES = 8    # a GEMV's partial sums per row (two v128 accumulators)
 MIN_PARALLEL_BLOCKS = 16  # fewer output blocks than this run on one thread
 MIN_PARALLEL_OUTPUTS = 8   # the same for attention's (token, head) pairs, each a pass over the cache
+SUPER_STEPS = 8    # 32-column reduction steps per K-quant super-block (256 columns)
 
 
 def _stride(expr, var) -> int | None:
@@ -140,29 +141,38 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
     elif threads and anchor.same_as(row_loop) and n_spatial > 1:
         # attention scores: rows of cache positions, one per (token, head)
         _parallel_over_outputs(sch, spatial_loops[:-1])
-    _decode_once_per_step(sch, rf_block, reduce_loops[0])
+    first_reduce = _decode_once_per_step(sch, rf_block, reduce_loops[0])
     # the lane sums go right after each output block, so the partial sums stay in registers
     sch.reverse_compute_at(block_rv, per_output)
     # the partial sums shrink to ROWS x LANES under that loop; TVM keeps such a small "global"
     # buffer on the (per-thread) stack, where "local" would become a heap workspace, unsafe
     # inside a parallel loop
-    sch.decompose_reduction(rf_block, reduce_loops[0])
+    sch.decompose_reduction(rf_block, first_reduce)
     return True
 
 
-def _decode_once_per_step(sch: Schedule, rf_block, step_loop) -> None:
+def _decode_once_per_step(sch: Schedule, rf_block, step_loop):
     """The GGUF types' sub-block scales and offsets (the "qdecode_*" stages of quantized_matmul)
-    computed under the matmul's outermost reduction loop (32 columns): once per sub-block of each
-    row in the register block, into a few registers, instead of once per weight (the 6-bit packed
-    K-quant scales cost a dozen scalar operations and two branches each). Unrolling the code loop
-    j as well (constant bit positions) measured slower."""
+    computed ahead of the codes they scale, for the register block's rows, into a few registers
+    or stack slots, instead of once per weight (the 6-bit packed K-quant scales cost a dozen scalar
+    operations and two branches each). Where the reduction's 32-column steps come in whole
+    256-column super-blocks, the stages are computed per super-block with their loops unrolled:
+    each sub-block's position in the packed bytes is then a constant, with no branch. Unrolling
+    the code loop j too (constant bit positions) measured slower. Returns the outermost reduction
+    loop (the step loop, or its super-block part)."""
     producers = [b for b in sch.get_producers(rf_block) if sch.get(b).name_hint.startswith("qdecode_")]
+    if not producers:
+        return step_loop
+    extent = sch.get(step_loop).extent
+    if isinstance(extent, tirx.IntImm) and extent.value % SUPER_STEPS == 0:
+        step_loop, _ = sch.split(step_loop, [None, SUPER_STEPS])
     for producer in producers:
         sch.compute_at(producer, step_loop)
         loops = sch.get_loops(producer)
         depth = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(step_loop)))
         for loop in loops[depth + 1:]:
             sch.unroll(loop)
+    return step_loop
 
 
 def _parallel_over_outputs(sch: Schedule, outer_loops) -> None:
