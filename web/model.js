@@ -155,18 +155,14 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
   const wasm = await WasmKernels.create(kernels.wasm, { threads: choice.threads });
   const bound = {};
   try {
-    // weights are copied into wasm memory once; the shard buffers are dropped after loading
-    for (const [name, w] of Object.entries(weights)) {
-      const ptr = wasm.alloc(w.bytes.byteLength);
-      wasm.write(ptr, w.bytes);
-      bound[name] = { ptr, shape: w.shape, dtype: w.dtype };
-    }
-    for (const s of manifest.state ?? []) {
-      const bytes = tensorBytes(s.shape, s.dtype);
-      const ptr = wasm.alloc(bytes);
-      wasm.zero(ptr, bytes);
-      bound[s.name] = { ptr, shape: s.shape, dtype: s.dtype };
-    }
+    // weights are copied into wasm memory once (the shard buffers are dropped after loading), the
+    // KV cache starts zeroed; both in one block outside the allocator (WasmKernels.placeResident)
+    const state = manifest.state ?? [];
+    const ptrs = wasm.placeResident([
+      ...Object.entries(weights).map(([name, w]) => ({ name, bytes: w.bytes.byteLength, data: w.bytes })),
+      ...state.map((s) => ({ name: s.name, bytes: tensorBytes(s.shape, s.dtype) }))]);
+    for (const [name, w] of Object.entries(weights)) bound[name] = { ptr: ptrs[name], shape: w.shape, dtype: w.dtype };
+    for (const s of state) bound[s.name] = { ptr: ptrs[s.name], shape: s.shape, dtype: s.dtype };
   } catch (err) {
     wasm.destroy(); // no half-loaded model: the thread pool stops, the memory goes with the instance
     throw err;

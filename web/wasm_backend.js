@@ -126,6 +126,34 @@ export class WasmKernels {
     this.x.webrt_free(ptr);
   }
 
+  /**
+   * Place what lives as long as the model (weights, KV cache: [{name, bytes, data?}]) in whole
+   * pages grown here, outside the allocator; returns {name: ptr} (64-byte aligned). The kernels'
+   * libc malloc (zig's: std.heap.WasmAllocator) rounds every large allocation up to a power of
+   * two: one alloc per tensor made the real Gemma 3 270M's 262 MiB of weights and 43 MiB of KV
+   * cache take 504 MiB of wasm memory (bench/gemma3_wllama.md). That allocator only hands out
+   * pages it grew itself, so these are never reused. New pages are zero: tensors without data
+   * (the KV cache) start zeroed.
+   */
+  placeResident(tensors) {
+    const aligned = (n) => Math.ceil(n / 64) * 64;
+    const total = tensors.reduce((sum, t) => sum + aligned(t.bytes), 0);
+    let at;
+    try {
+      at = this.memory.grow(Math.ceil(total / 65536)) * 65536;
+    } catch {
+      throw new OutOfMemoryError(`wasm memory cannot grow by ${(total / 2 ** 20).toFixed(1)} MiB for the weights and ` +
+        `KV cache (it holds ${(this.memoryBytes / 2 ** 20).toFixed(1)} MiB; wasm32 allows 4 GiB)`);
+    }
+    const ptrs = {};
+    for (const t of tensors) {
+      ptrs[t.name] = at;
+      if (t.data) this.write(at, t.data);
+      at += aligned(t.bytes);
+    }
+    return ptrs;
+  }
+
   /** A live view of memory (the buffer is replaced whenever memory grows). */
   bytes(ptr, length) {
     return new Uint8Array(this.memory.buffer, ptr, length);
