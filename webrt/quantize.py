@@ -103,30 +103,38 @@ def _nearest(x) -> np.ndarray:
     return np.rint(x).astype(np.int32)
 
 
+def _sum(terms: np.ndarray) -> np.ndarray:
+    """Row sums of terms [B, n] in float32, added left to right as ggml's loops do (numpy's own sum
+    adds pairwise, which rounds differently and flipped near-tie choices of scale)."""
+    total = terms[:, 0].copy()
+    for i in range(1, terms.shape[1]):
+        total += terms[:, i]
+    return total
+
+
 def _qkx2(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int):
-    """make_qkx2_quants over rows of x [B, n] (weights w): (scale, -min, codes) per row."""
+    """make_qkx2_quants over rows of x [B, n] (weights w): (scale, -min, codes) per row. As in
+    ggml, a trial that improves the error moves the min, and later trials round against it."""
     with np.errstate(divide="ignore", invalid="ignore"):
         low = np.minimum(x.min(1), F32(0))
         high = x.max(1)
-        sum_w, sum_x = w.sum(1, dtype=F32), (w * x).sum(1, dtype=F32)
+        sum_w, sum_x = _sum(w), _sum(w * x)
         flat = high == low
-        span = np.where(flat, F32(1), high - low)
-        iscale = F32(nmax) / span
+        iscale = F32(nmax) / np.where(flat, F32(1), high - low)
         scale = F32(1) / iscale
         codes = np.clip(_nearest(iscale[:, None] * (x - low[:, None])), 0, nmax)
-        best = (w * (scale[:, None] * codes + low[:, None] - x) ** 2).sum(1, dtype=F32)
+        best = _sum(w * (scale[:, None] * codes + low[:, None] - x) ** 2)
         for step in range(nstep + 1):
-            iscale = (F32(rmin) + F32(rdelta) * F32(step) + F32(nmax)) / span
+            iscale = (F32(rmin) + F32(rdelta) * F32(step) + F32(nmax)) / np.where(flat, F32(1), high - low)
             trial = np.clip(_nearest(iscale[:, None] * (x - low[:, None])), 0, nmax).astype(F32)
-            sum_l, sum_l2 = (w * trial).sum(1, dtype=F32), (w * trial * trial).sum(1, dtype=F32)
-            sum_xl = (w * trial * x).sum(1, dtype=F32)
+            sum_l, sum_l2, sum_xl = _sum(w * trial), _sum(w * trial * trial), _sum(w * trial * x)
             det = sum_w * sum_l2 - sum_l * sum_l
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / det
             this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det
             positive = this_min > 0
             this_scale = np.where(positive, sum_xl / sum_l2, this_scale)
             this_min = np.where(positive, F32(0), this_min)
-            error = (w * (this_scale[:, None] * trial + this_min[:, None] - x) ** 2).sum(1, dtype=F32)
+            error = _sum(w * (this_scale[:, None] * trial + this_min[:, None] - x) ** 2)
             better = (det > 0) & (error < best)
             codes = np.where(better[:, None], trial.astype(np.int32), codes)
             best = np.where(better, error, best)
@@ -148,7 +156,7 @@ def _qx(x: np.ndarray, nmax: int):
         def trial(iscale):
             q = np.clip(_nearest(iscale[:, None] * x), -nmax, nmax - 1)
             qf = q.astype(F32)
-            return q, (w * x * qf).sum(1, dtype=F32), (w * qf * qf).sum(1, dtype=F32)
+            return q, _sum(w * x * qf), _sum(w * qf * qf)
 
         q, sumlx, suml2 = trial(F32(-nmax) / top)
         scale = np.where(suml2 != 0, sumlx / suml2, F32(0))
@@ -174,7 +182,7 @@ def _k_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int):
     """The super-block part shared by Q4_K and Q5_K: (d, dmin, 12 packed scale bytes, codes [B, 256])."""
     blocks = len(x)
     sub = x.reshape(blocks * 8, 32)
-    av = np.sqrt((sub * sub).sum(1, dtype=F32) / F32(32))
+    av = np.sqrt(_sum(sub * sub) / F32(32))
     weights = av[:, None] + np.abs(sub)
     scales, mins, codes = _qkx2(sub, weights, nmax, rmin, rdelta, nstep)
     scales, mins, codes = scales.reshape(blocks, 8), mins.reshape(blocks, 8), codes.reshape(blocks, 256)
