@@ -1,12 +1,15 @@
 """The wasm memory a loaded model holds is its weights and KV cache, not more: the kernels' libc
 malloc (zig's std.heap.WasmAllocator) rounds each large allocation up to a power of two, which
 made the real Gemma 3 270M take 504 MiB for 305 MiB of weights and cache (bench/gemma3_wllama.md)
-until they were placed outside it (WasmKernels.placeResident)."""
+until they were placed outside it (WasmKernels.placeResident); and a weight shard downloads into one
+buffer, not a list of chunks joined into a second copy."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,24 @@ def test_loaded_model_holds_its_weights_and_cache_once(llama_artifact, threads):
     # one block of whole 64 KiB pages on top of the empty kernels
     assert r["loaded"] <= r["base"] + weights + state + 65536, \
         f"{r['loaded'] - r['base'] - weights - state} bytes of wasm memory beyond weights {weights} and KV cache {state}"
+
+
+LOAD_JS = """
+async (url) => {
+  try { await window.webrt.loadModel(url, { device: "wasm" }); return "loaded"; }
+  catch (err) { return `${err.name}: ${err.message}`; }
+}
+"""
+
+
+@pytest.mark.parametrize("change", [-1000, 1000])
+def test_a_shard_shorter_or_longer_than_the_manifest_is_refused_with_its_real_length(llama_artifact, tmp_path, change):
+    # shards download straight into a buffer of the manifest's size (web/loader.js): what does not fit is still counted
+    copy = Path(shutil.copytree(llama_artifact, tmp_path / "cut"))
+    shard = copy / "weights" / "shard-0000.bin"
+    data = shard.read_bytes()
+    shard.write_bytes(data[:change] if change < 0 else data + bytes(change))
+    with shell_page(copy) as (page, url):
+        message = page.evaluate(LOAD_JS, url)
+    assert message == (f"IntegrityError: weights/shard-0000.bin has {len(data) + change} bytes, the manifest says "
+                       f"{len(data)}; the file is truncated or replaced: compile or copy the artifact again"), message

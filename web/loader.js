@@ -19,8 +19,12 @@ export function useFileCache(name) {
   fileCacheName = name ?? null;
 }
 
-/** The body of url; onBytes(n, {cached: false}) hears about each chunk as it arrives. */
-async function fetchBytes(url, onBytes = () => {}) {
+/**
+ * The body of url; onBytes(n, {cached: false}) hears about each chunk as it arrives. With its size
+ * known (a manifest entry's bytes), chunks go straight into one buffer of that size: collecting
+ * them and then joining held every weight shard twice while it downloaded (bench/gemma3_wllama.md).
+ */
+async function fetchBytes(url, onBytes = () => {}, expectedBytes = undefined) {
   let response;
   try {
     response = await fetch(url);
@@ -30,16 +34,25 @@ async function fetchBytes(url, onBytes = () => {}) {
   if (!response.ok) {
     throw new FetchError(`fetching ${url} gave HTTP ${response.status}; check that the artifact is complete`);
   }
-  const chunks = [];
+  const into = Number.isSafeInteger(expectedBytes) && expectedBytes > 0 && expectedBytes < 2 ** 32 ? new Uint8Array(expectedBytes) : null;
+  const chunks = []; // past the expected size (or without one): kept, so the integrity check names the real length
+  let filled = 0;
   let length = 0;
   const reader = response.body.getReader();
   for (let r = await reader.read(); !r.done; r = await reader.read()) {
-    chunks.push(r.value);
+    if (into && !chunks.length && filled + r.value.byteLength <= into.byteLength) {
+      into.set(r.value, filled);
+      filled += r.value.byteLength;
+    } else {
+      chunks.push(r.value);
+    }
     length += r.value.byteLength;
     onBytes(r.value.byteLength, { cached: false });
   }
+  if (into && filled === length && length === into.byteLength) return into;
   const bytes = new Uint8Array(length);
-  chunks.reduce((at, c) => (bytes.set(c, at), at + c.byteLength), 0);
+  if (into) bytes.set(into.subarray(0, filled));
+  chunks.reduce((at, c) => (bytes.set(c, at), at + c.byteLength), filled);
   return bytes;
 }
 
@@ -74,7 +87,7 @@ export async function fetchVerified(base, file, expected, onBytes = () => {}) {
     }
     await cache.remove(url); // damaged in storage: download it again
   }
-  const bytes = cache ? await cache.download(url, onBytes) : await fetchBytes(url, onBytes);
+  const bytes = cache ? await cache.download(url, onBytes) : await fetchBytes(url, onBytes, expected.bytes);
   const problem = await integrityProblem(file, bytes, expected);
   if (problem) {
     await cache?.remove(url); // never resume from, or keep, bad bytes
