@@ -106,6 +106,44 @@ def test_q4f32_matches_transformers_on_the_same_quantized_weights(tmp_path):
         0.3 * sum(p.numel() * 4 for p in model.parameters())
 
 
+EMPTY_LISTS_JS = """
+async ([url, device, threads]) => {
+  const model = await window.webrt.loadModel(url, { device, threads: threads ?? undefined });
+  const vocab = model.manifest.model.config.vocab_size;
+  const lists = (n) => ({
+    penalty_ids: { data: new Int32Array(n), shape: [n] }, penalty_counts: { data: new Float32Array(n), shape: [n] },
+    bias_ids: { data: new Int32Array(n), shape: [n] }, bias_values: { data: new Float32Array(n), shape: [n] } });
+  const inputs = (ids, offset, n) => ({
+    input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] },
+    token_mask: { data: window.webrt.allowAllMask(vocab), shape: [Math.ceil(vocab / 32)] },
+    sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] }, logprobs: { values: [0] },
+    ...lists(n) });
+  const logits = [];
+  for (const n of [0, 1]) {  // no entries, and one entry that changes nothing (token 0, bias 0, count 0)
+    let [token, row] = await model.run("prefill", inputs([5, 17, 300, 42, 7, 9], 0, n), { readback: [0, 1] });
+    const rows = [Array.from(row.data)];
+    for (let step = 0; step < 3; step++) {
+      [token, row] = await model.run("decode", inputs([token.data[0]], 6 + step, n), { readback: [0, 1] });
+      rows.push(Array.from(row.data));
+    }
+    logits.push(rows);
+  }
+  model.unload();
+  return logits;
+}
+"""
+
+
+@pytest.mark.parametrize("device, threads", BACKENDS, ids=BACKEND_IDS)
+def test_no_bias_and_no_penalized_tokens_give_the_plain_logits(llama_artifact, device, threads):
+    """Zero-length bias and penalty lists: their lookups reduce over no ids, and TVM's reduction
+    init sits in the first iteration, so the output kept stale memory (wasm decode's logits were
+    off by up to 20) until webrt/models/sampling.py's lookup_sum ran one extra, empty position."""
+    with shell_page(llama_artifact) as (page, url):
+        empty, one = page.evaluate(EMPTY_LISTS_JS, [url, device, threads])
+    np.testing.assert_allclose(np.array(empty), np.array(one), atol=1e-6)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"temperature": -1}, "temperature must be >= 0"),
     ({"top_p": 0}, "top_p must be in (0, 1]"),

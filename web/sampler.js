@@ -78,14 +78,10 @@ export class Sampler {
     };
   }
 
-  /**
-   * bias_ids / bias_values. Without a bias, one entry adding 0 to token 0 rather than none: with
-   * zero entries the wasm decode entry's logits came out wrong (off by up to 20 on the random
-   * LLaMA of tests/test_generation.py; prefill and WebGPU were right), a kernel bug not yet found.
-   */
+  /** bias_ids / bias_values: none without a logit_bias. */
   biasInputs() {
-    const ids = this.bias.size ? Int32Array.from(this.bias.keys()) : Int32Array.of(0);
-    const values = this.bias.size ? Float32Array.from(this.bias.values()) : Float32Array.of(0);
+    const ids = Int32Array.from(this.bias.keys());
+    const values = Float32Array.from(this.bias.values());
     return { bias_ids: { data: ids, shape: [ids.length] }, bias_values: { data: values, shape: [values.length] } };
   }
 

@@ -208,7 +208,7 @@ function entryInputs(manifest, spec) {
     penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
     sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] },
     // no bias as one zero entry, not none (Sampler.biasInputs says why)
-    bias_ids: { data: Int32Array.of(0), shape: [1] }, bias_values: { data: Float32Array.of(0), shape: [1] }, logprobs: { values: [0] },
+    bias_ids: { data: new Int32Array(0), shape: [0] }, bias_values: { data: new Float32Array(0), shape: [0] }, logprobs: { values: [0] },
   } };
 }
 

@@ -53,6 +53,21 @@ def mask_tokens(logits: nn.Tensor, mask: nn.Tensor) -> nn.Tensor:
     return op.tensor_expr_op(apply, "mask_tokens", [logits, mask])
 
 
+def lookup_sum(ids: te.Tensor, vocab: int, value, name: str) -> te.Tensor:
+    """[vocab]: for each token v, the sum of value(j) over the j with ids[j] == v (0 if none).
+
+    The reduction runs over one position more than there are ids, the last adding 0 without a
+    load. TVM lowers a reduction's init into its first iteration (`if j == 0: out[v] = 0`), so
+    over zero ids (no logit_bias, no penalized tokens: the usual case) the output was never
+    written and kept what the memory held before: on wasm, whose planner reuses storage, the
+    logits came out wrong."""
+    n = ids.shape[0]
+    j = te.reduce_axis((0, n + 1), name="j")
+    zero = tirx.const(0.0, "float32")
+    return te.compute((vocab,), lambda v: te.sum(
+        tirx.if_then_else(j < n, tirx.Select(ids[j] == v, value(j), zero), zero), axis=j), name=name)
+
+
 def penalize(logits: nn.Tensor, token_ids: nn.Tensor, counts: nn.Tensor, params: nn.Tensor) -> nn.Tensor:
     """logits [1, 1, vocab]; token_ids [m] distinct ids seen so far (prompt and reply); counts [m]
     how often each occurs in the reply. The repetition penalty (Hugging Face's: divide positive
@@ -63,12 +78,8 @@ def penalize(logits: nn.Tensor, token_ids: nn.Tensor, counts: nn.Tensor, params:
     it is one plain kernel on every backend; m is the number of distinct tokens, a few hundred."""
 
     def listed(ids: te.Tensor, counts: te.Tensor, vocab: int):
-        j = te.reduce_axis((0, ids.shape[0]), name="j")
-        hits = te.compute((vocab,), lambda v: te.sum(tirx.Select(ids[j] == v, tirx.const(1.0, "float32"),
-                                                                  tirx.const(0.0, "float32")), axis=j), name="hits")
-        j2 = te.reduce_axis((0, ids.shape[0]), name="j2")
-        seen = te.compute((vocab,), lambda v: te.sum(tirx.Select(ids[j2] == v, counts[j2],
-                                                                  tirx.const(0.0, "float32")), axis=j2), name="seen")
+        hits = lookup_sum(ids, vocab, lambda j: tirx.const(1.0, "float32"), "hits")
+        seen = lookup_sum(ids, vocab, lambda j: counts[j], "seen")
         return [hits, seen]
 
     def apply(x: te.Tensor, hits: te.Tensor, seen: te.Tensor, p: te.Tensor):
@@ -90,9 +101,7 @@ def add_bias(logits: nn.Tensor, bias_ids: nn.Tensor, bias_values: nn.Tensor) -> 
     A gather, like the penalties."""
 
     def lookup(ids: te.Tensor, values: te.Tensor, vocab: int):
-        j = te.reduce_axis((0, ids.shape[0]), name="j")
-        return te.compute((vocab,), lambda v: te.sum(tirx.Select(ids[j] == v, values[j], tirx.const(0.0, "float32")),
-                                                     axis=j), name="bias")
+        return lookup_sum(ids, vocab, lambda j: values[j], "bias")
 
     bias = op.tensor_expr_op(lambda ids, values: lookup(ids, values, int(logits.shape[2])), "bias_lookup",
                              [bias_ids, bias_values])
