@@ -1,6 +1,7 @@
 """The integer-dot kernel of the wasm builds (webrt/compile/int_dot.c, int_dot.py): a 4-bit
-group-layout matmul fused with an add, compiled with int_dot=True and run through the JS path
-(loader -> plan executor) on the simd build with 1 and 2 threads and on the scalar build.
+matmul fused with an add (the group layout, and GGUF Q4_0 / Q4_1 in their own layout), compiled
+with int_dot=True and run through the JS path (loader -> plan executor) on the simd build with 1
+and 2 threads and on the scalar build.
 
 Checked against numpy doing the same arithmetic (activations rounded to int8 per 32 columns,
 integer sums, scale and min factored out), and against the exact f32 result within the error
@@ -19,7 +20,8 @@ from webrt.browser import run_entries
 from webrt.compile import compile_module
 from webrt.compile.int_dot import use_int_dot
 from webrt.models.quantized import quantized_matmul
-from webrt.quantize import GROUP, quantize_q4
+from webrt.quantize import GROUP, from_gguf_blocks, quantize_blocks, quantize_q4
+from webrt.weight_types import TYPES, pack
 
 K, N = 96, 80
 
@@ -29,11 +31,35 @@ class IntDotChecks(nn.Module):
         w = SimpleNamespace(qweight=qweight, scales=scales, mins=mins, bits=4, rows=N, cols=K)
         return quantized_matmul(x, w) + r
 
+    def q4_0_add(self, x: nn.Tensor, q: nn.Tensor, d: nn.Tensor, r: nn.Tensor):
+        w = SimpleNamespace(wtype=TYPES["Q4_0"], rows=N, cols=K, tensors=lambda: [q, d])
+        return quantized_matmul(x, w) + r
+
+    def q4_1_add(self, x: nn.Tensor, q: nn.Tensor, d: nn.Tensor, m: nn.Tensor, r: nn.Tensor):
+        w = SimpleNamespace(wtype=TYPES["Q4_1"], rows=N, cols=K, tensors=lambda: [q, d, m])
+        return quantized_matmul(x, w) + r
+
+
+class NotInt4Checks(nn.Module):
+    """Matmuls the int-dot kernel must leave alone: 5-bit and 8-bit codes."""
+
+    def q5_0(self, x: nn.Tensor, lo: nn.Tensor, hi: nn.Tensor, d: nn.Tensor):
+        return quantized_matmul(x, SimpleNamespace(wtype=TYPES["Q5_0"], rows=N, cols=K, tensors=lambda: [lo, hi, d]))
+
+    def q8_0(self, x: nn.Tensor, q: nn.Tensor, d: nn.Tensor):
+        return quantized_matmul(x, SimpleNamespace(wtype=TYPES["Q8_0"], rows=N, cols=K, tensors=lambda: [q, d]))
+
+
+def _gguf_spec(kind: str) -> dict:
+    parts = {name: nn.spec.Tensor(list(shape), dtype) for name, (shape, dtype) in TYPES[kind].part_shapes(N, K).items()}
+    return {"x": nn.spec.Tensor([1, "n", K], "float32"), **parts, "r": nn.spec.Tensor([1, "n", N], "float32")}
+
 
 SPEC = {"qlinear_add": {"x": nn.spec.Tensor([1, "n", K], "float32"), "qweight": nn.spec.Tensor([N, K // 8], "uint32"),
                         "scales": nn.spec.Tensor([N, K // GROUP], "float32"),
                         "mins": nn.spec.Tensor([N, K // GROUP], "float32"),
-                        "r": nn.spec.Tensor([1, "n", N], "float32")}}
+                        "r": nn.spec.Tensor([1, "n", N], "float32")},
+        "q4_0_add": _gguf_spec("Q4_0"), "q4_1_add": _gguf_spec("Q4_1")}
 
 
 @pytest.fixture(scope="module")
@@ -57,34 +83,50 @@ def int_dot_reference(x: np.ndarray, codes: np.ndarray, scales: np.ndarray, mins
     return (out + xg.sum(axis=2).astype(np.float64) @ mins.T.astype(np.float64)).astype(np.float32)
 
 
-def test_int_dot_replaces_only_group_q4_matmuls():
+def test_int_dot_replaces_the_q4_matmuls():
     mod, _ = IntDotChecks().export_tvm(spec={n: {**a, "$": {"param_mode": "none", "effect_mode": "none"}}
                                              for n, a in SPEC.items()})
     from webrt.compile import webgpu_target
     from webrt.compile.relax_pipeline import fusion_passes, run_passes
     fused = run_passes(mod, webgpu_target(), fusion_passes())
     funcs = {gv.name_hint: f for gv, f in fused.functions_items() if hasattr(f, "body") and "qmatmul" in gv.name_hint}
-    assert funcs, "no fused qmatmul function"
+    assert len(funcs) == 3, f"fused qmatmul functions: {sorted(funcs)}"
     for f in funcs.values():
         script = use_int_dot(f).script()
         assert "webrt_q4_int_dot" in script and 'sblock("qmatmul")' not in script
         assert 'sblock("T_add")' in script  # the fused epilogue stays TIR
+    others = {name: {**{k: v for k, v in _gguf_spec(name.upper()).items() if k != "r"},
+                     "$": {"param_mode": "none", "effect_mode": "none"}} for name in ("q5_0", "q8_0")}
+    mod, _ = NotInt4Checks().export_tvm(spec=others)
+    fused = run_passes(mod, webgpu_target(), fusion_passes())
+    funcs = [f for gv, f in fused.functions_items() if hasattr(f, "body") and "qmatmul" in gv.name_hint]
+    assert len(funcs) == 2 and all(use_int_dot(f) is None for f in funcs)
 
 
+def _weights(entry: str, w: np.ndarray):
+    """(the entry's weight arguments, the same weight as codes / scales / mins in float32)."""
+    if entry == "qlinear_add":
+        q = quantize_q4(w)
+        return {"qweight": q.packed(), "scales": q.scales, "mins": q.mins}, q
+    kind = {"q4_0_add": "Q4_0", "q4_1_add": "Q4_1"}[entry]
+    raw = quantize_blocks(w, kind)
+    return pack(TYPES[kind], raw), from_gguf_blocks(raw, kind)
+
+
+@pytest.mark.parametrize("entry", ["qlinear_add", "q4_0_add", "q4_1_add"])
 @pytest.mark.parametrize("threads, build", [(1, None), (2, None), (1, "scalar")],
                          ids=["wasm-1thread", "wasm-2threads", "wasm-scalar"])
-def test_int_dot_matches_numpy(int_dot_artifact, threads, build):
+def test_int_dot_matches_numpy(int_dot_artifact, threads, build, entry):
     rng = np.random.default_rng(0)
     w = rng.standard_normal((N, K), dtype=np.float32)
-    q = quantize_q4(w)
+    weights, q = _weights(entry, w)
     jobs, cases = [], []
     for n in (1, 3, 6, 77):
         x = rng.standard_normal((1, n, K), dtype=np.float32)
         x[0, 0, :GROUP] = 0  # an all-zero group: scale 0, no division by it
         r = rng.standard_normal((1, n, N), dtype=np.float32)
-        jobs.append(("qlinear_add", {name: {"data": a.ravel().tolist(), "shape": list(a.shape), "dtype": str(a.dtype)}
-                                     for name, a in {"x": x, "qweight": q.packed(), "scales": q.scales, "mins": q.mins,
-                                                     "r": r}.items()}))
+        jobs.append((entry, {name: {"data": a.ravel().tolist(), "shape": list(a.shape), "dtype": str(a.dtype)}
+                             for name, a in {"x": x, **weights, "r": r}.items()}))
         cases.append((x, r))
     outputs = run_entries(int_dot_artifact, jobs, "wasm", threads, build)
     for (x, r), out in zip(cases, outputs):

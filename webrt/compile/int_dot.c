@@ -1,5 +1,7 @@
 // Integer-dot matmul for 4-bit weights in the group layout (webrt/quantize.py: per 32 columns, four
-// u32 words whose nibble j of word l is column 4 j + l, with an f32 scale s and min m), against
+// u32 words whose nibble j of word l is column 4 j + l, with an f32 scale s and min m; GGUF Q4_0,
+// Q4_1 and Q4_K's code plane is the same, with s and m from the matmul's decode stages, and Q4_0's
+// min -8 s), against
 // activations quantized to int8 per 32 columns on the fly, as llama.cpp's Q8 dot products do:
 //
 //   sum_c x_c (s q_c + m)  ~=  s d sum_c (a_c q_c) + m sum_c x_c,   a_c = rint(x_c / d), d = max|x| / 127
@@ -33,7 +35,8 @@ typedef struct {
   const float* sum;      // [m][groups]
   const uint32_t* qweight;
   const float* scales;
-  const float* mins;
+  const float* mins;     // unused when min_is_minus8_scale
+  int32_t min_is_minus8_scale;
   float* out;            // [m][n]
   int32_t m, n, groups;
 } Job;
@@ -72,6 +75,7 @@ static inline __attribute__((always_inline)) void rows_for_tokens(const Job* job
     const uint32_t* w = job->qweight + (int64_t)row * groups * 4;
     const float* s = job->scales + (int64_t)row * groups;
     const float* mn = job->mins + (int64_t)row * groups;
+    const int32_t minus8 = job->min_is_minus8_scale;
     float minsum[TOKENS] = {0};
 #ifdef __wasm_simd128__
     v128_t acc[TOKENS];
@@ -89,7 +93,7 @@ static inline __attribute__((always_inline)) void rows_for_tokens(const Job* job
             wasm_i32x4_add(wasm_i32x4_dot_i16x8(w0, wasm_v128_load(a)), wasm_i32x4_dot_i16x8(w1, wasm_v128_load(a + 8))),
             wasm_i32x4_add(wasm_i32x4_dot_i16x8(w2, wasm_v128_load(a + 16)), wasm_i32x4_dot_i16x8(w3, wasm_v128_load(a + 24))));
         acc[t] = wasm_f32x4_add(acc[t], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(dot), wasm_f32x4_splat(s[g] * job->scale[at])));
-        minsum[t] += mn[g] * job->sum[at];
+        minsum[t] += (minus8 ? -8.0f * s[g] : mn[g]) * job->sum[at];
       }
     }
     for (int t = 0; t < T; t++) {
@@ -107,7 +111,7 @@ static inline __attribute__((always_inline)) void rows_for_tokens(const Job* job
         int32_t dot = 0;
         for (int b = 0; b < 16; b++) dot += (bytes[b] & 15) * a[b] + (bytes[b] >> 4) * a[16 + b];
         acc[t] += (float)dot * (s[g] * job->scale[at]);
-        minsum[t] += mn[g] * job->sum[at];
+        minsum[t] += (minus8 ? -8.0f * s[g] : mn[g]) * job->sum[at];
       }
     }
     for (int t = 0; t < T; t++) job->out[(int64_t)(t0 + t) * job->n + row] = acc[t] + minsum[t];
@@ -131,10 +135,11 @@ static int rows_task(int task, TVMParallelGroupEnv* env, void* data) {
   return 0;
 }
 
-// x [m, k] float32 @ W^T -> out [m, n]; W [n, k] in the 4-bit group layout. Returns 0, or -1 when
-// the workspace could not be allocated or a task failed.
+// x [m, k] float32 @ W^T -> out [m, n]; W [n, k] in the 4-bit group layout, each group's min
+// mins[row][group], or -8 * its scale when min_is_minus8_scale (Q4_0). Returns 0, or -1 when the
+// workspace could not be allocated or a task failed.
 int32_t webrt_q4_int_dot(const float* x, const uint32_t* qweight, const float* scales, const float* mins,
-                         float* out, int32_t m, int32_t n, int32_t k) {
+                         int32_t min_is_minus8_scale, float* out, int32_t m, int32_t n, int32_t k) {
   int32_t groups = k / GROUP;
   uint64_t codes_bytes = (uint64_t)m * k * sizeof(int16_t);
   uint64_t field_bytes = (uint64_t)m * groups * sizeof(float);
@@ -144,7 +149,7 @@ int32_t webrt_q4_int_dot(const float* x, const uint32_t* qweight, const float* s
   float* scale = (float*)(work + ((codes_bytes + 63) & ~(uint64_t)63));
   float* sum = scale + m * groups;
   quantize_activations(x, m, groups, codes, scale, sum);
-  Job job = {codes, scale, sum, qweight, scales, mins, out, m, n, groups};
+  Job job = {codes, scale, sum, qweight, scales, mins, min_is_minus8_scale, out, m, n, groups};
   int rc = TVMBackendParallelLaunch(rows_task, &job, 0);
   TVMBackendFreeWorkspace(1, 0, work);
   return rc == 0 ? 0 : -1;

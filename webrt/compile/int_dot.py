@@ -1,8 +1,13 @@
-"""The integer-dot path of the wasm builds: a fused function's 4-bit group-layout matmul (the
-`qmatmul` block of webrt/models/quantized.py over qweight / scales / mins) becomes one call of the
-hand-written kernel in int_dot.c, which quantizes the activations to int8 per 32 columns and
-multiplies them with integer dot products. The rest of the function (a fused add, silu or
-multiply) stays TIR and is scheduled as before.
+"""The integer-dot path of the wasm builds: a fused function's 4-bit matmul (the `qmatmul` block
+of webrt/models/quantized.py) becomes one call of the hand-written kernel in int_dot.c, which
+quantizes the activations to int8 per 32 columns and multiplies them with integer dot products.
+The rest of the function (a fused add, silu or multiply, and the GGUF types' decode stages that
+give the kernel its float32 scales) stays TIR and is scheduled as before.
+
+The block qualifies when its weight is 4-bit codes c (the group layout's qweight, or the code
+plane of GGUF Q4_0 / Q4_1 / Q4_K: the same words) with one scale s per 32 columns, read as
+`c * s + m` (the group layout's mins, or the decode stage's offsets of Q4_1 / Q4_K) or as
+`(c - 8) * s` (Q4_0, whose min is -8 s).
 
 Why a C kernel: TVM's TIR has no int16 pairwise dot product, and LLVM does not form
 i32x4.dot_i16x8_s from the widening multiplies TVM emits; wasm_simd128.h's intrinsics do. The
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import tvm
 from tvm import tirx
+from tvm.ir.prim.expr import BitwiseAnd, RShift
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 from tvm.tirx.stmt import BufferRegion
 
@@ -30,16 +36,20 @@ EXTERN = "webrt_q4_int_dot"
 
 
 def _group_q4_block(block: SBlock):
-    """(x, qweight, scales, mins, out) when the block is a 4-bit group-layout qmatmul, else None."""
-    if block.name_hint != "qmatmul" or len(block.reads) != 4 or len(block.writes) != 1:
+    """(x, qweight, scales, mins or None, out) when the block is a 4-bit qmatmul of one of the forms
+    above (mins None: Q4_0's -8 s), else None."""
+    if block.name_hint != "qmatmul" or len(block.reads) not in (3, 4) or len(block.writes) != 1:
         return None
-    x, qweight, scales, mins = (r.source for r in block.reads)
+    x, qweight, scales, *mins = (r.source for r in block.reads)
+    mins = mins[0] if mins else None
     out = block.writes[0].source
     k = x.shape[-1]
-    if not (x.dtype == "float32" and qweight.dtype == "uint32" and scales.dtype == mins.dtype == "float32"
-            and out.dtype == "float32" and len(qweight.shape) == 2 and len(scales.shape) == 2
+    if not (x.dtype == "float32" and qweight.dtype == "uint32" and scales.dtype == "float32"
+            and (mins is None or mins.dtype == "float32") and out.dtype == "float32"
+            and len(qweight.shape) == 2 and len(scales.shape) == 2
             and isinstance(k, tirx.IntImm) and k.value % GROUP == 0
-            and int(qweight.shape[1]) * 8 == k.value and int(scales.shape[1]) * GROUP == k.value):
+            and int(qweight.shape[1]) * 8 == k.value and int(scales.shape[1]) * GROUP == k.value
+            and _weight_form(block) == ("minus8" if mins is None else "offset")):
         return None
     # the kernel writes out as a dense [tokens, rows] matrix: out must be exactly the block's
     # output (not a slice of a larger buffer, as a fused concatenation would write)
@@ -50,6 +60,27 @@ def _group_q4_block(block: SBlock):
             or len(region) != len(spatial) or not all(r.min.same_as(v) for r, v in zip(region, spatial))):
         return None
     return x, qweight, scales, mins, out
+
+
+def _weight_form(block: SBlock) -> str | None:
+    """"offset" for acc + x * (float(c) * s + m), "minus8" for acc + x * (float(int(c) - 8) * s),
+    with c = (word >> shift) & 15; None for anything else (other codes, an 8-bit or 5-bit type)."""
+    value = block.body.value if isinstance(block.body, tirx.BufferStore) else None
+    if not isinstance(value, tirx.Add) or not isinstance(value.b, tirx.Mul):
+        return None
+    w = value.b.b
+
+    def is_code(e) -> bool:
+        return (isinstance(e, BitwiseAnd) and isinstance(e.b, tirx.IntImm) and e.b.value == 15
+                and isinstance(e.a, RShift))
+
+    if isinstance(w, tirx.Add) and isinstance(w.a, tirx.Mul) and isinstance(w.a.a, tirx.Cast) and is_code(w.a.a.value):
+        return "offset"
+    if (isinstance(w, tirx.Mul) and isinstance(w.a, tirx.Cast) and isinstance(w.a.value, tirx.Sub)
+            and isinstance(w.a.value.a, tirx.Cast) and is_code(w.a.value.a.value)
+            and isinstance(w.a.value.b, tirx.IntImm) and w.a.value.b.value == 8):
+        return "minus8"
+    return None
 
 
 def _same(a, b) -> bool:
@@ -73,14 +104,16 @@ def _whole(buffer):
 
 
 def _call(x, qweight, scales, mins, out) -> SBlockRealize:
-    """An opaque block that runs the kernel over whole buffers (as te.extern would)."""
+    """An opaque block that runs the kernel over whole buffers (as te.extern would); without mins
+    (Q4_0) the kernel is told to use -8 * scale."""
     m = tirx.const(1, "int64")
     for extent in x.shape[:-1]:
         m = m * extent
-    call = tirx.call_extern("int32", EXTERN, x.data, qweight.data, scales.data, mins.data, out.data,
+    inputs = (x, qweight, scales) if mins is None else (x, qweight, scales, mins)
+    call = tirx.call_extern("int32", EXTERN, x.data, qweight.data, scales.data, (scales if mins is None else mins).data,
+                            tirx.const(int(mins is None), "int32"), out.data,
                             tirx.Cast("int32", m), tirx.Cast("int32", out.shape[-1]), tirx.Cast("int32", x.shape[-1]))
-    block = SBlock([], [_whole(b) for b in (x, qweight, scales, mins)], [_whole(out)], "qmatmul_int_dot",
-                   tirx.Evaluate(call))
+    block = SBlock([], [_whole(b) for b in inputs], [_whole(out)], "qmatmul_int_dot", tirx.Evaluate(call))
     return SBlockRealize([], True, block)
 
 
