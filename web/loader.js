@@ -123,10 +123,11 @@ export async function fetchManifest(url) {
 }
 
 /**
- * Fetch the shards and the chosen backend's kernels in parallel. Returns {kernels: {name: wgsl}
- * (webgpu) or {wasm: bytes} (wasm: the build record `wasmBuild` picks), weights: {name: {bytes, shape, dtype}}}.
+ * Fetch the weight shards in parallel, with download progress; onShard(index, bytes) gets each
+ * one once it is verified. A caller that copies a shard into place and drops it (the wasm
+ * backend) never holds all the weights twice.
  */
-export async function fetchArtifact(base, manifest, onProgress = () => {}, backend = "webgpu", wasmBuild = manifest.wasm) {
+export async function fetchShards(base, manifest, onShard, onProgress = () => {}) {
   const shardInfo = manifest.weights.shards;
   const total = shardInfo.reduce((sum, s) => sum + s.bytes, 0);
   // progress in bytes as they arrive; `cached` counts those that came from the file cache
@@ -141,7 +142,16 @@ export async function fetchArtifact(base, manifest, onProgress = () => {}, backe
       onProgress({ stage: "download", loaded, total, cached });
     }
   };
-  const shards = await Promise.all(shardInfo.map((shard) => fetchVerified(base, shard.file, shard, onBytes)));
+  await Promise.all(shardInfo.map(async (shard, index) => onShard(index, await fetchVerified(base, shard.file, shard, onBytes))));
+}
+
+/**
+ * Fetch the shards, then the chosen backend's kernels. Returns {kernels: {name: wgsl} (webgpu) or
+ * {wasm: bytes} (wasm: the build record `wasmBuild` picks), weights: {name: {bytes, shape, dtype}}}.
+ */
+export async function fetchArtifact(base, manifest, onProgress = () => {}, backend = "webgpu", wasmBuild = manifest.wasm) {
+  const shards = [];
+  await fetchShards(base, manifest, (index, bytes) => { shards[index] = bytes; }, onProgress);
   const decoder = new TextDecoder();
   const kernels = backend === "wasm"
     ? { wasm: await fetchVerified(base, wasmBuild.file, wasmBuild) }

@@ -3,7 +3,7 @@
 
 import { DeviceLostError, InputError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.js";
 import { chooseKernelSet, deviceNeeds, wasmPrecision } from "./kernel_sets.js";
-import { fetchArtifact, fetchManifest } from "./loader.js";
+import { fetchArtifact, fetchManifest, fetchShards, fetchVerified } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { tensorBytes } from "./plan_inputs.js";
 import { WasmExecutor } from "./wasm_executor.js";
@@ -149,19 +149,24 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
 async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune) {
   const choice = chooseWasmBuild(manifest.wasm, threads, wasmBuild);
   checkWasmFits(manifest);
-  const { kernels, weights } = await fetchArtifact(base, manifest, onProgress, "wasm", choice.build);
-  const t1 = now();
+  // the kernels first: each weight shard is then copied into wasm memory as it arrives and
+  // dropped, so the page never holds the weights twice (bench/gemma3_wllama.md)
+  const module = await fetchVerified(base, choice.build.file, choice.build);
   onProgress({ stage: "pipelines", loaded: 0, total: 1 });
-  const wasm = await WasmKernels.create(kernels.wasm, { threads: choice.threads });
+  const tc = now();
+  const wasm = await WasmKernels.create(module, { threads: choice.threads });
+  const instantiateMs = now() - tc;
   const bound = {};
   try {
-    // weights are copied into wasm memory once (the shard buffers are dropped after loading), the
-    // KV cache starts zeroed; both in one block outside the allocator (WasmKernels.placeResident)
+    // weights and KV cache (zeroed) in one block outside the allocator (WasmKernels.placeResident)
+    const tensors = manifest.weights.tensors;
     const state = manifest.state ?? [];
-    const ptrs = wasm.placeResident([
-      ...Object.entries(weights).map(([name, w]) => ({ name, bytes: w.bytes.byteLength, data: w.bytes })),
+    const ptrs = wasm.placeResident([...tensors.map((t) => ({ name: t.name, bytes: t.bytes })),
       ...state.map((s) => ({ name: s.name, bytes: tensorBytes(s.shape, s.dtype) }))]);
-    for (const [name, w] of Object.entries(weights)) bound[name] = { ptr: ptrs[name], shape: w.shape, dtype: w.dtype };
+    await fetchShards(base, manifest, (index, bytes) => {
+      for (const t of tensors) if (t.shard === index) wasm.write(ptrs[t.name], bytes.subarray(t.offset, t.offset + t.bytes));
+    }, onProgress);
+    for (const t of tensors) bound[t.name] = { ptr: ptrs[t.name], shape: t.shape, dtype: t.dtype };
     for (const s of state) bound[s.name] = { ptr: ptrs[s.name], shape: s.shape, dtype: s.dtype };
   } catch (err) {
     wasm.destroy(); // no half-loaded model: the thread pool stops, the memory goes with the instance
@@ -187,7 +192,7 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
     threads: wasm.threads, threadsReason: choice.reason,
     precision: "f32", precisionReason: wasmPrecision(manifest).reason,
     memoryBytes: () => wasm.memoryBytes, release: () => wasm.destroy() },
-  { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
+  { load_ms: t2 - t0 - instantiateMs, pipelines_ms: instantiateMs, tuning_ms: now() - t2 });
 }
 
 export class Model {
