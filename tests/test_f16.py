@@ -7,6 +7,7 @@ Both are checked against transformers in float32 on the same quantized weights (
 dequantized into the checkpoint). The f16 bound: max abs error within F16_BOUND of the logits'
 range, and argmax equal wherever the reference's top-2 margin is over twice that error (a position
 with a smaller margin is a near-tie that f16 rounding may flip; the test reports how many).
+The tables are compiled over a small binding limit, so both sets bind them in parts (split.py).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from webrt.build_artifact import compile_model
 from webrt.quantize import quantize_q4
 
 # float16 keeps 11 significant bits (unit roundoff 4.9e-4); activations are rounded to it after
-# every layer's steps, and this random model measured 1.1-3.0e-3 of the range (see the report below)
+# every layer's steps; this random model measured 1.1-3.7e-3 of the range (printed by compare)
 F16_BOUND = 1e-2
 F32_BOUND = 1e-3  # tests/test_parity.py's
+SPLIT_AT = 150_000  # bytes: the 2048 x 256 embedding's and LM head's 4-bit codes take 262,144
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,8 @@ def q4f16(tmp_path_factory):
     """(artifact, reference logits per token list, token lists) for a random 2-layer LLaMA."""
     tmp = tmp_path_factory.mktemp("q4f16")
     folder = make_hf_model(tmp / "hf", "llama", num_hidden_layers=2)
-    artifact = compile_model(folder, tmp / "art", "q4f16", tuning_candidates=False)
+    # the embedding and the LM head over this binding limit: both kernel sets bind them in parts
+    artifact = compile_model(folder, tmp / "art", "q4f16", tuning_candidates=False, max_binding_bytes=SPLIT_AT)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
     lists = token_lists(2048)
     with torch.no_grad():  # the reference holds exactly the weights the artifact encodes
@@ -71,8 +74,12 @@ def test_artifact_has_an_f16_set_with_a_half_size_kv_cache(q4f16):
     assert {s["dtype"] for s in f16["state"]} == {"float16"}
     assert nbytes(f16["state"]) * 2 == nbytes(manifest["state"])
     assert manifest["wasm"] is not None  # wasm keeps the f32 kernels
-    # every kernel of both sets binds at most WebGPU's default 8 storage buffers
+    # every kernel of both sets binds at most WebGPU's default 8 storage buffers, and every tensor
+    # fits the binding limit: the tables are in parts, which the f16 set's plans bind too
     assert f16["requires"]["maxStorageBuffersPerShaderStage"] <= 8
+    assert manifest["device"]["largest_binding"]["bytes"] <= SPLIT_AT
+    inputs = {i["name"] for i in f16["entries"]["decode"]["inputs"]}
+    assert {"model.embed_tokens.parts.1.qweight", "lm_head.parts.1.weight.qweight"} <= inputs
 
 
 def test_f16_set_on_wgpu_matches_transformers_within_the_f16_bound(q4f16):
@@ -143,3 +150,13 @@ def test_prefill_and_decode_through_the_kv_cache(q4f16, runtime):
     assert result["precision"] == ("f16" if runtime == "deno" else "f32")
     compare({"precision": result["precision"], "results": [{"logits": result["logits"]}]}, [ref],
             F16_BOUND if runtime == "deno" else F32_BOUND)
+
+
+def test_precision_f32_runs_the_f32_set_on_an_f16_adapter(q4f16):
+    artifact, refs, lists = q4f16
+    result = deno_driver.run_forward(artifact, lists[:2], options={"precision": "f32"})
+    assert result["adapter"]["shaderF16"] is True
+    assert (result["precision"], result["precision_reason"]) == ("f32", "precision f32 was requested")
+    compare(result, refs[:2], F32_BOUND)
+    with pytest.raises(Exception, match='InputError: precision must be one of auto, f32, got "f8"'):
+        deno_driver.run_forward(artifact, lists[:1], options={"precision": "f8"})

@@ -44,6 +44,8 @@ export interface LoadModelOptions {
    * last one frees the device. wasm models always keep their own memory and thread pool.
    */
   shareDevice?: boolean;
+  /** WebGPU: "auto" (a q4f16 artifact's f16 kernel set where the adapter has shader-f16) or "f32" */
+  precision?: "auto" | "f32";
   onProgress?: (progress: LoadProgress) => void;
 }
 

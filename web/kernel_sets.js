@@ -4,12 +4,14 @@
 
 /**
  * The manifest to load on this adapter, with the precision it runs in and why:
- * {manifest, precision: "f16" | "f32", reason}. The f16 set replaces the top-level entries,
+ * {manifest, precision: "f16" | "f32", reason}. wanted: "auto", or "f32" for the f32 set anyway
+ * (loadModel's precision option, for comparisons). The f16 set replaces the top-level entries,
  * functions, kernels, state and device needs; it has no tuner candidates, so tuning stays off.
  */
-export function chooseKernelSet(manifest, adapter) {
+export function chooseKernelSet(manifest, adapter, wanted = "auto") {
   const f16 = manifest.kernel_sets?.f16;
   if (!f16) return { manifest, precision: "f32", reason: "the artifact has f32 kernels only" };
+  if (wanted === "f32") return { manifest, precision: "f32", reason: "precision f32 was requested" };
   if (!adapter.shaderF16) {
     return { manifest, precision: "f32",
              reason: "the WebGPU adapter lacks shader-f16: the artifact's f32 kernel set runs instead of its f16 one" };

@@ -17,6 +17,7 @@ import { createBuffer, createDevice, createPipelines, gpuBytes, sharedDevice, up
 const now = () => performance.now();
 
 const DEVICES = ["webgpu", "wasm", "auto"];
+const PRECISIONS = ["auto", "f32"]; // auto: the f16 kernel set where the adapter has shader-f16
 
 /**
  * Load an artifact. device: "webgpu", "wasm" (TVM-compiled WebAssembly kernels), or "auto":
@@ -31,14 +32,16 @@ const DEVICES = ["webgpu", "wasm", "auto"];
  * force} times the schedule candidates when nothing is stored (web/tuner.js); false uses the
  * compile-time defaults. model.tuning says what was used.
  * precision (WebGPU): a q4f16 artifact runs its f16 kernel set where the adapter has shader-f16,
- * else its f32 set (model.precision "f16" / "f32", model.precisionReason says why; kernel_sets.js).
+ * else its f32 set (model.precision "f16" / "f32", model.precisionReason says why; kernel_sets.js);
+ * precision "f32" runs the f32 set anyway.
  * shareDevice (WebGPU): the page's one shared device rather than one of the model's own
  * (webgpu_backend.js sharedDevice); the model's buffers and gpuBytes stay its own.
  */
-export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", shareDevice = false, onProgress = () => {} } = {}) {
+export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", shareDevice = false, precision = "auto", onProgress = () => {} } = {}) {
   const tune = tuningOptions(tuning);
   if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new InputError(`threads must be an integer >= 1, got ${JSON.stringify(threads)}`);
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
+  if (!PRECISIONS.includes(precision)) throw new InputError(`precision must be one of ${PRECISIONS.join(", ")}, got ${JSON.stringify(precision)}`);
   const t0 = now();
   const { base, manifest } = await fetchManifest(url);
   let gpu = null;
@@ -64,7 +67,7 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   }
   if (!gpu) return loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune);
   // the f16 kernel set where the adapter has shader-f16, else the f32 one (model.precision says which and why)
-  const set = chooseKernelSet(manifest, gpu.adapter);
+  const set = chooseKernelSet(manifest, gpu.adapter, precision);
   return loadWebGPU(base, set.manifest, gpu, onProgress, t0, reason, tune, set);
 }
 

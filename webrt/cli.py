@@ -50,7 +50,8 @@ def cli():
                    "default: ./<model name>-<quantization>.")
 @click.option("--quantization", default=None,
               help="Weight format: f32; q4f32 (a GGUF keeps every tensor's own type, float weights get "
-                   "4-bit groups); or llama.cpp's q4_k_m, q5_k_m, q6_k, q8_0 mixes. Default: q4f32 for "
+                   "4-bit groups); q4f16 (q4f32 plus a WebGPU kernel set in float16, used where the adapter "
+                   "has shader-f16); or llama.cpp's q4_k_m, q5_k_m, q6_k, q8_0 mixes. Default: q4f32 for "
                    "GGUF files and the default model, f32 for Hugging Face folders.")
 @click.option("--context-window", type=click.IntRange(min=1), default=None,
               help="KV cache length in tokens, up to the model's context length (default: 4096, or the "

@@ -391,10 +391,12 @@ class CausalLM(nn.Module):
         return as_dtype(self._logits(x), F32)
 
     def _logits(self, x: nn.Tensor) -> nn.Tensor:
-        if isinstance(self.lm_head, QLinear):
-            return self.lm_head(x, out_dtype=F32)
+        # a quantized head's sums are f32: kept so, not rounded to the activations' dtype
+        head = lambda layer: layer(x, out_dtype=F32) if isinstance(layer, QLinear) else layer(x)  # noqa: E731
+        if isinstance(self.lm_head, RowSplit):  # over one binding's limit: each part's logits, in order
+            return concat_logits([head(part) for part in self.lm_head.parts])
         if self.lm_head is not None:
-            return self.lm_head(x)
+            return head(self.lm_head)
         if isinstance(self.model.embed_tokens, RowSplit):  # tied, in parts: each part's logits, in order
             return concat_logits([self._tied_logits(x, part) for part in self.model.embed_tokens.parts])
         return self._tied_logits(x, self.model.embed_tokens)
