@@ -10,8 +10,9 @@ const kernels = await WasmKernels.create(readFileSync(spec.wasm));
 const median = (a) => a.sort((p, q) => p - q)[a.length >> 1];
 const floats = (file) => new Float32Array(readFileSync(file).buffer.slice(0));
 const setups = spec.functions.map((fn) => {
-  const x = kernels.alloc(fn.k * 4);
-  const y = kernels.alloc(fn.n * 4);
+  const tokens = fn.tokens ?? 1;
+  const x = kernels.alloc(tokens * fn.k * 4);
+  const y = kernels.alloc(tokens * fn.n * 4);
   kernels.write(x, floats(fn.x));
   const bytes = fn.parts.reduce((s, p) => s + p.bytes, 0);
   const copies = Math.ceil((2 * spec.cache_mb * 2 ** 20) / bytes);
@@ -20,9 +21,9 @@ const setups = spec.functions.map((fn) => {
     new Uint8Array(kernels.memory.buffer, ptr, p.bytes).set(readFileSync(p.file));
     return { ptr, shape: p.shape, dtype: p.dtype };
   }));
-  const args = (set) => [{ ptr: x, shape: [1, 1, fn.k], dtype: "float32" }, ...set,
-    { ptr: y, shape: [1, 1, fn.n], dtype: "float32" }];
-  return { fn, y, bytes, sets, args, times: [] };
+  const args = (set) => [{ ptr: x, shape: [1, tokens, fn.k], dtype: "float32" }, ...set,
+    { ptr: y, shape: [1, tokens, fn.n], dtype: "float32" }];
+  return { fn, y, tokens, bytes, sets, args, times: [] };
 });
 for (let round = 0; round < spec.rounds; round++) {
   for (const s of setups) {
@@ -36,7 +37,7 @@ for (let round = 0; round < spec.rounds; round++) {
 const result = {};
 for (const s of setups) {
   kernels.call(s.fn.name, s.args(s.sets[0]));
-  const got = new Float32Array(kernels.memory.buffer, s.y, s.fn.n);
+  const got = new Float32Array(kernels.memory.buffer, s.y, s.tokens * s.fn.n);
   const expected = floats(s.fn.expected);
   const error = Math.max(...expected.map((e, j) => Math.abs(got[j] - e)));
   // the fastest call: on a loaded machine (other processes on the cores) the median measures the load

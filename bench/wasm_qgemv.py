@@ -1,9 +1,10 @@
 """The quantized decode GEMV (x @ W^T for one token, dequantized inside the kernel) of every GGUF
 weight type on wasm SIMD128, one thread, in Node, weights streamed (64 MB of copies): the GGUF-layout
-kernels of webrt/weight_types.py (every GGUF type, Q4_0/Q4_1 included) beside the group layout
-(webrt/quantize.py, f32 scale and min) that q4f32 uses, and the f32 GEMV.
+kernels of webrt/weight_types.py beside the group layout (webrt/quantize.py) that Q4_0/Q4_1/Q8_0
+and q4f32 use, and the f32 GEMV.
 
     python bench/wasm_qgemv.py [--rounds 10] [--cache-mb 32]   # writes bench/wasm_qgemv.json and .md
+    python bench/wasm_qgemv.py --tokens 16   # x @ W^T over 16 tokens (prefill): wasm_qgemv_tokens16.json and .md
 
 Not a timed test: the load average is recorded with the numbers.
 """
@@ -29,48 +30,62 @@ sys.path.insert(0, str(ROOT))
 
 from tests.test_weight_types import reference, synthetic_blocks  # noqa: E402
 from webrt.compile.wasm import BUILDS, build_wasm  # noqa: E402
-from webrt.models.quantized import _dequant_at, _type_weight  # noqa: E402
+from webrt.models.quantized import GROUP_LAYOUT_BITS, _decode_stages, _dequant_at, _type_weight  # noqa: E402
 from webrt.quantize import from_gguf_blocks, words_per_group  # noqa: E402
 from webrt.weight_types import LANES, STEP, TYPES, pack  # noqa: E402
 
 N, K = 2048, 2048  # one MLP-sized matrix
+KERNELS_NOTE = ("The GGUF-type kernels decode each sub-block's scale and offset once per row of the register "
+                "block (quantized_matmul's decode stages, cpu_schedule._decode_once_per_step; for K-quants once "
+                "per 256-column super-block, unrolled) and a high-bit plane's bit with one shift and one mask; "
+                "the inner loop is then the group layout's: shift, mask, convert, scale, offset, multiply-add.")
+TOKENS_NOTE = ("f32 runs the token-blocked matmul (2 tokens x 4 weight rows per register block); the quantized "
+               "matmuls run the one-token register block for each token, so each token decodes the weights again.")
 
 
-def gguf_gemv(name: str):
+def _tokens(tokens: int):
+    """The sequence axis: 1 for a decode GEMV; symbolic for many tokens, as a prefill's is."""
+    return 1 if tokens == 1 else te.var("n")
+
+
+def gguf_gemv(name: str, tokens: int = 1):
     t = TYPES[name]
-    x = te.placeholder((1, 1, K), "float32", name="x")
+    x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     parts = [te.placeholder(shape, dtype, name=p) for p, (shape, dtype) in t.part_shapes(N, K).items()]
     g, j, l = te.reduce_axis((0, K // STEP), "g"), te.reduce_axis((0, STEP // LANES), "j"), te.reduce_axis((0, LANES), "l")
-    y = te.compute((1, 1, N), lambda b, s, n: te.sum(
-        x[b, s, g * STEP + j * LANES + l] * _type_weight(t, parts, n, g, j, l), axis=[g, j, l]), name="qgemv")
+    stages = _decode_stages(t, parts, N, K)
+    y = te.compute((1, x.shape[1], N), lambda b, s, n: te.sum(
+        x[b, s, g * STEP + j * LANES + l] * _type_weight(t, parts, n, g, j, l, stages), axis=[g, j, l]), name="qgemv")
     return te.create_prim_func([x, *parts, y])
 
 
-def group_gemv(bits: int):
+def group_gemv(bits: int, tokens: int = 1):
     words = words_per_group(bits)
-    x = te.placeholder((1, 1, K), "float32", name="x")
+    x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     qw = te.placeholder((N, K * bits // 32), "uint32", name="qweight")
     sc, mn = te.placeholder((N, K // 32), "float32", name="scales"), te.placeholder((N, K // 32), "float32", name="mins")
     g, j, l = te.reduce_axis((0, K // 32), "g"), te.reduce_axis((0, 32 // bits), "j"), te.reduce_axis((0, words), "l")
-    y = te.compute((1, 1, N), lambda b, s, n: te.sum(
+    y = te.compute((1, x.shape[1], N), lambda b, s, n: te.sum(
         x[b, s, g * 32 + j * words + l] * _dequant_at(qw, sc, mn, bits, n, g, j, l), axis=[g, j, l]), name="qgemv")
     return te.create_prim_func([x, qw, sc, mn, y])
 
 
-def f32_gemv():
-    x = te.placeholder((1, 1, K), "float32", name="x")
+def f32_gemv(tokens: int = 1):
+    x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     w = te.placeholder((N, K), "float32", name="w")
     r = te.reduce_axis((0, K), name="k")
-    return te.create_prim_func([x, w, te.compute((1, 1, N), lambda b, s, n: te.sum(x[b, s, r] * w[n, r], axis=r))])
+    return te.create_prim_func([x, w, te.compute((1, x.shape[1], N), lambda b, s, n: te.sum(x[b, s, r] * w[n, r], axis=r))])
 
 
 @click.command()
 @click.option("--rounds", default=10, show_default=True)
 @click.option("--cache-mb", default=32, show_default=True, help="last-level cache size (lscpu)")
-def main(rounds: int, cache_mb: int) -> None:
+@click.option("--tokens", default=1, show_default=True,
+              help="tokens per call: above 1, the prefill matmul (results in wasm_qgemv_tokens<T>.md/.json)")
+def main(rounds: int, cache_mb: int, tokens: int) -> None:
     load_before = os.getloadavg()
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(K).astype(np.float32)
+    x = rng.standard_normal((tokens, K)).astype(np.float32)
     funcs, spec = {}, []
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -83,19 +98,19 @@ def main(rounds: int, cache_mb: int) -> None:
                 path.write_bytes(np.ascontiguousarray(a).tobytes())
                 files.append({"file": str(path), "bytes": a.nbytes, "shape": list(a.shape), "dtype": str(a.dtype)})
             (work / f"{name}.x").write_bytes(x.tobytes())
-            (work / f"{name}.y").write_bytes((w @ x).astype(np.float32).tobytes())
-            spec.append({"name": name, "n": N, "k": K, "parts": files, "x": str(work / f"{name}.x"),
+            (work / f"{name}.y").write_bytes((x @ w.T).astype(np.float32).tobytes())
+            spec.append({"name": name, "n": N, "k": K, "tokens": tokens, "parts": files, "x": str(work / f"{name}.x"),
                          "expected": str(work / f"{name}.y")})
 
         for name in TYPES:
             raw = synthetic_blocks(name, N, K)
             w = reference(name, raw)
-            add(f"gguf_{name.lower()}", gguf_gemv(name), list(pack(TYPES[name], raw).values()), w)
-            if name in ("Q4_0", "Q4_1"):  # the same blocks in the group layout (f32 scale and min, as q4f32)
+            add(f"gguf_{name.lower()}", gguf_gemv(name, tokens), list(pack(TYPES[name], raw).values()), w)
+            if name in GROUP_LAYOUT_BITS:
                 q = from_gguf_blocks(raw, name)
-                add(f"group_{name.lower()}", group_gemv(q.bits), [q.packed(), q.scales, q.mins], w)
+                add(f"group_{name.lower()}", group_gemv(q.bits, tokens), [q.packed(), q.scales, q.mins], w)
         w = rng.standard_normal((N, K)).astype(np.float32)
-        add("f32", f32_gemv(), [w], w)
+        add("f32", f32_gemv(tokens), [w], w)
         wasm = work / "k.wasm"
         wasm.write_bytes(build_wasm(tvm.IRModule(funcs), list(funcs), BUILDS[0]))
         (work / "spec.json").write_text(json.dumps({"wasm": str(wasm), "rounds": rounds, "cache_mb": cache_mb,
@@ -106,21 +121,24 @@ def main(rounds: int, cache_mb: int) -> None:
             raise SystemExit(out.stderr[-2000:])
     results = json.loads(out.stdout.strip().splitlines()[-1])
     report = {"command": "python bench/wasm_qgemv.py" + (f" --rounds {rounds}" if rounds != 10 else "")
-              + (f" --cache-mb {cache_mb}" if cache_mb != 32 else ""),
+              + (f" --cache-mb {cache_mb}" if cache_mb != 32 else "") + (f" --tokens {tokens}" if tokens != 1 else ""),
               "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before, "load_after": os.getloadavg(),
               "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
-              "shape": [N, K], "results": results}
-    (ROOT / "bench" / "wasm_qgemv.json").write_text(json.dumps(report, indent=1) + "\n")
+              "shape": [N, K], "tokens": tokens, "results": results}
+    stem = "wasm_qgemv" if tokens == 1 else f"wasm_qgemv_tokens{tokens}"
+    (ROOT / "bench" / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     f32_ms = results["f32"]["ms"]
-    lines = ["# Quantized decode GEMV on wasm SIMD128 (one thread, Node, weights streamed)", "",
+    title = "decode GEMV" if tokens == 1 else f"matmul over {tokens} tokens (prefill)"
+    lines = [f"# Quantized {title} on wasm SIMD128 (one thread, Node, weights streamed)", "",
              f"`{report['command']}` on {report['date']}, load average {load_before[0]:.1f} before, "
              f"{report['load_after'][0]:.1f} after; {report['node']}. One {N}x{K} matrix, dequantized inside "
              "the kernel; fastest call (median in the JSON), 64 MB of weight copies cycled (the L2 is 4 MiB; this machine's shared L3 is 480 MiB, so the copies stream from L3, not DRAM), rounds interleaved.", "",
+             KERNELS_NOTE if tokens == 1 else TOKENS_NOTE, "",
              "| kernel | ms | weight MB | weight GB/s | vs f32 | max abs error |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['ms']:.3f} | {r['weight_bytes'] / 1e6:.2f} | {r['weight_gb_per_s']:.1f} | "
                      f"{f32_ms / r['ms']:.2f}x | {r['max_abs_error']:.2e} |")
-    (ROOT / "bench" / "wasm_qgemv.md").write_text("\n".join(lines) + "\n")
+    (ROOT / "bench" / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -60,6 +60,13 @@ class Plane:
         vectors = u // LANES  # vectors per unit
         return (g * (STEP // u) + j // vectors) * LANES + l, (j % vectors) * b
 
+    def shifts(self, g, j):
+        """The shift of index() as (the step's part, g only; the code's part, j only)."""
+        u, b = self.unit, self.bits
+        if u >= STEP:
+            return (g % (u // STEP)) * (STEP // LANES) * b, j * b
+        return 0, (j % (u // LANES)) * b
+
 
 @dataclass(frozen=True)
 class Field:
@@ -162,13 +169,23 @@ class Reader:
             return step // (n // STEP)
         return step * (STEP // n) + self.j // (n // LANES)
 
-    def code(self, name: str):
+    def code(self, name: str, at: int = 0):
+        """The plane's code at the reader's column, shifted left by `at` (a high-bit plane's place
+        in the combined code). With `at`, the step's bits move up once (a kernel's code loop j
+        then hoists it) and each code takes one shift and one mask, where bits(...) << at took
+        three operations."""
         plane = self._parts[name]
         word, shift = plane.index(self.g, self.j, self.l)
         value = self.load(name, word)
         if plane.signed:
             return self.ops.sign_extend(value, shift, plane.bits)
-        return self.bits(value, shift, plane.bits)
+        if not at:
+            return self.bits(value, shift, plane.bits)
+        step_shift, code_shift = plane.shifts(self.g, self.j)
+        # the highest code of a step must keep its bits after the move up by `at`
+        assert STEP // LANES * plane.bits + at <= 32, f"{name}: codes shifted out of the word"
+        moved = self.ops.shl(self.ops.shr(value, step_shift), at)
+        return self.ops.shr(moved, code_shift) & (((1 << plane.bits) - 1) << at)
 
     def field(self, name: str, i=0):
         f = self._parts[name]
@@ -216,6 +233,10 @@ class _NumpyOps:
         return (np.asarray(x, dtype=np.uint32) >> np.asarray(s, dtype=np.uint32)).astype(np.uint32)
 
     @staticmethod
+    def shl(x, s):
+        return (np.asarray(x, dtype=np.uint32) << np.asarray(s, dtype=np.uint32)).astype(np.uint32)
+
+    @staticmethod
     def as_f32(x):
         return np.asarray(x, dtype=np.uint32).view(np.float32)
 
@@ -245,6 +266,11 @@ class _TirOps:
     def shr(x, s):
         from tvm import tirx
         return x >> (tirx.Cast("uint32", s) if not isinstance(s, int) else tirx.const(s, "uint32"))
+
+    @staticmethod
+    def shl(x, s):
+        from tvm import tirx
+        return x << (tirx.Cast("uint32", s) if not isinstance(s, int) else tirx.const(s, "uint32"))
 
     @staticmethod
     def as_f32(x):
@@ -319,7 +345,7 @@ def _q3_k_scale(v: Reader):
 
 
 def _five(v: Reader):
-    return v.code("lo") | (v.code("hi") << 4)
+    return v.code("lo") | v.code("hi", at=4)
 
 
 TYPES: dict[str, WeightType] = {t.name: t for t in (
@@ -357,7 +383,7 @@ TYPES: dict[str, WeightType] = {t.name: t for t in (
         split=lambda b: {"hi": _bitplane(b[:, 0:32], 8), "lo": _crumbs(b[:, 32:96], 2), "scales": b[:, 96:108],
                          "d": _f16(b[:, 108:110])},
         # the high bit set means no offset: q = low 2 bits - 4 * (1 - high)
-        code=lambda v: v.f32(v.i32(v.code("lo") | (v.code("hi") << 2)) - 4),
+        code=lambda v: v.f32(v.i32(v.code("lo") | v.code("hi", at=2)) - 4),
         scale=lambda v: v.field("d") * v.f32(_q3_k_scale(v)), sub_block=16),
     WeightType(
         "Q4_K", 256, 144, (Plane("q", 4),), (Field("d", 256, "f32"), Field("dmin", 256, "f32"), Field("scales", 256, "u8", 12)),
@@ -373,7 +399,7 @@ TYPES: dict[str, WeightType] = {t.name: t for t in (
         "Q6_K", 256, 210, (Plane("lo", 4), Plane("hi", 2)), (Field("scales", 16, "s8"), Field("d", 256, "f32")),
         split=lambda b: {"lo": _nibbles(b[:, 0:128], 2), "hi": _crumbs(b[:, 128:192], 2), "scales": b[:, 192:208],
                          "d": _f16(b[:, 208:210])},
-        code=lambda v: v.f32(v.i32(v.code("lo") | (v.code("hi") << 4)) - 32),
+        code=lambda v: v.f32(v.i32(v.code("lo") | v.code("hi", at=4)) - 32),
         scale=lambda v: v.field("d") * v.f32(v.field("scales")), sub_block=16),
 )}
 
