@@ -146,9 +146,10 @@ def _decode_stages(wtype, parts: list[te.Tensor], rows: int, cols: int) -> list[
 
 
 def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
-    """x [b, s, cols] @ W^T -> [b, s, rows]. The reduction runs over (group, j, l) rather than one
-    column index, so its innermost axis l walks consecutive columns: the CPU schedule
-    (webrt/compile/cpu_schedule.py) turns it into SIMD lanes."""
+    """x [b, s, cols] @ W^T -> [b, s, rows], float32 (an f16 x is read as float32: the sums stay
+    f32). The reduction runs over (group, j, l) rather than one column index, so its innermost
+    axis l walks consecutive columns: the CPU schedule (webrt/compile/cpu_schedule.py) turns it
+    into SIMD lanes."""
     rows, cols = w.rows, w.cols
     wtype = getattr(w, "wtype", None)
     if wtype is not None:
@@ -158,7 +159,7 @@ def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
             l = te.reduce_axis((0, LANES), name="l")
             stages = _decode_stages(wtype, parts, rows, cols)
             return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-                x[b, s, g * STEP + j * LANES + l] * _type_weight(wtype, parts, n, g, j, l, stages),
+                x[b, s, g * STEP + j * LANES + l].astype("float32") * _type_weight(wtype, parts, n, g, j, l, stages),
                 axis=[g, j, l]), name="qmatmul")
 
         return op.tensor_expr_op(compute, "qmatmul", [x, *w.tensors()])
@@ -171,7 +172,7 @@ def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
         j = te.reduce_axis((0, 32 // bits), name="j")
         l = te.reduce_axis((0, words), name="l")
         return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-            x[b, s, g * GROUP + j * words + l] * _dequant_at(qweight, scales, mins, bits, n, g, j, l),
+            x[b, s, g * GROUP + j * words + l].astype("float32") * _dequant_at(qweight, scales, mins, bits, n, g, j, l),
             axis=[g, j, l]), name="qmatmul")
 
     return op.tensor_expr_op(compute_group, "qmatmul", [x, w.qweight, w.scales, w.mins])
@@ -210,9 +211,12 @@ class QLinear(nn.Module):
             return nn.Linear(in_features, out_features, bias=bias)
         return QLinear(in_features, out_features, bias, kind)
 
-    def forward(self, x: nn.Tensor) -> nn.Tensor:
+    def forward(self, x: nn.Tensor, out_dtype: str | None = None) -> nn.Tensor:
+        """In x's dtype unless out_dtype says otherwise; the sum and the bias are float32."""
         y = quantized_matmul(x, self.weight)
-        return y + self.bias if self.bias is not None else y
+        y = y + self.bias if self.bias is not None else y
+        dtype = out_dtype or x.dtype
+        return y if y.dtype == dtype else op.astype(y, dtype)
 
 
 __all__ = ["QLinear", "Quantized", "QuantizedWeight", "layout_of", "quantized_embed",
