@@ -1,7 +1,7 @@
 """The quantized decode GEMV (x @ W^T for one token, dequantized inside the kernel) of every GGUF
 weight type on wasm SIMD128, one thread, in Node, weights streamed (64 MB of copies): the GGUF-layout
-kernels of webrt/weight_types.py beside the group layout (webrt/quantize.py) that Q4_0/Q4_1/Q8_0
-and q4f32 use, and the f32 GEMV.
+kernels of webrt/weight_types.py (every GGUF type, Q4_0/Q4_1 included) beside the group layout
+(webrt/quantize.py, f32 scale and min) that q4f32 uses, and the f32 GEMV.
 
     python bench/wasm_qgemv.py [--rounds 10] [--cache-mb 32]   # writes bench/wasm_qgemv.json and .md
     python bench/wasm_qgemv.py --tokens 16   # x @ W^T over 16 tokens (prefill): wasm_qgemv_tokens16.json and .md
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.test_weight_types import reference, synthetic_blocks  # noqa: E402
 from webrt.compile.wasm import BUILDS, build_wasm  # noqa: E402
-from webrt.models.quantized import GROUP_LAYOUT_BITS, _decode_stages, _dequant_at, _type_weight  # noqa: E402
+from webrt.models.quantized import _decode_stages, _dequant_at, _type_weight  # noqa: E402
 from webrt.quantize import from_gguf_blocks, words_per_group  # noqa: E402
 from webrt.weight_types import LANES, STEP, TYPES, pack  # noqa: E402
 
@@ -106,7 +106,7 @@ def main(rounds: int, cache_mb: int, tokens: int) -> None:
             raw = synthetic_blocks(name, N, K)
             w = reference(name, raw)
             add(f"gguf_{name.lower()}", gguf_gemv(name, tokens), list(pack(TYPES[name], raw).values()), w)
-            if name in GROUP_LAYOUT_BITS:
+            if name in ("Q4_0", "Q4_1"):  # the same blocks in the group layout (f32 scale and min, as q4f32)
                 q = from_gguf_blocks(raw, name)
                 add(f"group_{name.lower()}", group_gemv(q.bits, tokens), [q.packed(), q.scales, q.mins], w)
         w = rng.standard_normal((N, K)).astype(np.float32)
