@@ -6,9 +6,10 @@ A quantized matrix W [N, K] is stored as three tensors, with groups of 32 along 
     scales   float32 [N, K / 32]
     mins     float32 [N, K / 32]
 and W[n, k] = code * scale + min (bits = 4, codes 0..15), or code * scale (bits = 8, codes are
-signed bytes, min 0). GGUF's Q4_0 (d * (q - 8)), Q4_1 (d * q + m) and Q8_0 (d * q) blocks map onto
-this exactly, so a GGUF model keeps its own numbers; float weights are quantized here, 4-bit
-asymmetric (min and scale per group).
+signed bytes, min 0). Float weights are quantized here, 4-bit asymmetric (min and scale per
+group). GGUF's Q4_0 (d * (q - 8)), Q4_1 (d * q + m) and Q8_0 (d * q) blocks map onto this exactly
+(from_gguf_blocks, for comparisons), but GGUF models keep their own types' layouts, with the
+GGUF's f16 scales (webrt/weight_types.py).
 
 Why interleaved: the W words of a group, shifted right by j*bits, hold the codes of W consecutive
 columns. A CPU kernel loads them as one SIMD vector next to a plain vector load of x, and a GPU
