@@ -2,12 +2,12 @@
 dequantized copy of a weight ever exists on the device.
 
 Two layouts:
-  * GGUF weight types (webrt/weight_types.py: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K), each
-    matrix in its own type's parts (the GGUF's own f16 scales, 1.00-1.06x its bytes), decoded by
-    the type's description inside the kernel;
+  * GGUF weight types (webrt/weight_types.py: Q5_0, Q5_1, Q8_0, Q2_K..Q6_K), each matrix in its
+    own type's parts (the GGUF's own f16 scales, 1.00-1.06x its bytes), decoded by the type's
+    description inside the kernel;
   * the group layout of webrt/quantize.py (4-bit codes with f32 scale and min, or 8-bit codes with
-    an f32 scale, per 32 weights): float checkpoints quantized to q4f32, whose scales and mins are
-    any float32 (not halves), so they stay f32.
+    an f32 scale, per 32 weights): float checkpoints quantized to q4f32, and GGUF Q4_0/Q4_1
+    (GROUP_LAYOUT_BITS below).
 
 Families choose a layer per matrix with `QLinear(in, out, bias, kind)` and the embedding table with
 `QuantizedWeight(vocab, hidden, kind)`, where kind is the matrix's GGUF type name (from
@@ -26,15 +26,18 @@ from ..errors import WebrtError
 from ..quantize import GROUP, Quantized, from_gguf_blocks, quantize_blocks, quantize_q4, row_fallback, words_per_group
 from ..weight_types import LANES, STEP, TIR_OPS, TYPES, Reader, pack
 
-# GGUF Q4_0 / Q4_1 are kept in their own layout too: its code plane is the group layout's qweight
-# word for word, and its f16 scales are decoded once per 32 weights (the matmul's decode stages),
-# so it costs 1.00x the GGUF bytes where the group layout's f32 scale and min cost 1.33x / 1.2x,
-# at about the group layout's wasm GEMV speed (bench/wasm_qgemv.md).
+# GGUF types loaded into the group layout (their blocks map onto it exactly), with their code
+# width. Their own layout (f16 scale and min, 1.00x the GGUF bytes, where the group layout's f32
+# ones cost 1.33x / 1.2x) is kept for its kernel checks, but the WebGPU kernels decode its halves
+# for every weight (the GPU schedules inline the decode stages): the default model decoded 1.55x
+# and prefilled 1.6x slower on SwiftShader with it, and its wasm GEMV was 14% slower
+# (bench/wasm_qgemv.md). Until the GPU schedules decode once per 32 weights, speed wins.
+GROUP_LAYOUT_BITS = {"Q4_0": 4, "Q4_1": 4}
 
 
 def layout_of(kind) -> str:
     """"group" or "gguf" for a kind QuantizedWeight accepts; a clear error for anything else."""
-    if kind in (4, 8):
+    if kind in (4, 8) or kind in GROUP_LAYOUT_BITS:
         return "group"
     if kind in TYPES:
         return "gguf"
@@ -48,7 +51,7 @@ class QuantizedWeight(nn.Module):
         self.rows, self.cols, self.kind = rows, cols, kind
         if layout_of(kind) == "group":
             self.wtype = None
-            self.bits = kind
+            self.bits = GROUP_LAYOUT_BITS.get(kind, kind)
             self.qweight = nn.Parameter((rows, cols * self.bits // 32), "uint32")
             self.scales = nn.Parameter((rows, cols // GROUP), "float32")
             self.mins = nn.Parameter((rows, cols // GROUP), "float32")
@@ -219,5 +222,5 @@ class QLinear(nn.Module):
         return y if y.dtype == dtype else op.astype(y, dtype)
 
 
-__all__ = ["QLinear", "Quantized", "QuantizedWeight", "layout_of", "quantized_embed",
+__all__ = ["GROUP_LAYOUT_BITS", "QLinear", "Quantized", "QuantizedWeight", "layout_of", "quantized_embed",
            "quantized_matmul", "quantized_weights"]
