@@ -293,8 +293,8 @@ def _compile(out: Path, int_dot: bool, stage) -> Path:
 
 def _markdown(r: dict) -> str:
     lines = [f"# webrt wasm against native llama.cpp and wllama ({r['date']})", "",
-             f"Command: `{r['command']}`. Model: {r['gguf']} (webrt: the GGUF's Q4_1 blocks kept "
-             f"as they are, f16 scales and mins). One {r['prompt_tokens']}-token ChatML prompt, greedy, {r['decode_tokens']} tokens. "
+             f"Command: `{r['command']}`. Model: {r['gguf']} (webrt: the GGUF's Q4_1 blocks in the group "
+             f"layout, f32 scale and min). One {r['prompt_tokens']}-token ChatML prompt, greedy, {r['decode_tokens']} tokens. "
              f"Load average before {r['load_average_before']}, after {r['load_average_after']}; {r['wall_s']} s.",
              f"{r.get('rounds', 1)} rounds, each running every engine at every thread count; each speed is the "
              "best round's (all rounds in the JSON's `runs`). Native is llama-cpp-python 0.3.36 built with "
