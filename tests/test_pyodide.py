@@ -129,8 +129,10 @@ print(json.dumps({{"text": reply["choices"][0]["message"]["content"], "finish": 
     assert story["text"] and story["text"] == reference["text"], (story, reference)
     assert reference["finish"] == "length", reference
     assert "Paris" in again["text"], again
-    # on_progress saw the load as dicts, from the first download to ready
-    assert story["stages"][0] == "download" and story["stages"][-1] == "ready", story["stages"]
+    # on_progress saw the load as dicts, from its first stage to ready (on wasm the kernels are
+    # instantiated before the shards download, each copied into wasm memory as it arrives)
+    assert story["stages"][0] in ("download", "pipelines") and story["stages"][-1] == "ready", story["stages"]
+    assert {"download", "pipelines"} <= set(story["stages"]), story["stages"]
 
 
 def test_bad_request_raises_the_engines_error_in_python_and_the_engine_stays_usable(python_page, python_site):
