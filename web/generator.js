@@ -8,6 +8,21 @@ import { GrammarError, InputError } from "./errors.js";
 /** A token bitmask that allows every token: one int32 word of ones per 32 tokens. */
 export const allowAllMask = (vocab) => new Int32Array(Math.ceil(vocab / 32)).fill(-1);
 
+/**
+ * A prefill/decode entry's inputs for token ids at cache position offset, sampled greedily with
+ * no grammar mask, penalties, bias or logprobs: what the tuner and the timing tools run.
+ */
+export function greedyInputs(vocab, ids, offset) {
+  return {
+    input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] },
+    token_mask: { data: allowAllMask(vocab), shape: [Math.ceil(vocab / 32)] },
+    penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
+    sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] },
+    bias_ids: { data: new Int32Array(0), shape: [0] }, bias_values: { data: new Float32Array(0), shape: [0] },
+    logprobs: { values: [0] },
+  };
+}
+
 export class Generator {
   constructor(model, { prefillChunk = 128 } = {}) {
     this.model = model;

@@ -571,6 +571,9 @@ export declare class Generator {
 /** A token bitmask that allows every token of a vocabulary. */
 export function allowAllMask(vocab: number): Int32Array;
 
+/** An entry's inputs for `ids` at cache position `offset`, greedy, with no mask, penalties, bias or logprobs. */
+export function greedyInputs(vocab: number, ids: readonly number[], offset: number): Record<string, TensorInput>;
+
 /** A grammar spec, as parseResponseFormat and the tools produce it. */
 export type GrammarSpec =
   | { kind: "json_schema"; schema: JSONSchema; strict?: boolean; field: string }

@@ -10,7 +10,7 @@
 export * from "./errors.js";
 export { EmbeddingEngine, Embeddings, EmbeddingTokenizer } from "./embeddings.js";
 export { createEngine, Engine } from "./engine.js";
-export { allowAllMask, Generator } from "./generator.js";
+export { allowAllMask, Generator, greedyInputs } from "./generator.js";
 export { GrammarCompiler, WHITESPACE_RUN_CAP } from "./grammar.js";
 export { FORMAT_VERSION, useFileCache } from "./loader.js";
 export { loadModel, Model } from "./model.js";

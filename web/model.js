@@ -144,7 +144,7 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
   }
   onProgress({ stage: "ready" });
   return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor, tuning,
-    precision: set.precision, precisionReason: set.reason,
+    ...precisionOf(set),
     lost: gpu.device.lost, memoryBytes: () => gpuBytes(gpu.device), release: gpu.release, sharedDevice: Boolean(gpu.shared) },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
@@ -193,10 +193,13 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
   onProgress({ stage: "ready" });
   return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor, tuning,
     threads: wasm.threads, threadsReason: choice.reason,
-    precision: "f32", precisionReason: wasmPrecision(manifest).reason,
+    ...precisionOf(wasmPrecision(manifest)),
     memoryBytes: () => wasm.memoryBytes, release: () => wasm.destroy() },
   { load_ms: t2 - t0 - instantiateMs, pipelines_ms: instantiateMs, tuning_ms: now() - t2 });
 }
+
+/** A kernel-set choice ({precision, reason}) as the Model's backend fields. */
+const precisionOf = ({ precision, reason }) => ({ precision, precisionReason: reason });
 
 export class Model {
   constructor(base, manifest, backend, timings) {

@@ -13,7 +13,7 @@
 // when it beats the default by more than the noise tolerance.
 
 import { DeviceError, InputError } from "./errors.js";
-import { allowAllMask } from "./generator.js";
+import { greedyInputs } from "./generator.js";
 import { fetchVerified } from "./loader.js";
 import { evaluateLaunches } from "./plan_executor.js";
 import { bucket, tensorBytes } from "./plan_inputs.js";
@@ -202,14 +202,7 @@ function entryInputs(manifest, spec) {
   const n = entry === "decode" ? 1 : Math.min(Number(size || 64), ctx);
   const offset = entry === "decode" ? Math.min(64, ctx - 1) : 0;
   const ids = Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
-  return { entry, inputs: {
-    input_ids: { data: Int32Array.from(ids), shape: [1, n] }, offset: { values: [offset] },
-    token_mask: { data: allowAllMask(vocab), shape: [Math.ceil(vocab / 32)] },
-    penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
-    sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] },
-    // no bias as one zero entry, not none (Sampler.biasInputs says why)
-    bias_ids: { data: new Int32Array(0), shape: [0] }, bias_values: { data: new Float32Array(0), shape: [0] }, logprobs: { values: [0] },
-  } };
+  return { entry, inputs: greedyInputs(vocab, ids, offset) };
 }
 
 /**

@@ -23,12 +23,7 @@ async ([url, device, tuning, prefill, steps, exportDb], stage) => {
     const onProgress = (p) => stage(`loading the model (${p.stage})`);
     const model = await window.webrt.loadModel(url, { device, tuning, onProgress });
     const vocab = model.manifest.model.config.vocab_size;
-    const inputs = (ids, offset) => ({
-      input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] },
-      token_mask: { data: window.webrt.allowAllMask(vocab), shape: [Math.ceil(vocab / 32)] },
-      penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
-      sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] },
-      bias_ids: { data: new Int32Array(0), shape: [0] }, bias_values: { data: new Float32Array(0), shape: [0] }, logprobs: { values: [0] } });
+    const inputs = (ids, offset) => window.webrt.greedyInputs(vocab, ids, offset);
     const ids = Array.from({ length: prefill }, (_, i) => (i * 7919 + 5) % vocab);
     stage(`prefill (${prefill} tokens)`);
     let t0 = performance.now();

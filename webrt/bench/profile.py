@@ -10,12 +10,7 @@ PROFILE_JS = """
 async ([url, prompt, steps, options]) => {
   const model = await window.webrt.loadModel(url, { device: "wasm", ...options });
   const vocab = model.manifest.model.config.vocab_size;
-  const common = (ids, offset) => ({
-    input_ids: { data: Int32Array.from(ids), shape: [1, ids.length] }, offset: { values: [offset] },
-    token_mask: { data: window.webrt.allowAllMask(vocab), shape: [Math.ceil(vocab / 32)] },
-    penalty_ids: { data: new Int32Array(0), shape: [0] }, penalty_counts: { data: new Float32Array(0), shape: [0] },
-    sampling: { data: Float32Array.of(0, 1, 0, 0), shape: [4] }, seed: { values: [1] },
-    bias_ids: { data: new Int32Array(0), shape: [0] }, bias_values: { data: new Float32Array(0), shape: [0] }, logprobs: { values: [0] } });
+  const common = (ids, offset) => window.webrt.greedyInputs(vocab, ids, offset);
   const ids = Array.from({ length: prompt }, (_, i) => (i * 7919) % vocab);
   const prefill = {};
   let t0 = performance.now();
