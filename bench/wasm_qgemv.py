@@ -5,6 +5,8 @@ kernels of webrt/weight_types.py (every GGUF type, Q4_0/Q4_1 included) beside th
 
     python bench/wasm_qgemv.py [--rounds 10] [--cache-mb 32]   # writes bench/wasm_qgemv.json and .md
     python bench/wasm_qgemv.py --tokens 16   # x @ W^T over 16 tokens (prefill): wasm_qgemv_tokens16.json and .md
+    python bench/wasm_qgemv.py --shape 262144x640 --types Q8_0   # an LM head: wasm_qgemv_262144x640.json and .md
+    python bench/wasm_qgemv.py --int-dot   # also the integer-dot kernel (int_dot.c) where it applies: <name>_int_dot
 
 Not a timed test: the load average is recorded with the numbers.
 """
@@ -29,16 +31,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.test_weight_types import reference, synthetic_blocks  # noqa: E402
+from webrt.compile.int_dot import use_int_dot  # noqa: E402
 from webrt.compile.wasm import BUILDS, build_wasm  # noqa: E402
 from webrt.models.quantized import _decode_stages, _dequant_at, _type_weight  # noqa: E402
 from webrt.quantize import from_gguf_blocks, words_per_group  # noqa: E402
 from webrt.weight_types import LANES, STEP, TYPES, pack  # noqa: E402
 
-N, K = 2048, 2048  # one MLP-sized matrix
+SHAPE = (2048, 2048)  # one MLP-sized matrix (--shape for others, e.g. an LM head)
 KERNELS_NOTE = ("The GGUF-type kernels decode each sub-block's scale and offset once per row of the register "
                 "block (quantized_matmul's decode stages, cpu_schedule._decode_once_per_step; for K-quants once "
                 "per 256-column super-block, unrolled) and a high-bit plane's bit with one shift and one mask; "
                 "the inner loop is then the group layout's: shift, mask, convert, scale, offset, multiply-add.")
+INT_DOT_NOTE = ("`*_int_dot`: the integer-dot kernel (webrt/compile/int_dot.c, `webrt compile --int-dot`), activations "
+                "rounded to int8 per 32 columns; its max abs error against the exact result is that rounding.")
 TOKENS_NOTE = ("f32 runs the token-blocked matmul (2 tokens x 4 weight rows per register block); the quantized "
                "matmuls run the one-token register block for each token, so each token decodes the weights again.")
 
@@ -48,29 +53,29 @@ def _tokens(tokens: int):
     return 1 if tokens == 1 else te.var("n")
 
 
-def gguf_gemv(name: str, tokens: int = 1):
+def gguf_gemv(name: str, N: int, K: int, tokens: int = 1):
     t = TYPES[name]
     x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     parts = [te.placeholder(shape, dtype, name=p) for p, (shape, dtype) in t.part_shapes(N, K).items()]
     g, j, l = te.reduce_axis((0, K // STEP), "g"), te.reduce_axis((0, STEP // LANES), "j"), te.reduce_axis((0, LANES), "l")
     stages = _decode_stages(t, parts, N, K)
     y = te.compute((1, x.shape[1], N), lambda b, s, n: te.sum(
-        x[b, s, g * STEP + j * LANES + l] * _type_weight(t, parts, n, g, j, l, stages), axis=[g, j, l]), name="qgemv")
+        x[b, s, g * STEP + j * LANES + l] * _type_weight(t, parts, n, g, j, l, stages), axis=[g, j, l]), name="qmatmul")  # the model's name: int_dot.py finds it
     return te.create_prim_func([x, *parts, y])
 
 
-def group_gemv(bits: int, tokens: int = 1):
+def group_gemv(bits: int, N: int, K: int, tokens: int = 1):
     words = words_per_group(bits)
     x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     qw = te.placeholder((N, K * bits // 32), "uint32", name="qweight")
     sc, mn = te.placeholder((N, K // 32), "float32", name="scales"), te.placeholder((N, K // 32), "float32", name="mins")
     g, j, l = te.reduce_axis((0, K // 32), "g"), te.reduce_axis((0, 32 // bits), "j"), te.reduce_axis((0, words), "l")
     y = te.compute((1, x.shape[1], N), lambda b, s, n: te.sum(
-        x[b, s, g * 32 + j * words + l] * _dequant_at(qw, sc, mn, bits, n, g, j, l), axis=[g, j, l]), name="qgemv")
+        x[b, s, g * 32 + j * words + l] * _dequant_at(qw, sc, mn, bits, n, g, j, l), axis=[g, j, l]), name="qmatmul")  # the model's name: int_dot.py finds it
     return te.create_prim_func([x, qw, sc, mn, y])
 
 
-def f32_gemv(tokens: int = 1):
+def f32_gemv(N: int, K: int, tokens: int = 1):
     x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     w = te.placeholder((N, K), "float32", name="w")
     r = te.reduce_axis((0, K), name="k")
@@ -82,8 +87,22 @@ def f32_gemv(tokens: int = 1):
 @click.option("--cache-mb", default=32, show_default=True, help="last-level cache size (lscpu)")
 @click.option("--tokens", default=1, show_default=True,
               help="tokens per call: above 1, the prefill matmul (results in wasm_qgemv_tokens<T>.md/.json)")
-def main(rounds: int, cache_mb: int, tokens: int) -> None:
+@click.option("--shape", default=f"{SHAPE[0]}x{SHAPE[1]}", show_default=True,
+              help="ROWSxCOLS of the matrix (another than the default: results in wasm_qgemv_<shape>.md/.json)")
+@click.option("--types", default="", help="comma-separated GGUF types (and F32) to time; default every one")
+@click.option("--int-dot", "int_dot", is_flag=True,
+              help="also the int-dot kernel of each type it takes (results in wasm_qgemv_int_dot*.md/.json)")
+def main(rounds: int, cache_mb: int, tokens: int, shape: str, types: str, int_dot: bool) -> None:
     load_before = os.getloadavg()
+    try:
+        N, K = (int(v) for v in shape.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--shape {shape!r}: expected ROWSxCOLS, e.g. 262144x640") from None
+    wanted = [t.strip().upper() for t in types.split(",") if t.strip()] or [*TYPES, "F32"]
+    unknown = sorted(set(wanted) - {*TYPES, "F32"})
+    if unknown or K % 256 and any(TYPES[t].block == 256 for t in wanted if t in TYPES):
+        raise SystemExit(f"--types {types!r}: unknown {unknown} or a 256-block type with {K} columns; "
+                         f"choose from {', '.join([*TYPES, 'F32'])}")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((tokens, K)).astype(np.float32)
     funcs, spec = {}, []
@@ -102,15 +121,24 @@ def main(rounds: int, cache_mb: int, tokens: int) -> None:
             spec.append({"name": name, "n": N, "k": K, "tokens": tokens, "parts": files, "x": str(work / f"{name}.x"),
                          "expected": str(work / f"{name}.y")})
 
-        for name in TYPES:
+        for name in (t for t in TYPES if t in wanted):
             raw = synthetic_blocks(name, N, K)
             w = reference(name, raw)
-            add(f"gguf_{name.lower()}", gguf_gemv(name, tokens), list(pack(TYPES[name], raw).values()), w)
+            func, parts = gguf_gemv(name, N, K, tokens), list(pack(TYPES[name], raw).values())
+            add(f"gguf_{name.lower()}", func, parts, w)
+            if int_dot and use_int_dot(func) is not None:
+                add(f"gguf_{name.lower()}_int_dot", use_int_dot(func), parts, w)
             if name in ("Q4_0", "Q4_1"):  # the same blocks in the group layout (f32 scale and min, as q4f32)
                 q = from_gguf_blocks(raw, name)
-                add(f"group_{name.lower()}", group_gemv(q.bits, tokens), [q.packed(), q.scales, q.mins], w)
-        w = rng.standard_normal((N, K)).astype(np.float32)
-        add("f32", f32_gemv(tokens), [w], w)
+                func = group_gemv(q.bits, N, K, tokens)
+                add(f"group_{name.lower()}", func, [q.packed(), q.scales, q.mins], w)
+                if int_dot and use_int_dot(func) is not None:
+                    add(f"group_{name.lower()}_int_dot", use_int_dot(func), [q.packed(), q.scales, q.mins], w)
+            del raw, w
+        if "F32" in wanted:
+            w = rng.standard_normal((N, K)).astype(np.float32)
+            add("f32", f32_gemv(N, K, tokens), [w], w)
+            del w
         wasm = work / "k.wasm"
         wasm.write_bytes(build_wasm(tvm.IRModule(funcs), list(funcs), BUILDS[0]))
         (work / "spec.json").write_text(json.dumps({"wasm": str(wasm), "rounds": rounds, "cache_mb": cache_mb,
@@ -121,23 +149,27 @@ def main(rounds: int, cache_mb: int, tokens: int) -> None:
             raise SystemExit(out.stderr[-2000:])
     results = json.loads(out.stdout.strip().splitlines()[-1])
     report = {"command": "python bench/wasm_qgemv.py" + (f" --rounds {rounds}" if rounds != 10 else "")
-              + (f" --cache-mb {cache_mb}" if cache_mb != 32 else "") + (f" --tokens {tokens}" if tokens != 1 else ""),
+              + (f" --cache-mb {cache_mb}" if cache_mb != 32 else "") + (f" --tokens {tokens}" if tokens != 1 else "")
+              + (f" --shape {N}x{K}" if (N, K) != SHAPE else "") + (f" --types {types}" if types else "")
+              + (" --int-dot" if int_dot else ""),
               "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before, "load_after": os.getloadavg(),
               "node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip(),
               "shape": [N, K], "tokens": tokens, "results": results}
-    stem = "wasm_qgemv" if tokens == 1 else f"wasm_qgemv_tokens{tokens}"
+    stem = ("wasm_qgemv" + ("_int_dot" if int_dot else "") + (f"_tokens{tokens}" if tokens != 1 else "")
+            + (f"_{N}x{K}" if (N, K) != SHAPE else ""))
     (ROOT / "bench" / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    f32_ms = results["f32"]["ms"]
+    f32_ms = results["f32"]["ms"] if "f32" in results else None
     title = "decode GEMV" if tokens == 1 else f"matmul over {tokens} tokens (prefill)"
     lines = [f"# Quantized {title} on wasm SIMD128 (one thread, Node, weights streamed)", "",
              f"`{report['command']}` on {report['date']}, load average {load_before[0]:.1f} before, "
              f"{report['load_after'][0]:.1f} after; {report['node']}. One {N}x{K} matrix, dequantized inside "
              "the kernel; fastest call (median in the JSON), 64 MB of weight copies cycled (the L2 is 4 MiB; this machine's shared L3 is 480 MiB, so the copies stream from L3, not DRAM), rounds interleaved.", "",
-             KERNELS_NOTE if tokens == 1 else TOKENS_NOTE, "",
+             KERNELS_NOTE if tokens == 1 else TOKENS_NOTE, "", *([INT_DOT_NOTE, ""] if int_dot else []),
              "| kernel | ms | weight MB | weight GB/s | vs f32 | max abs error |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
+        vs_f32 = f"{f32_ms / r['ms']:.2f}x" if f32_ms else "-"
         lines.append(f"| {name} | {r['ms']:.3f} | {r['weight_bytes'] / 1e6:.2f} | {r['weight_gb_per_s']:.1f} | "
-                     f"{f32_ms / r['ms']:.2f}x | {r['max_abs_error']:.2e} |")
+                     f"{vs_f32} | {r['max_abs_error']:.2e} |")
     (ROOT / "bench" / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

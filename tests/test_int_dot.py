@@ -1,5 +1,6 @@
 """The integer-dot kernel of the wasm builds (webrt/compile/int_dot.c, int_dot.py): a 4-bit
-matmul fused with an add (the group layout, and GGUF Q4_0 / Q4_1 in their own layout), compiled
+matmul fused with an add (the group layout, and GGUF Q4_0 / Q4_1 in their own layout) and GGUF
+Q8_0's 8-bit matmul (the real models' LM head), compiled
 with int_dot=True and run through the JS path (loader -> plan executor) on the simd build with 1
 and 2 threads and on the scalar build.
 
@@ -39,15 +40,21 @@ class IntDotChecks(nn.Module):
         w = SimpleNamespace(wtype=TYPES["Q4_1"], rows=N, cols=K, tensors=lambda: [q, d, m])
         return quantized_matmul(x, w) + r
 
+    def q8_0_add(self, x: nn.Tensor, q: nn.Tensor, d: nn.Tensor, r: nn.Tensor):
+        w = SimpleNamespace(wtype=TYPES["Q8_0"], rows=N, cols=K, tensors=lambda: [q, d])
+        return quantized_matmul(x, w) + r
 
-class NotInt4Checks(nn.Module):
-    """Matmuls the int-dot kernel must leave alone: 5-bit and 8-bit codes."""
+
+class NotIntDotChecks(nn.Module):
+    """Matmuls the int-dot kernel must leave alone: 5-bit codes, and the group layout's 8-bit codes
+    (another word order, with a min)."""
 
     def q5_0(self, x: nn.Tensor, lo: nn.Tensor, hi: nn.Tensor, d: nn.Tensor):
         return quantized_matmul(x, SimpleNamespace(wtype=TYPES["Q5_0"], rows=N, cols=K, tensors=lambda: [lo, hi, d]))
 
-    def q8_0(self, x: nn.Tensor, q: nn.Tensor, d: nn.Tensor):
-        return quantized_matmul(x, SimpleNamespace(wtype=TYPES["Q8_0"], rows=N, cols=K, tensors=lambda: [q, d]))
+    def group_q8(self, x: nn.Tensor, qweight: nn.Tensor, scales: nn.Tensor, mins: nn.Tensor):
+        w = SimpleNamespace(qweight=qweight, scales=scales, mins=mins, bits=8, rows=N, cols=K)
+        return quantized_matmul(x, w)
 
 
 def _gguf_spec(kind: str) -> dict:
@@ -59,7 +66,7 @@ SPEC = {"qlinear_add": {"x": nn.spec.Tensor([1, "n", K], "float32"), "qweight": 
                         "scales": nn.spec.Tensor([N, K // GROUP], "float32"),
                         "mins": nn.spec.Tensor([N, K // GROUP], "float32"),
                         "r": nn.spec.Tensor([1, "n", N], "float32")},
-        "q4_0_add": _gguf_spec("Q4_0"), "q4_1_add": _gguf_spec("Q4_1")}
+        "q4_0_add": _gguf_spec("Q4_0"), "q4_1_add": _gguf_spec("Q4_1"), "q8_0_add": _gguf_spec("Q8_0")}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +78,7 @@ def int_dot_artifact(tmp_path_factory):
 
 
 def int_dot_reference(x: np.ndarray, codes: np.ndarray, scales: np.ndarray, mins: np.ndarray) -> np.ndarray:
-    """x [m, K] against 4-bit codes [N, K]: llama.cpp's Q8 rounding of x per group of 32, integer sums."""
+    """x [m, K] against integer codes [N, K]: llama.cpp's Q8 rounding of x per group of 32, integer sums."""
     m = x.shape[0]
     xg = x.reshape(m, -1, GROUP)
     d = (np.abs(xg).max(axis=2) / np.float32(127)).astype(np.float32)
@@ -83,21 +90,23 @@ def int_dot_reference(x: np.ndarray, codes: np.ndarray, scales: np.ndarray, mins
     return (out + xg.sum(axis=2).astype(np.float64) @ mins.T.astype(np.float64)).astype(np.float32)
 
 
-def test_int_dot_replaces_the_q4_matmuls():
+def test_int_dot_replaces_the_q4_and_q8_0_matmuls():
     mod, _ = IntDotChecks().export_tvm(spec={n: {**a, "$": {"param_mode": "none", "effect_mode": "none"}}
                                              for n, a in SPEC.items()})
     from webrt.compile import webgpu_target
     from webrt.compile.relax_pipeline import fusion_passes, run_passes
     fused = run_passes(mod, webgpu_target(), fusion_passes())
     funcs = {gv.name_hint: f for gv, f in fused.functions_items() if hasattr(f, "body") and "qmatmul" in gv.name_hint}
-    assert len(funcs) == 3, f"fused qmatmul functions: {sorted(funcs)}"
+    assert len(funcs) == 4, f"fused qmatmul functions: {sorted(funcs)}"
     for f in funcs.values():
         script = use_int_dot(f).script()
-        assert "webrt_q4_int_dot" in script and 'sblock("qmatmul")' not in script
+        assert "webrt_int_dot" in script and 'sblock("qmatmul")' not in script
         assert 'sblock("T_add")' in script  # the fused epilogue stays TIR
-    others = {name: {**{k: v for k, v in _gguf_spec(name.upper()).items() if k != "r"},
-                     "$": {"param_mode": "none", "effect_mode": "none"}} for name in ("q5_0", "q8_0")}
-    mod, _ = NotInt4Checks().export_tvm(spec=others)
+    no_r = {k: v for k, v in SPEC["qlinear_add"].items() if k != "r"}
+    others = {"q5_0": {k: v for k, v in _gguf_spec("Q5_0").items() if k != "r"},
+              "group_q8": {**no_r, "qweight": nn.spec.Tensor([N, K // 4], "uint32")}}
+    others = {name: {**args, "$": {"param_mode": "none", "effect_mode": "none"}} for name, args in others.items()}
+    mod, _ = NotIntDotChecks().export_tvm(spec=others)
     fused = run_passes(mod, webgpu_target(), fusion_passes())
     funcs = [f for gv, f in fused.functions_items() if hasattr(f, "body") and "qmatmul" in gv.name_hint]
     assert len(funcs) == 2 and all(use_int_dot(f) is None for f in funcs)
@@ -108,12 +117,12 @@ def _weights(entry: str, w: np.ndarray):
     if entry == "qlinear_add":
         q = quantize_q4(w)
         return {"qweight": q.packed(), "scales": q.scales, "mins": q.mins}, q
-    kind = {"q4_0_add": "Q4_0", "q4_1_add": "Q4_1"}[entry]
+    kind = {"q4_0_add": "Q4_0", "q4_1_add": "Q4_1", "q8_0_add": "Q8_0"}[entry]
     raw = quantize_blocks(w, kind)
     return pack(TYPES[kind], raw), from_gguf_blocks(raw, kind)
 
 
-@pytest.mark.parametrize("entry", ["qlinear_add", "q4_0_add", "q4_1_add"])
+@pytest.mark.parametrize("entry", ["qlinear_add", "q4_0_add", "q4_1_add", "q8_0_add"])
 @pytest.mark.parametrize("threads, build", [(1, None), (2, None), (1, "scalar")],
                          ids=["wasm-1thread", "wasm-2threads", "wasm-scalar"])
 def test_int_dot_matches_numpy(int_dot_artifact, threads, build, entry):

@@ -53,7 +53,7 @@ def compile_model(source: Path | None, out: Path, quantization: str = "f32", con
     tuning_candidates the artifact carries only the compile-time schedules: about 3x faster to
     compile (a small model), and nothing for the browser tuner to time. An embedding table or LM
     head with a tensor over max_binding_bytes is split by rows (webrt/models/split.py). int_dot: the
-    wasm builds' 4-bit matmuls round activations to int8 (webrt/compile/int_dot.py)."""
+    wasm builds' 4-bit and Q8_0 matmuls round activations to int8 (webrt/compile/int_dot.py)."""
     check_destination(out)  # first: a bad output path is refused before any work
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")

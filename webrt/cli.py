@@ -68,7 +68,7 @@ def cli():
               show_default=True, help="Bytes one WebGPU buffer binding may hold (maxStorageBufferBindingSize; "
                    "the default is WebGPU's default limit): an embedding table or LM head over it is split by rows.")
 @click.option("--int-dot/--exact-kernels", default=False, show_default=True,
-              help="wasm: 4-bit matmuls round activations to int8 per 32 columns and use integer dot "
+              help="wasm: 4-bit and Q8_0 matmuls round activations to int8 per 32 columns and use integer dot "
                    "products, as llama.cpp does (faster; results differ slightly, bench/int_dot.md).")
 @click.option("--verbose", is_flag=True, help="Also show TVM's and LLVM's own messages (held back by default).")
 def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str,

@@ -1,5 +1,5 @@
-"""The integer-dot path of the wasm builds: a fused function's 4-bit matmul (the `qmatmul` block
-of webrt/models/quantized.py) becomes one call of the hand-written kernel in int_dot.c, which
+"""The integer-dot path of the wasm builds: a fused function's 4-bit or Q8_0 matmul (the `qmatmul`
+block of webrt/models/quantized.py) becomes one call of the hand-written kernel in int_dot.c, which
 quantizes the activations to int8 per 32 columns and multiplies them with integer dot products.
 The rest of the function (a fused add, silu or multiply, and the GGUF types' decode stages that
 give the kernel its float32 scales) stays TIR and is scheduled as before.
@@ -7,7 +7,8 @@ give the kernel its float32 scales) stays TIR and is scheduled as before.
 The block qualifies when its weight is 4-bit codes c (the group layout's qweight, or the code
 plane of GGUF Q4_0 / Q4_1 / Q4_K: the same words) with one scale s per 32 columns, read as
 `c * s + m` (the group layout's mins, or the decode stage's offsets of Q4_1 / Q4_K) or as
-`(c - 8) * s` (Q4_0, whose min is -8 s).
+`(c - 8) * s` (Q4_0, whose min is -8 s); or when it is GGUF Q8_0's signed 8-bit codes read as
+`c * s` (the LM head of both real models: 23-48% of a decode step with the f32 kernel).
 
 Why a C kernel: TVM's TIR has no int16 pairwise dot product, and LLVM does not form
 i32x4.dot_i16x8_s from the widening multiplies TVM emits; wasm_simd128.h's intrinsics do. The
@@ -32,24 +33,28 @@ from tvm.tirx.stmt import BufferRegion
 from ..quantize import GROUP
 
 INT_DOT_C = Path(__file__).with_name("int_dot.c")
-EXTERN = "webrt_q4_int_dot"
+EXTERN = "webrt_int_dot"
+CODE_BITS = {"offset": 4, "minus8": 4, "int8": 8}  # _weight_form -> bits per code
 
 
-def _group_q4_block(block: SBlock):
-    """(x, qweight, scales, mins or None, out) when the block is a 4-bit qmatmul of one of the forms
-    above (mins None: Q4_0's -8 s), else None."""
+def _int_dot_block(block: SBlock):
+    """(x, qweight, scales, mins or None, bits, out) when the block is a qmatmul of one of the forms
+    above (mins None: Q4_0's -8 s, or Q8_0 with no min), else None."""
     if block.name_hint != "qmatmul" or len(block.reads) not in (3, 4) or len(block.writes) != 1:
         return None
     x, qweight, scales, *mins = (r.source for r in block.reads)
     mins = mins[0] if mins else None
     out = block.writes[0].source
     k = x.shape[-1]
+    form = _weight_form(block)
+    if form is None or (mins is None) == (form == "offset"):
+        return None
+    bits = CODE_BITS[form]
     if not (x.dtype == "float32" and qweight.dtype == "uint32" and scales.dtype == "float32"
             and (mins is None or mins.dtype == "float32") and out.dtype == "float32"
             and len(qweight.shape) == 2 and len(scales.shape) == 2
             and isinstance(k, tirx.IntImm) and k.value % GROUP == 0
-            and int(qweight.shape[1]) * 8 == k.value and int(scales.shape[1]) * GROUP == k.value
-            and _weight_form(block) == ("minus8" if mins is None else "offset")):
+            and int(qweight.shape[1]) * 32 // bits == k.value and int(scales.shape[1]) * GROUP == k.value):
         return None
     # the kernel writes out as a dense [tokens, rows] matrix: out must be exactly the block's
     # output (not a slice of a larger buffer, as a fused concatenation would write)
@@ -59,12 +64,13 @@ def _group_q4_block(block: SBlock):
             or not all(_same(a, b) for a, b in zip(out.shape[:-1], x.shape[:-1]))
             or len(region) != len(spatial) or not all(r.min.same_as(v) for r, v in zip(region, spatial))):
         return None
-    return x, qweight, scales, mins, out
+    return x, qweight, scales, mins, bits, out
 
 
 def _weight_form(block: SBlock) -> str | None:
     """"offset" for acc + x * (float(c) * s + m), "minus8" for acc + x * (float(int(c) - 8) * s),
-    with c = (word >> shift) & 15; None for anything else (other codes, an 8-bit or 5-bit type)."""
+    with c = (word >> shift) & 15; "int8" for acc + x * (float(c) * s) with c a signed byte of the
+    word (reinterpret(int32, word << shift) >> 24, Q8_0); None for anything else (5- or 6-bit codes)."""
     value = block.body.value if isinstance(block.body, tirx.BufferStore) else None
     if not isinstance(value, tirx.Add) or not isinstance(value.b, tirx.Mul):
         return None
@@ -80,6 +86,10 @@ def _weight_form(block: SBlock) -> str | None:
             and isinstance(w.a.value.a, tirx.Cast) and is_code(w.a.value.a.value)
             and isinstance(w.a.value.b, tirx.IntImm) and w.a.value.b.value == 8):
         return "minus8"
+    if (isinstance(w, tirx.Mul) and isinstance(w.a, tirx.Cast) and isinstance(w.a.value, RShift)
+            and isinstance(w.a.value.b, tirx.IntImm) and w.a.value.b.value == 24
+            and isinstance(w.a.value.a, tvm.ir.expr.Call) and w.a.value.a.op.name == "tirx.reinterpret"):
+        return "int8"
     return None
 
 
@@ -89,13 +99,13 @@ def _same(a, b) -> bool:
 
 
 def _find(stmt):
-    """The group q4 qmatmul block's buffers inside a loop nest, or None."""
+    """The qualifying qmatmul block's buffers inside a loop nest, or None."""
     if isinstance(stmt, tirx.For):
         return _find(stmt.body)
     if isinstance(stmt, tirx.SeqStmt):
         return next((found for s in stmt.seq if (found := _find(s)) is not None), None)
     if isinstance(stmt, SBlockRealize):
-        return _group_q4_block(stmt.block) or _find(stmt.block.body)
+        return _int_dot_block(stmt.block) or _find(stmt.block.body)
     return None
 
 
@@ -103,22 +113,22 @@ def _whole(buffer):
     return BufferRegion(buffer, [tvm.ir.Range.from_min_extent(0, e) for e in buffer.shape])
 
 
-def _call(x, qweight, scales, mins, out) -> SBlockRealize:
+def _call(x, qweight, scales, mins, bits, out) -> SBlockRealize:
     """An opaque block that runs the kernel over whole buffers (as te.extern would); without mins
-    (Q4_0) the kernel is told to use -8 * scale."""
+    the kernel is told to use -8 * scale (Q4_0) or no min (8-bit codes)."""
     m = tirx.const(1, "int64")
     for extent in x.shape[:-1]:
         m = m * extent
     inputs = (x, qweight, scales) if mins is None else (x, qweight, scales, mins)
     call = tirx.call_extern("int32", EXTERN, x.data, qweight.data, scales.data, (scales if mins is None else mins).data,
-                            tirx.const(int(mins is None), "int32"), out.data,
+                            tirx.const(int(mins is None and bits == 4), "int32"), tirx.const(bits, "int32"), out.data,
                             tirx.Cast("int32", m), tirx.Cast("int32", out.shape[-1]), tirx.Cast("int32", x.shape[-1]))
     block = SBlock([], [_whole(b) for b in inputs], [_whole(out)], "qmatmul_int_dot", tirx.Evaluate(call))
     return SBlockRealize([], True, block)
 
 
 def use_int_dot(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
-    """func with its group-layout q4 matmul (a loop nest of the root block) replaced by the int-dot
+    """func with its 4-bit or Q8_0 matmul (a loop nest of the root block) replaced by the int-dot
     kernel's call; None when it has none."""
     realize = func.body
     if not isinstance(realize, SBlockRealize):
