@@ -68,3 +68,69 @@ def test_a_shard_shorter_or_longer_than_the_manifest_is_refused_with_its_real_le
         message = page.evaluate(LOAD_JS, url)
     assert message == (f"IntegrityError: weights/shard-0000.bin has {len(data) + change} bytes, the manifest says "
                        f"{len(data)}; the file is truncated or replaced: compile or copy the artifact again"), message
+
+
+# what the kernels allocate themselves (TVMBackendAllocWorkspace, through the allocator) and the
+# pages the allocator grows for it: 0.6-0.8 MiB measured on this model
+KERNEL_WORKSPACE_BYTES = 1 << 20
+
+GENERATE_JS = """
+async ([url, threads]) => {
+  const { evaluate, evaluateShape } = await import("/shell/shape_expr.js");
+  const { tensorBytes } = await import("/shell/plan_inputs.js");
+  const model = await window.webrt.loadModel(url, { device: "wasm", threads });
+  const loaded = model.gpuBytes;
+  const gen = new window.webrt.Generator(model, { prefillChunk: 16 });
+  const greedy = async (prompt, n) => {
+    gen.reset();
+    const sampler = new window.webrt.Sampler({ temperature: 0 }, prompt);
+    let { token } = await gen.prefill(prompt, sampler);
+    const tokens = [token];
+    while (tokens.length < n) {
+      sampler.accept(token);
+      tokens.push(token = await gen.decode(token, sampler));
+    }
+    return tokens;
+  };
+  const prompt = Array.from({ length: 37 }, (_, i) => (i * 7 + 3) % 200);
+  // prefill chunks of 16 and 5 tokens and decodes at offsets up to 60: several programs, one after another
+  const first = await greedy(prompt, 24);
+  await greedy(prompt.slice(0, 3), 4);
+  const again = await greedy(prompt, 24);
+  // what each prepared program's plan needs at its capacity, 64-byte aligned, as docs/ARTIFACT.md describes the steps
+  const aligned = (n) => Math.ceil(n / 64) * 64;
+  const bound = new Set(Object.keys(model.executor.bound));
+  const needs = [...model.executor.programs.programs.keys()].map((key) => {
+    const entry = key.slice(0, key.indexOf(":"));
+    const capacity = JSON.parse(key.slice(key.indexOf(":") + 1));
+    const plan = model.manifest.entries[entry];
+    let bytes = 0;
+    for (const input of plan.inputs) {
+      if (!input.values && !bound.has(input.name)) bytes += aligned(tensorBytes(evaluateShape(input.shape, capacity), input.dtype));
+    }
+    for (const step of plan.steps) {
+      if (step.op === "storage") bytes += aligned(evaluate(step.bytes, capacity));
+      if (step.op === "alloc") bytes += aligned(tensorBytes(evaluateShape(step.shape, capacity), step.dtype));
+    }
+    return bytes;
+  });
+  const out = { loaded, after: model.gpuBytes, programs: needs.length, largest: Math.max(...needs), total: needs.reduce((a, b) => a + b, 0),
+                same: JSON.stringify(first) === JSON.stringify(again), first };
+  model.unload();
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_generating_holds_one_program_storage_beside_the_weights(llama_artifact, threads):
+    # all programs share one arena (web/wasm_executor.js): the memory that generating adds is the
+    # largest program's storage, not each program's, rounded up to a power of two by the allocator
+    with shell_page(llama_artifact) as (page, url):
+        r = evaluate(page, GENERATE_JS, [url, threads])
+    assert r["same"], "the same prompt gave other tokens after other programs had used the arena"
+    assert r["programs"] >= 3, r
+    grown = r["after"] - r["loaded"]
+    assert grown <= -(-r["largest"] // 65536) * 65536 + KERNEL_WORKSPACE_BYTES, \
+        f"generating grew wasm memory by {grown} bytes; the largest of {r['programs']} programs needs {r['largest']} " \
+        f"(all of them {r['total']}), the kernels' own workspace up to {KERNEL_WORKSPACE_BYTES}"

@@ -8,6 +8,7 @@ import { FileCache } from "./file_cache.js";
 export const FORMAT = "webrt-artifact";
 export const FORMAT_VERSION = 1;
 const PROGRESS_STEP = 1 << 20; // bytes between download progress reports
+const SHARDS_IN_FLIGHT = 2; // parallel downloads, yet the page never holds many shards at once
 
 let fileCacheName = null;
 
@@ -123,9 +124,11 @@ export async function fetchManifest(url) {
 }
 
 /**
- * Fetch the weight shards in parallel, with download progress; onShard(index, bytes) gets each
- * one once it is verified. A caller that copies a shard into place and drops it (the wasm
- * backend) never holds all the weights twice.
+ * Fetch the weight shards, SHARDS_IN_FLIGHT at a time, with download progress; onShard(index,
+ * bytes) gets each one once it is verified. A caller that copies a shard into place and drops it
+ * (the wasm backend) holds at most that many shards beside the weights: with every shard in flight
+ * at once, each download's buffer was allocated at its start and the page's peak held the weights
+ * twice anyway (bench/gemma3_wllama.md).
  */
 export async function fetchShards(base, manifest, onShard, onProgress = () => {}) {
   const shardInfo = manifest.weights.shards;
@@ -142,7 +145,14 @@ export async function fetchShards(base, manifest, onShard, onProgress = () => {}
       onProgress({ stage: "download", loaded, total, cached });
     }
   };
-  await Promise.all(shardInfo.map(async (shard, index) => onShard(index, await fetchVerified(base, shard.file, shard, onBytes))));
+  let next = 0;
+  const worker = async () => {
+    for (let index = next++; index < shardInfo.length; index = next++) {
+      const shard = shardInfo[index];
+      await onShard(index, await fetchVerified(base, shard.file, shard, onBytes));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SHARDS_IN_FLIGHT, shardInfo.length) }, worker));
 }
 
 /**

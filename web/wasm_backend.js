@@ -138,13 +138,7 @@ export class WasmKernels {
   placeResident(tensors) {
     const aligned = (n) => Math.ceil(n / 64) * 64;
     const total = tensors.reduce((sum, t) => sum + aligned(t.bytes), 0);
-    let at;
-    try {
-      at = this.memory.grow(Math.ceil(total / 65536)) * 65536;
-    } catch {
-      throw new OutOfMemoryError(`wasm memory cannot grow by ${(total / 2 ** 20).toFixed(1)} MiB for the weights and ` +
-        `KV cache (it holds ${(this.memoryBytes / 2 ** 20).toFixed(1)} MiB; wasm32 allows 4 GiB)`);
-    }
+    let at = this.growPages(total, "the weights and KV cache");
     const ptrs = {};
     for (const t of tensors) {
       ptrs[t.name] = at;
@@ -152,6 +146,19 @@ export class WasmKernels {
       at += aligned(t.bytes);
     }
     return ptrs;
+  }
+
+  /**
+   * Grow memory by whole 64 KiB pages for `bytes` (outside the allocator, never freed); returns
+   * where they start. `what` names them in the error when memory cannot grow.
+   */
+  growPages(bytes, what) {
+    try {
+      return this.memory.grow(Math.ceil(bytes / 65536)) * 65536;
+    } catch {
+      throw new OutOfMemoryError(`wasm memory cannot grow by ${(bytes / 2 ** 20).toFixed(1)} MiB for ${what} ` +
+        `(it holds ${(this.memoryBytes / 2 ** 20).toFixed(1)} MiB; wasm32 allows 4 GiB)`);
+    }
   }
 
   /** A live view of memory (the buffer is replaced whenever memory grows). */

@@ -1,6 +1,10 @@
 // Runs an entry's plan on the WebAssembly kernels: the same steps as the WebGPU executor, with
-// storage in wasm memory and each call step one call of the function's export. Storage is
-// allocated once per size bucket, as in plan_executor.js.
+// storage in wasm memory and each call step one call of the function's export. A program is
+// prepared once per size bucket, as in plan_executor.js, but all programs share one arena: the
+// kernels run on one thread of control, so no two programs are ever in use at once, and each
+// places its storage at offsets from the arena's start. One allocation per storage (zig's libc
+// malloc rounds each large one up to a power of two) held once per program had made the real
+// Gemma 3 270M's wasm memory 88 MiB larger after one prompt (bench/gemma3_wllama.md).
 
 import { InputError } from "./errors.js";
 import { bindShapeVars, product, ProgramCache, resolveLater, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
@@ -12,9 +16,11 @@ export class WasmExecutor {
     this.manifest = manifest;
     this.bound = bound; // name -> {ptr, shape, dtype}: weights and state in wasm memory
     this.exportOf = {}; // function -> the export that runs it, when a tuned candidate won
-    this.programs = new ProgramCache((plan, capacity) => this.prepare(plan, capacity),
-      (program) => program.allocations.forEach((ptr) => this.kernels.free(ptr)),
+    // programs own no memory: their storage lies in the arena, which only grows
+    this.programs = new ProgramCache((plan, capacity) => this.prepare(plan, capacity), () => {},
       () => this.manifest.functions);
+    this.arena = { ptr: 0, bytes: 0 };
+    this.inArena = null; // the program whose storage the arena holds now
   }
 
   /** As PlanExecutor.run; `profile` (an object) gets milliseconds added per function. */
@@ -45,10 +51,15 @@ export class WasmExecutor {
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = bindShapeVars(plan, inputs, this.bound);
     const program = this.programs.get(entryName, plan, env);
-    const shaped = (id) => ({ ...program.tensors[id], shape: evaluateShape(program.tensors[id].shape, env) });
+    this.enterArena(program);
+    const ptrOf = (t) => t.ptr ?? this.arena.ptr + t.at;
+    const shaped = (id) => {
+      const t = program.tensors[id];
+      return { ptr: ptrOf(t), shape: evaluateShape(t.shape, env), dtype: t.dtype };
+    };
     for (const input of plan.inputs) {
       if (input.name in this.bound || input.values) continue;
-      this.kernels.write(program.tensors[input.id].ptr, inputs[input.name].data);
+      this.kernels.write(ptrOf(program.tensors[input.id]), inputs[input.name].data);
     }
     // arguments in the function's parameter order: tensors and integers interleaved
     const calls = program.calls.map((step) => {
@@ -64,17 +75,17 @@ export class WasmExecutor {
     this.exportOf = Object.fromEntries(Object.entries(winners).map(([f, id]) => [f, `${f}__${id}`]));
   }
 
-  /** Allocate for the capacity env and place every tensor; shapes stay symbolic until a run. */
+  /**
+   * Place every tensor for the capacity env: weights and state where they are bound ({ptr}), the
+   * rest at offsets in the arena ({at}, 64-byte aligned; program.bytes in all). Shapes stay
+   * symbolic until a run.
+   */
   prepare(plan, capacity) {
-    const allocations = [];
-    const allocate = (bytes) => {
-      const ptr = this.kernels.alloc(bytes);
-      allocations.push(ptr);
-      // zeroed, as WebGPU's new buffers are: memory freed by an evicted program held other data, and
-      // a plan read storage it had not written (generation went wrong once the logprobs programs
-      // made evictions frequent; zeroing fixed it)
-      this.kernels.zero(ptr, bytes);
-      return ptr;
+    let bytes = 0;
+    const place = (size) => {
+      const at = bytes;
+      bytes += Math.ceil(size / 64) * 64;
+      return at;
     };
     const tensors = {};
     const storages = {};
@@ -82,12 +93,13 @@ export class WasmExecutor {
     for (const input of plan.inputs) {
       if (input.values) continue;
       const known = this.bound[input.name];
-      tensors[input.id] = { ptr: known ? known.ptr : allocate(tensorBytes(evaluateShape(input.shape, capacity), input.dtype)), shape: input.shape, dtype: input.dtype };
+      const where = known ? { ptr: known.ptr } : { at: place(tensorBytes(evaluateShape(input.shape, capacity), input.dtype)) };
+      tensors[input.id] = { ...where, shape: input.shape, dtype: input.dtype };
     }
     for (const [index, step] of plan.steps.entries()) {
-      if (step.op === "storage") storages[step.id] = allocate(evaluate(step.bytes, capacity));
-      else if (step.op === "tensor") tensors[step.id] = { ptr: storages[step.storage] + evaluate(step.offset, capacity), shape: step.shape, dtype: step.dtype };
-      else if (step.op === "alloc") tensors[step.id] = { ptr: allocate(tensorBytes(evaluateShape(step.shape, capacity), step.dtype)), shape: step.shape, dtype: step.dtype };
+      if (step.op === "storage") storages[step.id] = place(evaluate(step.bytes, capacity));
+      else if (step.op === "tensor") tensors[step.id] = { at: storages[step.storage] + evaluate(step.offset, capacity), shape: step.shape, dtype: step.dtype };
+      else if (step.op === "alloc") tensors[step.id] = { at: place(tensorBytes(evaluateShape(step.shape, capacity), step.dtype)), shape: step.shape, dtype: step.dtype };
       else if (step.op === "view") tensors[step.id] = { ...tensors[step.source], shape: step.shape };
       else if (step.op === "call") {
         const order = this.manifest.functions[step.func].params.map((p) => Boolean(p.scalar));
@@ -95,7 +107,26 @@ export class WasmExecutor {
       }
       else throw new Error(`unknown plan step ${step.op}`);
     }
-    return { tensors, calls, allocations };
+    return { tensors, calls, bytes };
+  }
+
+  /**
+   * Make the arena hold `program`: large enough (grown in place when it ends memory, else moved to
+   * new pages), and zeroed when another program used it last, as WebGPU's new buffers are: a plan
+   * read storage it had not written once (generation went wrong when memory an evicted program had
+   * freed held other data; zeroing fixed it).
+   */
+  enterArena(program) {
+    if (program.bytes > this.arena.bytes) {
+      const atEnd = this.arena.bytes > 0 && this.arena.ptr + this.arena.bytes === this.kernels.memoryBytes;
+      const what = "the plan's intermediate tensors";
+      if (atEnd) this.kernels.growPages(program.bytes - this.arena.bytes, what);
+      else this.arena.ptr = this.kernels.growPages(program.bytes, what);
+      this.arena.bytes = Math.ceil(program.bytes / 65536) * 65536;
+      this.inArena = null;
+    }
+    if (this.inArena !== program) this.kernels.zero(this.arena.ptr, program.bytes);
+    this.inArena = program;
   }
 
   destroy() {
