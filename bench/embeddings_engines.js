@@ -2,7 +2,7 @@
 // beside the models): one engine per page, sentences/s for batches of texts, and the vectors of the
 // first batch so the engines' answers can be compared.
 //
-//   webrt:           createEngine(artifact, {device: "wasm", threads}) -> embeddings.create({input})
+//   webrt:           createEngine(artifact, {device: "wasm", threads, wasmBuild}) -> embeddings.create({input})
 //   transformers.js: pipeline("feature-extraction", ..., {dtype, device: "wasm"}) with mean pooling
 //                    and normalize, as all-MiniLM-L6-v2's model card says
 
@@ -11,11 +11,12 @@ const TJS = "/node_modules/@huggingface/transformers/dist/transformers.js";
 const TJS_ORT_DIST = "/node_modules/@huggingface/transformers/node_modules/onnxruntime-web/dist/";
 const now = () => performance.now();
 
-async function webrtEngine({ artifactUrl, threads }) {
-  // the engine's own batching: runs of at most 32 sentences and 512 padded tokens
-  const engine = await window.webrt.createEngine(artifactUrl, { device: "wasm", threads });
+async function webrtEngine({ artifactUrl, threads, wasmBuild }) {
+  // the engine's own batching: runs of at most 32 sentences and 512 padded tokens; wasmBuild
+  // undefined: the build the shell picks (relaxed SIMD where the browser has it)
+  const engine = await window.webrt.createEngine(artifactUrl, { device: "wasm", threads, wasmBuild });
   return {
-    info: { threads: engine.info.threads, threads_reason: engine.info.threads_reason },
+    info: { threads: engine.info.threads, threads_reason: engine.info.threads_reason, wasm_build: engine.info.wasm_build },
     embed: async (texts) => (await engine.embeddings.create({ input: texts })).data.map((d) => d.embedding),
     unload: () => engine.unload(),
   };

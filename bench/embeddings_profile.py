@@ -1,7 +1,7 @@
 """Per-function time of an encoder artifact's `embed` entry on wasm, with the GFLOP/s of its
 matmuls: where a batch of sentences spends its time, and how close each matmul comes to the roof.
 
-    python bench/embeddings_profile.py ARTIFACT [--batch 8] [--seq 64] [--threads 1] [--runs 3]
+    python bench/embeddings_profile.py ARTIFACT [--batch 8] [--seq 64] [--threads 1] [--runs 3] [--build simd]
 
 Prints, slowest first, milliseconds per run by function and, for the matmuls, GFLOP/s (2 x
 multiply-adds / time). The shapes come from the artifact's config (hidden, intermediate, heads)."""
@@ -16,8 +16,8 @@ import click
 from webrt.browser import shell_page
 
 _PROFILE_JS = """
-async ([url, batch, seq, runs, threads]) => {
-  const model = await window.webrt.loadModel(url, { device: "wasm", threads });
+async ([url, batch, seq, runs, threads, wasmBuild]) => {
+  const model = await window.webrt.loadModel(url, { device: "wasm", threads, wasmBuild: wasmBuild ?? undefined });
   const n = batch * seq;
   const ids = Int32Array.from({ length: n }, (_, i) => 1000 + (i * 7919) % 20000);
   const mask = new Int32Array(n).fill(1);
@@ -27,7 +27,7 @@ async ([url, batch, seq, runs, threads]) => {
   const t0 = performance.now();
   for (let r = 0; r < runs; r++) await model.run("embed", inputs, { profile });
   const totalMs = (performance.now() - t0) / runs;
-  const info = { totalMs, profile, threads: model.threads ?? 1 };
+  const info = { totalMs, profile, threads: model.threads ?? 1, build: model.wasmBuild };
   model.unload();
   return info;
 }
@@ -65,14 +65,16 @@ def calls_per_run(manifest: dict) -> dict[str, int]:
 @click.option("--seq", default=64)
 @click.option("--threads", default=1)
 @click.option("--runs", default=3)
-def main(artifact: Path, batch: int, seq: int, threads: int, runs: int) -> None:
+@click.option("--build", default=None, help="force a wasm build (simd, threads, relaxed, relaxed_threads); "
+              "default: the one the shell picks")
+def main(artifact: Path, batch: int, seq: int, threads: int, runs: int, build: str | None) -> None:
     manifest = json.loads((artifact / "manifest.json").read_text())
     cfg = manifest["model"]["config"]
     counts = calls_per_run(manifest)
     with shell_page(artifact) as (page, url):
-        r = page.evaluate(_PROFILE_JS, [url, batch, seq, runs, threads])
+        r = page.evaluate(_PROFILE_JS, [url, batch, seq, runs, threads, build])
     total_flops = 0.0
-    print(f"batch {batch} x {seq} tokens, threads {r['threads']}: {r['totalMs']:.1f} ms/run, "
+    print(f"batch {batch} x {seq} tokens, {r['build']} build, threads {r['threads']}: {r['totalMs']:.1f} ms/run, "
           f"{1000 * batch / r['totalMs']:.1f} sentences/s")
     print(f"{'function':40s} {'calls':>5s} {'ms/run':>9s} {'share':>6s} {'GFLOP/s':>8s}")
     kernel_ms = sum(r["profile"].values()) / runs

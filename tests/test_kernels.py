@@ -91,9 +91,13 @@ def _quantized_job(x: np.ndarray, q: Quantized) -> dict:
     return {"x": _input(x), "qweight": _input(q.packed()), "scales": _input(q.scales), "mins": _input(q.mins)}
 
 
-# the scalar build (for browsers without wasm SIMD) is forced here: this Chromium has SIMD
-@pytest.mark.parametrize("device, threads, build", [(*b, None) for b in BACKENDS] + [("wasm", 1, "scalar")],
-                         ids=[*BACKEND_IDS, "wasm-scalar"])
+# this Chromium has SIMD and relaxed SIMD, so wasm runs the relaxed builds: the plain SIMD128 builds
+# (browsers without relaxed SIMD) and the scalar build (browsers without SIMD) are forced here
+FORCED = [("wasm", 1, "simd"), ("wasm", 2, "threads"), ("wasm", 1, "scalar")]
+
+
+@pytest.mark.parametrize("device, threads, build", [(*b, None) for b in BACKENDS] + FORCED,
+                         ids=[*BACKEND_IDS, "wasm-simd", "wasm-threads", "wasm-scalar"])
 def test_kernels_match_numpy(kernel_artifact, device, threads, build):
     rng = np.random.default_rng(0)
     jobs, expected = [], []

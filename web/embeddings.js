@@ -167,8 +167,8 @@ export class EmbeddingEngine {
   get info() {
     const m = this.model;
     return { model: m.manifest.model.name, task: "embedding", device: m.device, device_reason: m.deviceReason,
-             threads: m.threads, threads_reason: m.threadsReason, adapter: m.adapter, timings: m.timings,
-             tuning: m.tuning, dimensions: m.manifest.model.config.hidden_size,
+             threads: m.threads, threads_reason: m.threadsReason, wasm_build: m.wasmBuild, adapter: m.adapter,
+             timings: m.timings, tuning: m.tuning, dimensions: m.manifest.model.config.hidden_size,
              max_seq_length: m.manifest.model.config.max_seq_length };
   }
 

@@ -25,13 +25,13 @@ import { callFormat, toolGrammar, toolPrompt } from "./tools.js";
  * "auto" | true | {budget_s}: schedule tuning, see loadModel). For an embedding model: batchSize (32)
  * and batchTokens (512), the most sentences and padded tokens per kernel run (embeddings.js).
  */
-export async function createEngine(url, { device = "auto", threads, tuning, shareDevice, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
-  const model = await loadModel(url, { device, threads, tuning, shareDevice, onProgress });
+export async function createEngine(url, { device = "auto", threads, wasmBuild, tuning, shareDevice, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
+  const model = await loadModel(url, { device, threads, wasmBuild, tuning, shareDevice, onProgress });
   if (isEmbeddingModel(model.manifest)) return EmbeddingEngine.create(model, { batchSize, batchTokens }); // no chat
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
   // after a lost WebGPU device the engine loads the model again the same way (from the file cache
   // when the page uses one, see useFileCache)
-  const reload = () => loadModel(url, { device, threads, tuning, shareDevice, onProgress });
+  const reload = () => loadModel(url, { device, threads, wasmBuild, tuning, shareDevice, onProgress });
   return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error", reload });
 }
 
@@ -59,7 +59,7 @@ export class Engine {
 
   get info() {
     return { model: this.modelName, device: this.model.device, device_reason: this.model.deviceReason,
-             threads: this.model.threads, threads_reason: this.model.threadsReason,
+             threads: this.model.threads, threads_reason: this.model.threadsReason, wasm_build: this.model.wasmBuild,
              adapter: this.model.adapter, timings: this.model.timings, tuning: this.model.tuning,
              precision: this.model.precision, precision_reason: this.model.precisionReason };
   }

@@ -31,12 +31,14 @@ export interface LoadProgress {
   entry?: string;
 }
 
+export type WasmBuild = "simd" | "threads" | "scalar" | "relaxed" | "relaxed_threads";
+
 export interface LoadModelOptions {
   device?: Device;
   /** wasm: threads that run the kernels (default: one per core when crossOriginIsolated, else 1) */
   threads?: number;
-  /** wasm: force one of the three builds, for diagnostics */
-  wasmBuild?: "simd" | "threads" | "scalar";
+  /** wasm: force one of the builds, for diagnostics */
+  wasmBuild?: WasmBuild;
   tuning?: TuningOption;
   /**
    * WebGPU: use the page's (or worker's) one shared device, with other models loaded so, rather than
@@ -122,6 +124,8 @@ export declare class Model {
   /** wasm only */
   readonly threads: number | null;
   readonly threadsReason: string | null;
+  /** wasm only: the build that runs (relaxed builds where the browser has relaxed SIMD) */
+  readonly wasmBuild: WasmBuild | null;
   /** "f16": a q4f16 artifact's f16 kernel set (the adapter has shader-f16); else "f32" */
   readonly precision: "f16" | "f32";
   readonly precisionReason: string;
@@ -439,6 +443,7 @@ export interface EngineInfo {
   device_reason: string;
   threads: number | null;
   threads_reason: string | null;
+  wasm_build: WasmBuild | null;
   adapter: AdapterInfo | null;
   timings: LoadTimings;
   tuning: TuningInfo | null;

@@ -26,7 +26,8 @@ const PRECISIONS = ["auto", "f32"]; // auto: the f16 kernel set where the adapte
  * faster (bench/chat.md). The model reports the choice and its reason (model.device, model.deviceReason).
  * threads (wasm): how many threads run the kernels; default one per core where the page is
  * crossOriginIsolated, else 1 (model.threads, model.threadsReason say what was used and why).
- * wasmBuild ("simd", "threads", "scalar") forces one of the three wasm builds, for diagnostics.
+ * wasmBuild ("simd", "threads", "scalar", "relaxed", "relaxed_threads") forces one of the wasm builds, for
+ * diagnostics; by default the relaxed-SIMD builds run where the browser has relaxed SIMD (model.wasmBuild).
  * tuning (WebGPU and wasm): "auto" (default) uses winners stored for this device (IndexedDB, or the tuning DB
  * the artifact ships) and times nothing; true or {budget_s (30), entries (["decode", "prefill:64"]),
  * force} times the schedule candidates when nothing is stored (web/tuner.js); false uses the
@@ -192,7 +193,7 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
   }
   onProgress({ stage: "ready" });
   return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor, tuning,
-    threads: wasm.threads, threadsReason: choice.reason,
+    threads: wasm.threads, threadsReason: choice.reason, wasmBuild: choice.name,
     ...precisionOf(wasmPrecision(manifest)),
     memoryBytes: () => wasm.memoryBytes, release: () => wasm.destroy() },
   { load_ms: t2 - t0 - instantiateMs, pipelines_ms: instantiateMs, tuning_ms: now() - t2 });
@@ -213,6 +214,7 @@ export class Model {
     this.backend = backend;
     this.threads = backend.threads ?? null;       // wasm only
     this.threadsReason = backend.threadsReason ?? null;
+    this.wasmBuild = backend.wasmBuild ?? null;   // wasm only: the build's name (chooseWasmBuild)
     this.tuning = backend.tuning ?? null;         // {source, device_key, winners, candidates_timed, ...}
     // "f16" (a q4f16 artifact's f16 kernel set, on an adapter with shader-f16) or "f32", and why
     this.precision = backend.precision;

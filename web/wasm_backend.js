@@ -14,6 +14,9 @@ const SCRATCH_BYTES = 1 << 16;
 // A module with one SIMD instruction (i8x16.splat): validates only where wasm SIMD exists.
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
   10, 8, 1, 6, 0, 65, 0, 253, 15, 11]);
+// The same with f32x4.relaxed_madd (0xfd 0x105) on three splats: validates only where relaxed SIMD exists.
+const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
+  10, 19, 1, 17, 0, 65, 0, 253, 15, 65, 0, 253, 15, 65, 0, 253, 15, 253, 133, 2, 11]);
 const WORKER_STACK_BYTES = 512 * 1024;
 const MAX_PAGES = 65535; // as linked (webrt/compile/wasm.py MAX_MEMORY)
 
@@ -23,9 +26,10 @@ const sharedMemoryAllowed = () => globalThis.crossOriginIsolated ?? typeof Share
 
 /**
  * Which wasm build to run, and on how many threads. `threads` is the caller's wish (default: the
- * number of cores); the threads build needs shared memory, i.e. a crossOriginIsolated page.
- * `force` names a build ("simd", "threads", "scalar") for diagnostics and tests.
- * Returns {build (a manifest record), threads, reason}.
+ * number of cores); the threads build needs shared memory, i.e. a crossOriginIsolated page. Where
+ * the browser validates relaxed SIMD, the artifact's relaxed builds (fused multiply-adds) replace
+ * simd and threads. `force` names a build ("simd", "threads", "scalar", "relaxed", "relaxed_threads")
+ * for diagnostics and tests. Returns {build (a manifest record), name, threads, reason}.
  */
 export function chooseWasmBuild(wasm, threads, force) {
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
@@ -33,23 +37,35 @@ export function chooseWasmBuild(wasm, threads, force) {
   if (force != null) return forcedBuild(wasm, force, wanted);
   if (!WebAssembly.validate(SIMD_PROBE)) {
     if (!wasm.scalar) throw new DeviceError("this browser has no WebAssembly SIMD and the artifact has no scalar build");
-    return { build: wasm.scalar, threads: 1, reason: "no WebAssembly SIMD in this browser: scalar kernels, 1 thread" };
+    return { build: wasm.scalar, name: "scalar", threads: 1, reason: "no WebAssembly SIMD in this browser: scalar kernels, 1 thread" };
   }
-  if (wanted <= 1) return { build: wasm, threads: 1, reason: `1 thread ${threads == null ? `(${cores} core)` : "(requested)"}` };
-  if (!wasm.threads) return { build: wasm, threads: 1, reason: "the artifact has no threads build: 1 thread" };
+  const relaxed = WebAssembly.validate(RELAXED_PROBE);
+  // the one-thread build: relaxed where the browser and the artifact have it
+  const single = (why) => (relaxed && wasm.relaxed
+    ? { build: wasm.relaxed, name: "relaxed", threads: 1, reason: `${why}, relaxed SIMD` }
+    : { build: wasm, name: "simd", threads: 1, reason: why });
+  if (wanted <= 1) return single(`1 thread ${threads == null ? `(${cores} core)` : "(requested)"}`);
+  if (!wasm.threads) return single("the artifact has no threads build: 1 thread");
   if (!sharedMemoryAllowed()) {
-    return { build: wasm, threads: 1, reason: "1 thread: the page is not crossOriginIsolated (serve it with COOP same-origin and COEP require-corp, e.g. webrt serve)" };
+    return single("1 thread: the page is not crossOriginIsolated (serve it with COOP same-origin and COEP require-corp, e.g. webrt serve)");
   }
-  return { build: wasm.threads, threads: wanted, reason: `${wanted} threads ${threads == null ? "(one per core)" : "(requested)"}` };
+  const why = `${wanted} threads ${threads == null ? "(one per core)" : "(requested)"}`;
+  return relaxed && wasm.relaxed_threads
+    ? { build: wasm.relaxed_threads, name: "relaxed_threads", threads: wanted, reason: `${why}, relaxed SIMD` }
+    : { build: wasm.threads, name: "threads", threads: wanted, reason: why };
 }
 
 function forcedBuild(wasm, force, wanted) {
-  const builds = { simd: wasm, threads: wasm.threads, scalar: wasm.scalar };
+  const builds = { simd: wasm, threads: wasm.threads, scalar: wasm.scalar, relaxed: wasm.relaxed, relaxed_threads: wasm.relaxed_threads };
   if (!(force in builds)) throw new DeviceError(`wasmBuild must be one of ${Object.keys(builds).join(", ")}, got ${JSON.stringify(force)}`);
   if (!builds[force]) throw new DeviceError(`the artifact has no ${force} wasm build`);
-  if (force === "threads" && !sharedMemoryAllowed()) throw new DeviceError("the threads build needs a crossOriginIsolated page");
-  const threads = force === "threads" ? wanted : 1;
-  return { build: builds[force], threads, reason: `the ${force} build (forced), ${threads} thread${threads > 1 ? "s" : ""}` };
+  const parallel = force === "threads" || force === "relaxed_threads";
+  if (parallel && !sharedMemoryAllowed()) throw new DeviceError(`the ${force} build needs a crossOriginIsolated page`);
+  if (force.startsWith("relaxed") && !WebAssembly.validate(RELAXED_PROBE)) {
+    throw new DeviceError(`the ${force} build needs WebAssembly relaxed SIMD, which this browser does not have`);
+  }
+  const threads = parallel ? wanted : 1;
+  return { build: builds[force], name: force, threads, reason: `the ${force} build (forced), ${threads} thread${threads > 1 ? "s" : ""}` };
 }
 
 const WASM32_BYTES = 4 * 1024 ** 3;

@@ -129,7 +129,7 @@ def device_requirements(compiled: CompiledModule) -> dict:
     }
 
 
-WASM_BUILDS = ("threads", "scalar")  # builds besides the default SIMD one, keys of manifest["wasm"]
+WASM_BUILDS = ("threads", "scalar", "relaxed", "relaxed_threads")  # builds besides the default SIMD one, keys of manifest["wasm"]
 
 
 def wasm_builds(manifest: dict) -> list[dict]:

@@ -14,7 +14,7 @@ from .kernels import Kernel, extract_kernels
 from .plan import entry_plan
 from .relax_pipeline import fusion_passes, lowering_passes, run_passes
 from .tuning import Candidate, gpu_candidates, wasm_candidates
-from .wasm import BUILDS, build_wasm
+from .wasm import build_wasm_set
 
 
 def webgpu_target() -> tvm.target.Target:
@@ -52,8 +52,7 @@ def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedu
         wasm_space = {name: found for name in used if wasm and (found := wasm_candidates(name, unscheduled[name]))}
         for name, found in wasm_space.items():
             functions[name] = {**functions[name], "wasm_candidates": found}
-    builds = ({build.name: (build, build_wasm(unscheduled, used, build, wasm_space, int_dot)) for build in BUILDS}
-              if wasm else None)
+    builds = build_wasm_set(unscheduled, used, wasm_space, int_dot) if wasm else None
     return CompiledModule(kernel_set.kernels, functions, entries, builds, space)
 
 
