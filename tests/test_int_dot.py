@@ -1,6 +1,6 @@
 """The integer-dot kernel of the wasm builds (webrt/compile/int_dot.c, int_dot.py): a 4-bit
 matmul fused with an add (the group layout, and GGUF Q4_0 / Q4_1 in their own layout) and GGUF
-Q8_0's 8-bit matmul (the real models' LM head), compiled
+Q8_0's 8-bit matmul (the real models' LM head; synthetic blocks and the Gemma 3 file's own), compiled
 with int_dot=True and run through the JS path (loader -> plan executor) on the simd build with 1
 and 2 threads and on the scalar build.
 
@@ -24,7 +24,10 @@ from webrt.models.quantized import quantized_matmul
 from webrt.quantize import GROUP, from_gguf_blocks, quantize_blocks, quantize_q4
 from webrt.weight_types import TYPES, pack
 
+from tests.test_weight_types import _gemma_tensor, reference
+
 K, N = 96, 80
+REAL_K = 640  # Gemma 3 270M's hidden size: the columns of its Q8_0 LM head (token_embd.weight)
 
 
 class IntDotChecks(nn.Module):
@@ -44,6 +47,10 @@ class IntDotChecks(nn.Module):
         w = SimpleNamespace(wtype=TYPES["Q8_0"], rows=N, cols=K, tensors=lambda: [q, d])
         return quantized_matmul(x, w) + r
 
+    def q8_0_real_add(self, x: nn.Tensor, q: nn.Tensor, d: nn.Tensor, r: nn.Tensor):
+        w = SimpleNamespace(wtype=TYPES["Q8_0"], rows=N, cols=REAL_K, tensors=lambda: [q, d])
+        return quantized_matmul(x, w) + r
+
 
 class NotIntDotChecks(nn.Module):
     """Matmuls the int-dot kernel must leave alone: 5-bit codes, and the group layout's 8-bit codes
@@ -57,16 +64,17 @@ class NotIntDotChecks(nn.Module):
         return quantized_matmul(x, w)
 
 
-def _gguf_spec(kind: str) -> dict:
-    parts = {name: nn.spec.Tensor(list(shape), dtype) for name, (shape, dtype) in TYPES[kind].part_shapes(N, K).items()}
-    return {"x": nn.spec.Tensor([1, "n", K], "float32"), **parts, "r": nn.spec.Tensor([1, "n", N], "float32")}
+def _gguf_spec(kind: str, cols: int = K) -> dict:
+    parts = {name: nn.spec.Tensor(list(shape), dtype) for name, (shape, dtype) in TYPES[kind].part_shapes(N, cols).items()}
+    return {"x": nn.spec.Tensor([1, "n", cols], "float32"), **parts, "r": nn.spec.Tensor([1, "n", N], "float32")}
 
 
 SPEC = {"qlinear_add": {"x": nn.spec.Tensor([1, "n", K], "float32"), "qweight": nn.spec.Tensor([N, K // 8], "uint32"),
                         "scales": nn.spec.Tensor([N, K // GROUP], "float32"),
                         "mins": nn.spec.Tensor([N, K // GROUP], "float32"),
                         "r": nn.spec.Tensor([1, "n", N], "float32")},
-        "q4_0_add": _gguf_spec("Q4_0"), "q4_1_add": _gguf_spec("Q4_1"), "q8_0_add": _gguf_spec("Q8_0")}
+        "q4_0_add": _gguf_spec("Q4_0"), "q4_1_add": _gguf_spec("Q4_1"), "q8_0_add": _gguf_spec("Q8_0"),
+        "q8_0_real_add": _gguf_spec("Q8_0", REAL_K)}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +105,7 @@ def test_int_dot_replaces_the_q4_and_q8_0_matmuls():
     from webrt.compile.relax_pipeline import fusion_passes, run_passes
     fused = run_passes(mod, webgpu_target(), fusion_passes())
     funcs = {gv.name_hint: f for gv, f in fused.functions_items() if hasattr(f, "body") and "qmatmul" in gv.name_hint}
-    assert len(funcs) == 4, f"fused qmatmul functions: {sorted(funcs)}"
+    assert len(funcs) == len(SPEC), f"fused qmatmul functions: {sorted(funcs)}"
     for f in funcs.values():
         script = use_int_dot(f).script()
         assert "webrt_int_dot" in script and 'sblock("qmatmul")' not in script
@@ -112,26 +120,33 @@ def test_int_dot_replaces_the_q4_and_q8_0_matmuls():
     assert len(funcs) == 2 and all(use_int_dot(f) is None for f in funcs)
 
 
-def _weights(entry: str, w: np.ndarray):
-    """(the entry's weight arguments, the same weight as codes / scales / mins in float32)."""
+def _weights(entry: str, rng: np.random.Generator):
+    """(the entry's weight arguments, the same weight as codes / scales / mins in float32, the weight
+    as its reference dequantizes it: gguf.quants for the GGUF types). The real entry takes the
+    first rows of the Gemma 3 file's LM head."""
     if entry == "qlinear_add":
-        q = quantize_q4(w)
-        return {"qweight": q.packed(), "scales": q.scales, "mins": q.mins}, q
-    kind = {"q4_0_add": "Q4_0", "q4_1_add": "Q4_1", "q8_0_add": "Q8_0"}[entry]
-    raw = quantize_blocks(w, kind)
-    return pack(TYPES[kind], raw), from_gguf_blocks(raw, kind)
+        q = quantize_q4(rng.standard_normal((N, K), dtype=np.float32))
+        return {"qweight": q.packed(), "scales": q.scales, "mins": q.mins}, q, q.dequantize()
+    kind = {"q4_0_add": "Q4_0", "q4_1_add": "Q4_1", "q8_0_add": "Q8_0", "q8_0_real_add": "Q8_0"}[entry]
+    if entry == "q8_0_real_add":
+        tensor = _gemma_tensor("token_embd.weight")
+        assert tensor.tensor_type.name == kind and int(tensor.shape[0]) == REAL_K
+        raw = np.asarray(tensor.data)[:N]
+    else:
+        raw = quantize_blocks(rng.standard_normal((N, K), dtype=np.float32), kind)
+    return pack(TYPES[kind], raw), from_gguf_blocks(raw, kind), reference(kind, raw)
 
 
-@pytest.mark.parametrize("entry", ["qlinear_add", "q4_0_add", "q4_1_add", "q8_0_add"])
+@pytest.mark.parametrize("entry", ["qlinear_add", "q4_0_add", "q4_1_add", "q8_0_add", "q8_0_real_add"])
 @pytest.mark.parametrize("threads, build", [(1, None), (2, None), (1, "scalar")],
                          ids=["wasm-1thread", "wasm-2threads", "wasm-scalar"])
 def test_int_dot_matches_numpy(int_dot_artifact, threads, build, entry):
     rng = np.random.default_rng(0)
-    w = rng.standard_normal((N, K), dtype=np.float32)
-    weights, q = _weights(entry, w)
+    weights, q, w = _weights(entry, rng)
+    cols = w.shape[1]
     jobs, cases = [], []
     for n in (1, 3, 6, 77):
-        x = rng.standard_normal((1, n, K), dtype=np.float32)
+        x = rng.standard_normal((1, n, cols), dtype=np.float32)
         x[0, 0, :GROUP] = 0  # an all-zero group: scale 0, no division by it
         r = rng.standard_normal((1, n, N), dtype=np.float32)
         jobs.append((entry, {name: {"data": a.ravel().tolist(), "shape": list(a.shape), "dtype": str(a.dtype)}
@@ -141,7 +156,7 @@ def test_int_dot_matches_numpy(int_dot_artifact, threads, build, entry):
     for (x, r), out in zip(cases, outputs):
         got = np.array(out["data"], dtype=np.float32).reshape(out["shape"])
         same_math = int_dot_reference(x[0], q.codes, q.scales, q.mins)[None] + r
-        exact = x @ q.dequantize().T + r
+        exact = x @ w.T + r
         scale = np.abs(exact).max()
         err = np.abs(got - same_math).max()
         assert err <= 2e-5 * scale, f"n={x.shape[1]}: max abs error {err} against numpy's int8 arithmetic"
