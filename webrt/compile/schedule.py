@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import tvm
 from tvm import tirx
+from tvm.s_tir import Schedule
 from tvm.s_tir import dlight as dl
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import try_inline
 
 from ..errors import WebrtError
 from .kernels import lower_tir
@@ -25,18 +28,74 @@ class Matmul(dl.gpu.Matmul):
         return dl.gpu.Matmul.Config(unroll=0)
 
 
+# The stages of a quantized matmul that decode each sub-block's scale and offset
+# (webrt/models/quantized.py _decode_stages)
+DECODE_PREFIX = "qdecode_"
+
+
+def split_decode_stages(sch: Schedule, infos) -> tuple[list, list]:
+    """(decode stages, the other blocks with everything inlined that can be): the decode stages
+    stay blocks of their own, for place_decode_stages."""
+    stages = [i for i in infos if i.name.startswith(DECODE_PREFIX)]
+    return stages, try_inline(sch, [i for i in infos if not i.name.startswith(DECODE_PREFIX)])
+
+
+def place_decode_stages(sch: Schedule, stages, step_loop) -> None:
+    """Each decode stage computed under the reduction's 32-column step loop, into registers: once
+    per sub-block and output, where inlined it ran for every weight (an f16 scale and min, or a
+    K-quant's 6-bit packed pair, decoded 32 times over)."""
+    for stage in stages:
+        sch.compute_at(stage.block_rv, step_loop)
+        sch.set_scope(stage.block_rv, 0, "local")
+        loops = sch.get_loops(stage.block_rv)
+        depth = next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(step_loop)))
+        for loop in loops[depth + 1:]:
+            sch.unroll(loop)
+
+
+class DecodeOnce(dl.gpu.Fallback):
+    """dlight's Fallback (one thread per output, no barriers) for a matmul with decode stages,
+    which it would inline: here they run once per 32-column step of the reduction
+    (place_decode_stages). Declines functions without decode stages."""
+
+    def apply(self, func: tirx.PrimFunc, target: tvm.target.Target, _tune: bool):
+        sch = Schedule(func)
+        infos = normalize_prim_func(sch)
+        if infos is None:
+            return None
+        stages, rest = split_decode_stages(sch, infos)
+        reductions = [i for i in rest if i.is_reduction()]
+        if not stages or len(rest) != 1 or len(reductions) != 1:
+            return None
+        main = reductions[0].block_rv
+        kinds = reductions[0].dom_kind()
+        loops = sch.get_loops(main)
+        s_loops = [l for l, k in zip(loops, kinds) if k == "S"]
+        r_loops = [l for l, k in zip(loops, kinds) if k == "R"]
+        if len(s_loops) + len(r_loops) != len(loops) or not s_loops or not r_loops:
+            return None
+        sch.reorder(*s_loops, *r_loops)
+        bx, tx = sch.split(sch.fuse(*s_loops), [None, dl.base.max_threads_per_block(target)])
+        sch.bind(bx, "blockIdx.x")
+        sch.bind(tx, "threadIdx.x")
+        place_decode_stages(sch, stages, r_loops[0])
+        sch.decompose_reduction(main, r_loops[0])
+        return sch
+
+
 # Schedule sets, chosen at compile time (`webrt compile --schedule`):
 #   portable  one thread per output element, no shared memory and no barriers (dlight's Fallback
-#             rule). Measured on SwiftShader (SmolLM2-135M, f32): decode 1.2 s/token against 5.3 s
-#             for the dlight set, prefill(8) 6.0 s against 15.6 s; barriers are what software and
-#             many integrated GPUs pay most for.
+#             rule; DecodeOnce first for quantized matmuls, bench/webgpu_qdecode.md). Measured
+#             on SwiftShader (SmolLM2-135M, f32): decode 1.2 s/token against 5.3 s for the dlight
+#             set, prefill(8) 6.0 s against 15.6 s; barriers are what software and many
+#             integrated GPUs pay most for.
 #   dlight    dlight's shared-memory matmul and cross-thread GEMV/reduction rules, for discrete GPUs.
 SCHEDULES = ("portable", "dlight")
 
 
 def gpu_rules(schedule: str = "portable") -> list[dl.ScheduleRule]:
     if schedule == "portable":
-        return [dl.gpu.Fallback()]
+        return [DecodeOnce(), dl.gpu.Fallback()]
     return [Matmul(), dl.gpu.GEMV(), dl.gpu.LowBatchGEMV(), dl.gpu.Reduction(),
             dl.gpu.GeneralReduction(), dl.gpu.Fallback()]
 

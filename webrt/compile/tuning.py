@@ -10,8 +10,9 @@ and remembers the winner per device (docs/ARTIFACT.md, "Tuning").
 
 The space here is barrier-free register blocking: each thread keeps `rows` outputs in registers
 (cache_write "local") and reads each x element once for all of them; `threads` per workgroup; the
-innermost reduction loop optionally unrolled by 4. Candidates that fail to build or exceed the size
-limit are dropped and never shipped.
+innermost reduction loop optionally unrolled by 4; a quantized matmul's decode stages (each
+sub-block's scale and offset) run once per 32-column step for the thread's rows. Candidates that
+fail to build or exceed the size limit are dropped and never shipped.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ import tvm_ffi
 from tvm import tirx
 from tvm.s_tir import Schedule
 from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base import try_inline
 from tvm.tirx.analysis import undefined_vars
 
 from .cpu_schedule import _walks_contiguously, schedule_cpu
 from .kernels import Kernel, extract_kernels
+from .schedule import DECODE_PREFIX, place_decode_stages, split_decode_stages
 
 # A candidate kernel above this size is not worth a pipeline: dlight's unrolled kernels of this
 # size took seconds to create on SwiftShader (schedule.py keeps a looser limit for defaults).
@@ -93,7 +94,7 @@ def register_blocked(func: tirx.PrimFunc, rows: int, threads: int, unroll: bool,
     infos = normalize_prim_func(sch)
     if infos is None:
         return None
-    infos = try_inline(sch, infos)
+    stages, infos = split_decode_stages(sch, infos)
     reductions = [i for i in infos if i.is_reduction()]
     if len(reductions) != 1:
         return None
@@ -135,9 +136,11 @@ def register_blocked(func: tirx.PrimFunc, rows: int, threads: int, unroll: bool,
     if moved:
         # each thread's weight words, scales and mins in registers once per step of the kept loops:
         # SwiftShader's shader compiler does not merge the repeated loads itself
-        for name in [r.source.name for r in _weight_reads(main, block)]:
+        for name in [r.source.name for r in _weight_reads(main, block) if not r.source.name.startswith(DECODE_PREFIX)]:
             index = next(i for i, r in enumerate(sch.get(main.block_rv).reads) if r.source.name == name)
             sch.compute_at(sch.cache_read(main.block_rv, index, "local"), r_loops[-1])
+    # the sub-blocks' scales and offsets of the thread's rows, once per 32-column step
+    place_decode_stages(sch, stages, r_loops[0])
     sch.bind(outer, "blockIdx.y")
     sch.bind(bx, "blockIdx.x")
     sch.bind(tx, "threadIdx.x")

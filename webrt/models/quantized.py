@@ -134,7 +134,8 @@ def _decode_stages(wtype, parts: list[te.Tensor], rows: int, cols: int) -> list[
     """Every sub-block's scale (and offset) as stages of their own, "qdecode_*": the wasm schedule
     computes them once per sub-block inside the matmul's loops (cpu_schedule.py), where inline
     they were decoded again for every weight (6-bit packed K-quant scales: bench/wasm_qgemv.md);
-    the GPU schedules inline them back."""
+    the GPU schedules compute them once per 32-column step, into registers (schedule.py
+    place_decode_stages)."""
     by_name = dict(zip([p.name for p in wtype.parts], parts))
 
     def reader(n, s):
