@@ -134,3 +134,54 @@ def test_generating_holds_one_program_storage_beside_the_weights(llama_artifact,
     assert grown <= -(-r["largest"] // 65536) * 65536 + KERNEL_WORKSPACE_BYTES, \
         f"generating grew wasm memory by {grown} bytes; the largest of {r['programs']} programs needs {r['largest']} " \
         f"(all of them {r['total']}), the kernels' own workspace up to {KERNEL_WORKSPACE_BYTES}"
+
+
+WINDOW_JS = """
+async ([url, device, positions]) => {
+  const run = async (contextWindow) => {
+    const model = await window.webrt.loadModel(url, { device, threads: 1, contextWindow });
+    const loaded = model.gpuBytes;
+    const gen = new window.webrt.Generator(model, { prefillChunk: 16 });
+    const prompt = Array.from({ length: 40 }, (_, i) => (i * 11 + 5) % 300);
+    const sampler = new window.webrt.Sampler({ temperature: 0 }, prompt);
+    let { token } = await gen.prefill(prompt, sampler);
+    const tokens = [token];
+    let full = null;
+    while (true) {  // up to the page's window
+      sampler.accept(token);
+      try { tokens.push(token = await gen.decode(token, sampler)); } catch (err) { full = `${err.name}: ${err.message}`; break; }
+      if (tokens.length >= positions + 8 - prompt.length) break;
+    }
+    const out = { loaded, tokens, full, contextWindow: model.contextWindow };
+    model.unload();
+    return out;
+  };
+  const refuse = async (contextWindow) => {
+    try { await window.webrt.loadModel(url, { device, contextWindow }); return "loaded"; }
+    catch (err) { return `${err.name}: ${err.message}`; }
+  };
+  return { small: await run(positions), whole: await run(undefined), tooLarge: await refuse(100000), notInteger: await refuse(1.5) };
+}
+"""
+
+
+@pytest.mark.parametrize("device", ["wasm", "webgpu"])
+def test_the_page_sizes_the_kv_cache_and_rope_tables_for_its_context_window(llama_artifact, device):
+    # the artifact's window is 256; a page that loads 64 positions allocates the full-attention
+    # caches and the RoPE tables for 64 rows (web/context_window.js) and generates the same tokens
+    manifest = json.loads((llama_artifact / "manifest.json").read_text())
+    most, window = manifest["model"]["config"]["context_window"], 64
+    per_row = sum(4 * math.prod(s["shape"][1:]) for s in manifest["state"]) + \
+        sum(t["bytes"] // t["shape"][0] for t in manifest["weights"]["tensors"] if t["name"].startswith("rope"))
+    with shell_page(llama_artifact) as (page, url):
+        r = evaluate(page, WINDOW_JS, [url, device, window])
+    small, whole = r["small"], r["whole"]
+    assert small["contextWindow"] == window and whole["contextWindow"] == most
+    saved = whole["loaded"] - small["loaded"]
+    # wasm grows whole 64 KiB pages; WebGPU counts buffer bytes
+    assert abs(saved - per_row * (most - window)) <= 65536, (saved, per_row * (most - window))
+    assert small["tokens"] == whole["tokens"][:len(small["tokens"])] and len(small["tokens"]) == window - 40 + 1
+    assert small["full"] == f"InputError: the context window of {window} tokens is full", small["full"]
+    assert r["tooLarge"] == (f"InputError: contextWindow must be an integer in [1, {most}] (the artifact's context window; "
+                             "compile with a larger --context-window for more), got 100000"), r["tooLarge"]
+    assert r["notInteger"].startswith("InputError: contextWindow must be an integer"), r["notInteger"]

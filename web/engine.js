@@ -21,17 +21,18 @@ import { callFormat, toolGrammar, toolPrompt } from "./tools.js";
 
 /**
  * options: device ("auto": WebGPU on a hardware adapter, else wasm; see loadModel), onProgress({stage, loaded, total}), prefillChunk (tokens per prefill
- * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy), tuning (false |
+ * step, 128), contextPolicy ("error" | "sliding"; also accepted as context_policy), contextWindow (positions the KV cache
+ * holds, see loadModel), tuning (false |
  * "auto" | true | {budget_s}: schedule tuning, see loadModel). For an embedding model: batchSize (32)
  * and batchTokens (512), the most sentences and padded tokens per kernel run (embeddings.js).
  */
-export async function createEngine(url, { device = "auto", threads, wasmBuild, tuning, shareDevice, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
-  const model = await loadModel(url, { device, threads, wasmBuild, tuning, shareDevice, onProgress });
+export async function createEngine(url, { device = "auto", threads, wasmBuild, contextWindow, tuning, shareDevice, onProgress = () => {}, prefillChunk = 128, contextPolicy, context_policy, batchSize, batchTokens } = {}) {
+  const model = await loadModel(url, { device, threads, wasmBuild, contextWindow, tuning, shareDevice, onProgress });
   if (isEmbeddingModel(model.manifest)) return EmbeddingEngine.create(model, { batchSize, batchTokens }); // no chat
   const tokenizer = await ChatTokenizer.load(model.base, model.manifest);
   // after a lost WebGPU device the engine loads the model again the same way (from the file cache
   // when the page uses one, see useFileCache)
-  const reload = () => loadModel(url, { device, threads, wasmBuild, tuning, shareDevice, onProgress });
+  const reload = () => loadModel(url, { device, threads, wasmBuild, contextWindow, tuning, shareDevice, onProgress });
   return new Engine(model, tokenizer, { prefillChunk, contextPolicy: contextPolicy ?? context_policy ?? "error", reload });
 }
 
@@ -45,7 +46,7 @@ export class Engine {
     this.generator = new Generator(model, { prefillChunk });
     this.reload = reload;
     this.contextPolicy = contextPolicy;
-    this.contextWindow = model.manifest.model.config.context_window;
+    this.contextWindow = model.contextWindow;
     this.modelName = model.manifest.model.name;
     this.busy = false;
     this.interrupted = false;
@@ -168,9 +169,11 @@ export class Engine {
 
   checkFits(promptTokens, maxTokens) {
     if (promptTokens + maxTokens > this.contextWindow) {
+      const most = this.model.manifest.model.config.context_window;
+      const larger = this.contextWindow < most ? `a larger contextWindow (up to ${most}) or ` : "";
       throw new ContextWindowError(`prompt tokens (${promptTokens}) + max_tokens (${maxTokens}) exceed the context ` +
         `window of ${this.contextWindow}; shorten the prompt, lower max_tokens, or create the engine with ` +
-        `contextPolicy: "sliding" to drop the oldest turns`);
+        `${larger}contextPolicy: "sliding" to drop the oldest turns`);
     }
   }
 

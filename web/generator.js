@@ -27,7 +27,7 @@ export class Generator {
   constructor(model, { prefillChunk = 128 } = {}) {
     this.model = model;
     this.prefillChunk = prefillChunk;
-    this.contextWindow = model.manifest.model.config.context_window;
+    this.contextWindow = model.contextWindow; // the page's (loadModel contextWindow): the KV cache holds that many
     // a model whose sliding layers keep a ring of KV rows takes at most this many tokens per prefill
     this.maxChunk = model.manifest.model.config.max_prefill_chunk ?? Infinity;
     this.cached = [];

@@ -48,6 +48,12 @@ export interface LoadModelOptions {
   shareDevice?: boolean;
   /** WebGPU: "auto" (a q4f16 artifact's f16 kernel set where the adapter has shader-f16) or "f32" */
   precision?: "auto" | "f32";
+  /**
+   * Positions the KV cache holds: an integer up to the artifact's config.context_window (default
+   * 1024, or the artifact's when smaller). Full-attention layers' caches and the RoPE tables get
+   * rows for that many only; sliding-window layers keep their ring.
+   */
+  contextWindow?: number;
   onProgress?: (progress: LoadProgress) => void;
 }
 
@@ -124,6 +130,8 @@ export declare class Model {
   /** wasm only */
   readonly threads: number | null;
   readonly threadsReason: string | null;
+  /** positions the KV cache holds (loadModel's contextWindow), at most manifest.model.config.context_window */
+  readonly contextWindow: number;
   /** wasm only: the build that runs (relaxed builds where the browser has relaxed SIMD) */
   readonly wasmBuild: WasmBuild | null;
   /** "f16": a q4f16 artifact's f16 kernel set (the adapter has shader-f16); else "f32" */

@@ -2,6 +2,7 @@
 // run its entries through the plan executor.
 
 import { DeviceLostError, InputError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.js";
+import { chooseContextWindow, stateBytes, weightBytes } from "./context_window.js";
 import { chooseKernelSet, deviceNeeds, wasmPrecision } from "./kernel_sets.js";
 import { fetchArtifact, fetchManifest, fetchShards, fetchVerified } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
@@ -37,14 +38,18 @@ const PRECISIONS = ["auto", "f32"]; // auto: the f16 kernel set where the adapte
  * precision "f32" runs the f32 set anyway.
  * shareDevice (WebGPU): the page's one shared device rather than one of the model's own
  * (webgpu_backend.js sharedDevice); the model's buffers and gpuBytes stay its own.
+ * contextWindow: the positions the KV cache holds (default 1024, at most the artifact's
+ * config.context_window; model.contextWindow): full-attention layers' caches and the RoPE tables
+ * get rows for that many only (context_window.js), sliding layers keep their ring.
  */
-export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", shareDevice = false, precision = "auto", onProgress = () => {} } = {}) {
+export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", shareDevice = false, precision = "auto", contextWindow, onProgress = () => {} } = {}) {
   const tune = tuningOptions(tuning);
   if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new InputError(`threads must be an integer >= 1, got ${JSON.stringify(threads)}`);
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
   if (!PRECISIONS.includes(precision)) throw new InputError(`precision must be one of ${PRECISIONS.join(", ")}, got ${JSON.stringify(precision)}`);
   const t0 = now();
   const { base, manifest } = await fetchManifest(url);
+  const window = chooseContextWindow(manifest, contextWindow);
   let gpu = null;
   let reason = "requested";
   if (device !== "wasm") {
@@ -66,16 +71,16 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   if (!gpu && !manifest.wasm) {
     throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
   }
-  if (!gpu) return loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune);
+  if (!gpu) return loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune, window);
   // the f16 kernel set where the adapter has shader-f16, else the f32 one (model.precision says which and why)
   const set = chooseKernelSet(manifest, gpu.adapter, precision);
-  return loadWebGPU(base, set.manifest, gpu, onProgress, t0, reason, tune, set);
+  return loadWebGPU(base, set.manifest, gpu, onProgress, t0, reason, tune, set, window);
 }
 
 /** Never a half-loaded model: when loading fails, the device goes, and every buffer with it. */
-async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set) {
+async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window) {
   try {
-    return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set);
+    return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window);
   } catch (err) {
     const lost = await lostInfo(gpu.device.lost);
     gpu.release();
@@ -97,7 +102,7 @@ export function checkWebGPUFits(manifest, limits) {
   }
 }
 
-async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set) {
+async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window) {
   checkWebGPUFits(manifest, gpu.device.limits);
   const deviceKey = webgpuDeviceKey(gpu.adapter, gpu.device);
   const stored = tune && !tune.force ? await findRecord(base, manifest, deviceKey) : null;
@@ -106,12 +111,13 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
   const { kernels, weights } = await fetchArtifact(base, active, onProgress, "webgpu");
   const bound = {};
   gpu.device.pushErrorScope("out-of-memory");
-  for (const [name, w] of Object.entries(weights)) {
-    bound[name] = { buffer: uploadBuffer(gpu.device, w.bytes, name), shape: w.shape, dtype: w.dtype };
+  for (const t of manifest.weights.tensors) {
+    const w = weights[t.name];
+    bound[t.name] = { buffer: uploadBuffer(gpu.device, w.bytes.subarray(0, weightBytes(manifest, t, window)), t.name), shape: w.shape, dtype: w.dtype };
   }
   // state (the KV cache) starts zeroed: WebGPU zero-initializes new buffers
   for (const s of manifest.state ?? []) {
-    bound[s.name] = { buffer: createBuffer(gpu.device, tensorBytes(s.shape, s.dtype), s.name), shape: s.shape, dtype: s.dtype };
+    bound[s.name] = { buffer: createBuffer(gpu.device, stateBytes(manifest, s, window), s.name), shape: s.shape, dtype: s.dtype };
   }
   const oom = await gpu.device.popErrorScope();
   if (oom) {
@@ -128,7 +134,7 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
   if (tune?.time && !stored && manifest.tuning?.space) {
     let report;
     try {
-      report = await tuneWebGPU({ device: gpu.device, base, manifest, executor, pipelines }, tune, onProgress);
+      report = await tuneWebGPU({ device: gpu.device, base, manifest, executor, pipelines, contextWindow: window }, tune, onProgress);
     } catch (err) {
       if (!(err instanceof TuningDeviceLost) || (tune.exclude?.length ?? 0) >= 3) throw err;
       // survive it: a new device, everything loaded again, and tuning resumed without the suspects
@@ -136,7 +142,7 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
       const retry = await (gpu.shared ? sharedDevice : createDevice)(manifest.device.requires);
       return loadWebGPU(base, manifest, retry, onProgress, t0, reason, {
         ...tune, exclude: [...(tune.exclude ?? []), ...err.culprits], done: err.report.functions,
-        timedBefore: err.report.candidates_timed, startedAt: err.startedAt }, set);
+        timedBefore: err.report.candidates_timed, startedAt: err.startedAt }, set, window);
     }
     const record = { device: deviceKey, space: manifest.tuning.space, backend: "webgpu", winners: report.winners,
                      functions: report.functions, seconds: report.seconds, created: new Date().toISOString() };
@@ -144,13 +150,13 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
     tuning = { source: "tuned", device_key: deviceKey, ...report, record };
   }
   onProgress({ stage: "ready" });
-  return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor, tuning,
+  return new Model(base, manifest, { device: "webgpu", reason, adapter: gpu.adapter, executor, tuning, contextWindow: window,
     ...precisionOf(set),
     lost: gpu.device.lost, memoryBytes: () => gpuBytes(gpu.device), release: gpu.release, sharedDevice: Boolean(gpu.shared) },
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
 
-async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune) {
+async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune, window) {
   const choice = chooseWasmBuild(manifest.wasm, threads, wasmBuild);
   checkWasmFits(manifest);
   // the kernels first: each weight shard is then copied into wasm memory as it arrives and
@@ -165,10 +171,11 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
     // weights and KV cache (zeroed) in one block outside the allocator (WasmKernels.placeResident)
     const tensors = manifest.weights.tensors;
     const state = manifest.state ?? [];
-    const ptrs = wasm.placeResident([...tensors.map((t) => ({ name: t.name, bytes: t.bytes })),
-      ...state.map((s) => ({ name: s.name, bytes: tensorBytes(s.shape, s.dtype) }))]);
+    const loaded = (t) => weightBytes(manifest, t, window); // the RoPE tables' rows for the window only
+    const ptrs = wasm.placeResident([...tensors.map((t) => ({ name: t.name, bytes: loaded(t) })),
+      ...state.map((s) => ({ name: s.name, bytes: stateBytes(manifest, s, window) }))]);
     await fetchShards(base, manifest, (index, bytes) => {
-      for (const t of tensors) if (t.shard === index) wasm.write(ptrs[t.name], bytes.subarray(t.offset, t.offset + t.bytes));
+      for (const t of tensors) if (t.shard === index) wasm.write(ptrs[t.name], bytes.subarray(t.offset, t.offset + loaded(t)));
     }, onProgress);
     for (const t of tensors) bound[t.name] = { ptr: ptrs[t.name], shape: t.shape, dtype: t.dtype };
     for (const s of state) bound[s.name] = { ptr: ptrs[s.name], shape: s.shape, dtype: s.dtype };
@@ -185,14 +192,14 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
   let tuning = { source: stored ? stored.source : "default", device_key: deviceKey, winners: stored?.winners ?? {},
                  candidates_timed: 0, seconds: 0 };
   if (tune?.time && !stored && manifest.tuning?.space) {
-    const report = await tuneWasm({ kernels: wasm, manifest, executor }, tune, onProgress);
+    const report = await tuneWasm({ kernels: wasm, manifest, executor, contextWindow: window }, tune, onProgress);
     const record = { device: deviceKey, space: manifest.tuning.space, backend: "wasm", winners: report.winners,
                      functions: report.functions, seconds: report.seconds, created: new Date().toISOString() };
     await storeRecord(record).catch(() => {});
     tuning = { source: "tuned", device_key: deviceKey, ...report, record };
   }
   onProgress({ stage: "ready" });
-  return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor, tuning,
+  return new Model(base, manifest, { device: "wasm", reason, adapter: null, executor, tuning, contextWindow: window,
     threads: wasm.threads, threadsReason: choice.reason, wasmBuild: choice.name,
     ...precisionOf(wasmPrecision(manifest)),
     memoryBytes: () => wasm.memoryBytes, release: () => wasm.destroy() },
@@ -216,6 +223,8 @@ export class Model {
     this.threadsReason = backend.threadsReason ?? null;
     this.wasmBuild = backend.wasmBuild ?? null;   // wasm only: the build's name (chooseWasmBuild)
     this.tuning = backend.tuning ?? null;         // {source, device_key, winners, candidates_timed, ...}
+    // positions the KV cache holds (loadModel's contextWindow), at most config.context_window
+    this.contextWindow = backend.contextWindow ?? manifest.model.config.context_window;
     // "f16" (a q4f16 artifact's f16 kernel set, on an adapter with shader-f16) or "f32", and why
     this.precision = backend.precision;
     this.precisionReason = backend.precisionReason;
@@ -250,8 +259,8 @@ export class Model {
     if (!tokens.length || tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= vocab)) {
       throw new InputError(`tokens must be a non-empty list of integers in [0, ${vocab})`);
     }
-    if (tokens.length > this.manifest.model.config.context_window) {
-      throw new InputError(`${tokens.length} tokens exceed the context window of ${this.manifest.model.config.context_window}`);
+    if (tokens.length > this.contextWindow) {
+      throw new InputError(`${tokens.length} tokens exceed the context window of ${this.contextWindow}`);
     }
     const [out] = await this.run("forward", { input_ids: { data: Int32Array.from(tokens), shape: [1, tokens.length] } });
     const logits = [];

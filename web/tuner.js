@@ -194,10 +194,13 @@ function maxError(got, ref) {
   return err / scale;
 }
 
-/** Inputs that make an entry run at real shapes: decode at position 64 of the cache, prefill of n tokens. */
-function entryInputs(manifest, spec) {
+/**
+ * Inputs that make an entry run at real shapes: decode at position 64 of the cache, prefill of n
+ * tokens, within the page's window (the KV cache has rows for contextWindow positions only).
+ */
+function entryInputs(manifest, spec, contextWindow = manifest.model.config.context_window) {
   const [entry, size] = spec.split(":");
-  const ctx = manifest.model.config.context_window;
+  const ctx = contextWindow;
   const vocab = manifest.model.config.vocab_size;
   const n = entry === "decode" ? 1 : Math.min(Number(size || 64), ctx);
   const offset = entry === "decode" ? Math.min(64, ctx - 1) : 0;
@@ -265,7 +268,7 @@ export class TuningDeviceLost extends DeviceError {
 async function tuneEntries(ctx, options, onProgress, { entries, deadline, report }) {
   const { device, manifest, executor } = ctx;
   for (const spec of options.entries) {
-    const { entry, inputs } = entryInputs(manifest, spec);
+    const { entry, inputs } = entryInputs(manifest, spec, ctx.contextWindow);
     if (!entries[entry] || now() >= deadline) continue;
     const { plan, env, program, dispatches } = executor.dispatchesOf(entry, inputs);
     // the first call of each function with candidates, not tuned yet (prefill shares lm_head with decode)
@@ -471,7 +474,7 @@ export async function tuneWasm(ctx, options, onProgress = () => {}) {
   };
   const weights = new Set(Object.values(executor.bound).map((t) => t.ptr));
   for (const spec of options.entries) {
-    const { entry, inputs } = entryInputs(manifest, spec);
+    const { entry, inputs } = entryInputs(manifest, spec, ctx.contextWindow);
     if (!manifest.entries[entry] || now() >= deadline) continue;
     const { calls } = executor.callsOf(entry, inputs);
     const targets = calls.filter((c, i) => manifest.functions[c.func].wasm_candidates?.length && !(c.func in report.functions)
