@@ -10,6 +10,17 @@ async function fileText(base, manifest, name) {
   return entry ? new TextDecoder().decode(await fetchVerified(base, entry.file, entry)) : null;
 }
 
+/**
+ * @huggingface/tokenizers (0.2.0) keeps the parsed tokenizer.json, and a BPE model its merge list,
+ * beside the maps it builds from them in its constructor, and reads neither again: for Gemma 3's
+ * 262,144 tokens and 514,906 merges that held ~105 MiB of the page's JS heap (bench/gemma3_wllama.md).
+ */
+function releaseParsedTables(json, tokenizer) {
+  delete json.model.vocab;
+  if (Array.isArray(json.model.merges)) json.model.merges.length = 0;
+  if (Array.isArray(tokenizer.model?.merges)) tokenizer.model.merges.length = 0; // its own copy in the older "a b" format
+}
+
 function tokenText(token) {
   return typeof token === "string" ? token : token?.content;
 }
@@ -27,6 +38,7 @@ export class ChatTokenizer {
 
   constructor({ Tokenizer, Template }, json, config, template, generation) {
     this.tokenizer = new Tokenizer(json, config);
+    releaseParsedTables(json, this.tokenizer);
     this.config = config;
     this.template = template ? new Template(template) : null;
     this.templateSource = template; // tools.js asks whether it renders tool calls itself
