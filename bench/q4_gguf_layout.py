@@ -1,5 +1,5 @@
-"""GGUF Q4_0 and Q4_1 models in their own layout (f16 scales decoded inside the kernels): a
-random-weight LLaMA written with every matrix in one type is compiled by webrt; the report gives
+"""GGUF Q4_0 and Q4_1 models in the layout each loads into (its own, f16 scales decoded inside the
+kernels, or the group layout: GROUP_LAYOUT_BITS in webrt/models/quantized.py): a random-weight LLaMA written with every matrix in one type is compiled by webrt; the report gives
 the artifact's bytes for those matrices over the GGUF's, the greedy tokens on wasm (1 and 2
 threads) against transformers loading the same GGUF, and the same greedy run with the int-dot
 kernels (`--int-dot`, which now take Q4_0 / Q4_1 too) beside them.
@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import webrt.quantize  # noqa: E402
 from tests.models import make_hf_model  # noqa: E402
 from tests.test_weight_types import MIX_MODEL, NEW_TOKENS, PROMPT, write_mix_gguf  # noqa: E402
+from webrt.models.quantized import layout_of  # noqa: E402
 from webrt.weight_types import TYPES  # noqa: E402
 
 # hidden 320: K / 32 = 10 scales a row (5 words of halves), intermediate 512
@@ -71,11 +72,11 @@ def reference(path: Path) -> tuple[list[int], list[float]]:
 
 
 def weight_bytes(artifact: Path, kind: str) -> int:
-    """Bytes of the artifact's tensors that hold the matrices: the type's parts (not the norms or
-    the RoPE tables)."""
+    """Bytes of the artifact's tensors that hold the matrices: the parts of the layout the type
+    loads into (its own, or the group layout's; not the norms or the RoPE tables)."""
     manifest = json.loads((artifact / "manifest.json").read_text())
     tensors = manifest["weights"]["tensors"] if "weights" in manifest else manifest["tensors"]
-    parts = {p.name for p in TYPES[kind].parts}
+    parts = {"qweight", "scales", "mins"} if layout_of(kind) == "group" else {p.name for p in TYPES[kind].parts}
     return sum(t["bytes"] for t in tensors if t["name"].rsplit(".", 1)[1] in parts)
 
 
@@ -95,7 +96,7 @@ def main() -> None:
             reader = gguf.GGUFReader(str(path))
             gguf_matrix_bytes = sum(int(t.n_bytes) for t in reader.tensors if len(t.shape) == 2)
             expected, margins = reference(path)
-            row = {"gguf_matrix_bytes": gguf_matrix_bytes, "transformers_tokens": expected,
+            row = {"layout": layout_of(kind), "gguf_matrix_bytes": gguf_matrix_bytes, "transformers_tokens": expected,
                    "transformers_top2_margins": margins, "runs": {}}
             for int_dot in (False, True):
                 t0 = time.perf_counter()
@@ -115,21 +116,24 @@ def main() -> None:
             print(kind, json.dumps({k: v for k, v in row.items() if k != "transformers_tokens"}), flush=True)
     report["load_after"] = os.getloadavg()
     (ROOT / "bench" / "q4_gguf_layout.json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = ["# GGUF Q4_0 / Q4_1 in their own layout: artifact bytes and greedy tokens", "",
+    lines = ["# GGUF Q4_0 / Q4_1 in the layouts they load into: artifact bytes and greedy tokens", "",
              f"`{report['command']}` on {report['date']}, load average {load_before[0]:.1f} before, "
              f"{report['load_after'][0]:.1f} after. A random-weight LLaMA (hidden {MODEL['hidden_size']}, "
              f"intermediate {MODEL['intermediate_size']}, {MODEL['num_hidden_layers']} layers, vocabulary "
              f"{MODEL['vocab_size']}, untied) with every matrix in one GGUF type, compiled by webrt; "
              f"{NEW_TOKENS} greedy tokens against transformers loading the same GGUF. Matrix bytes: the "
-             "artifact's tensors of the type's parts (not the norms or RoPE tables), over the GGUF's 2-D tensors.", "",
+             "artifact's tensors of the layout's parts (not the norms or RoPE tables), over the GGUF's 2-D tensors. "
+             "Layout: `own` is the type's own (f16 scales, webrt/weight_types.py), `group` the group layout "
+             "(f32 scale and min; GROUP_LAYOUT_BITS in webrt/models/quantized.py).", "",
              "A divergence is given with transformers' gap between its top two logits at that step (a near-tie "
              "when small; the int-dot kernels round activations to int8, bench/int_dot.md).", "",
-             "| type | GGUF matrix bytes | artifact bytes | ratio | run | tokens equal to transformers | "
-             "top-2 gap where they part |", "|---|---|---|---|---|---|---|"]
+             "| type | layout | GGUF matrix bytes | artifact bytes | ratio | run | tokens equal to transformers | "
+             "top-2 gap where they part |", "|---|---|---|---|---|---|---|---|"]
     for kind, row in report["types"].items():
         for i, (key, run) in enumerate(row["runs"].items()):
-            head = (f"| {kind} | {row['gguf_matrix_bytes']:,} | {row['artifact_matrix_bytes']:,} | {row['ratio']:.4f} "
-                    if i == 0 else "| | | | ")
+            layout = "own" if row["layout"] == "gguf" else row["layout"]
+            head = (f"| {kind} | {layout} | {row['gguf_matrix_bytes']:,} | {row['artifact_matrix_bytes']:,} "
+                    f"| {row['ratio']:.4f} " if i == 0 else "| | | | | ")
             gap = "-" if run["margin_at_divergence"] is None else f"{run['margin_at_divergence']:.3g}"
             lines.append(head + f"| {key} | {run['equal_prefix']}/{NEW_TOKENS} | {gap} |")
     lines.append("")

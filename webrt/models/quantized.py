@@ -2,11 +2,11 @@
 dequantized copy of a weight ever exists on the device.
 
 Two layouts:
-  * GGUF weight types (webrt/weight_types.py: Q5_0, Q5_1, Q8_0, Q2_K..Q6_K), each matrix in its
+  * GGUF weight types (webrt/weight_types.py: Q4_0, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K), each matrix in its
     own type's parts (the GGUF's own f16 scales, 1.00-1.06x its bytes), decoded by the type's
     description inside the kernel;
   * the group layout of webrt/quantize.py (4-bit codes with f32 scale and min, or 8-bit codes with
-    an f32 scale, per 32 weights): float checkpoints quantized to q4f32, and GGUF Q4_0/Q4_1
+    an f32 scale, per 32 weights): float checkpoints quantized to q4f32, and GGUF Q4_1
     (GROUP_LAYOUT_BITS below).
 
 Families choose a layer per matrix with `QLinear(in, out, bias, kind)` and the embedding table with
@@ -27,12 +27,13 @@ from ..quantize import GROUP, Quantized, from_gguf_blocks, quantize_blocks, quan
 from ..weight_types import LANES, STEP, TIR_OPS, TYPES, Reader, pack
 
 # GGUF types loaded into the group layout (their blocks map onto it exactly), with their code
-# width. Their own layout (f16 scale and min, 1.00x the GGUF bytes, where the group layout's f32
-# ones cost 1.33x / 1.2x) is kept for its kernel checks, but the WebGPU kernels decode its halves
-# for every weight (the GPU schedules inline the decode stages): the default model decoded 1.55x
-# and prefilled 1.6x slower on SwiftShader with it, and its wasm GEMV was 14% slower
-# (bench/wasm_qgemv.md). Until the GPU schedules decode once per 32 weights, speed wins.
-GROUP_LAYOUT_BITS = {"Q4_0": 4, "Q4_1": 4}
+# width. Q4_1's own layout (f16 scale and min, 1.00x the GGUF bytes, where the group layout's f32
+# ones cost 1.2x) is as fast or faster on WebGPU now that the GPU schedules decode once per 32
+# weights (bench/webgpu_qdecode.md), but its wasm GEMV is 14% slower at 2048 x 2048
+# (bench/wasm_qgemv.md) and 20-23% at the default model's 1536 x 576, and the default model is
+# Q4_1: speed wins until the wasm decode catches up. Q4_0 (no shipped model) keeps its own layout
+# (1.00x, not 1.33x): its wasm GEMV measured 0-10% slower (equal at 2048 x 2048 and 1536 x 576).
+GROUP_LAYOUT_BITS = {"Q4_1": 4}
 
 
 def layout_of(kind) -> str:
