@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import tvm
 from tvm import tirx
+from tvm.tirx import IndexMap
 from tvm.sym import detect_linear_equation
 from tvm.tirx.analysis import undefined_vars
 from tvm.s_tir import Schedule
@@ -38,6 +39,7 @@ TOKEN_BLOCK = 2    # token rows of the many-token matmul's register block (x ROW
 GEMV_LANES = 8    # a GEMV's partial sums per row (two v128 accumulators)
 MIN_PARALLEL_BLOCKS = 16  # fewer output blocks than this run on one thread
 MIN_PARALLEL_OUTPUTS = 8   # the same for attention's (token, head) pairs, each a pass over the cache
+STEP_COLUMNS = 32  # columns per scale of every quantized layout (a group, a GGUF sub-block step)
 SUPER_STEPS = 8    # 32-column reduction steps per K-quant super-block (256 columns)
 
 
@@ -142,6 +144,7 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
         # attention scores: rows of cache positions, one per (token, head)
         _parallel_over_outputs(sch, spatial_loops[:-1])
     first_reduce = _decode_once_per_step(sch, rf_block, reduce_loops[0])
+    _decode_rows_ahead(sch, rf_block, anchor)
     # the lane sums go right after each output block, so the partial sums stay in registers
     sch.reverse_compute_at(block_rv, per_output)
     # the partial sums shrink to ROWS x LANES under that loop; TVM keeps such a small "global"
@@ -247,6 +250,7 @@ def _schedule_token_blocked_matmul(sch: Schedule, block_rv, threads: bool, token
     same block measured 1.1-1.2x faster there, bench/wasm_matmul.md). Inside each sentence the
     blocks of weight rows are the parallel loop (a fixed count): a block's rows x K weights stay in
     L1 while the sentence's tokens stream past."""
+    _as_one_reduction(sch, block_rv)
     axes = _dense_matmul_axes(sch, block_rv)
     if axes is None:
         return False
@@ -282,9 +286,61 @@ def _schedule_token_blocked_matmul(sch: Schedule, block_rv, threads: bool, token
     sch.vectorize(lane)
     if threads and out_extent // rows >= MIN_PARALLEL_BLOCKS:
         sch.parallel(out_outer)
+    _decode_rows_ahead(sch, rf_block, out_outer)
     sch.reverse_compute_at(block_rv, token_outer)
     sch.decompose_reduction(rf_block, k_outer)
     return True
+
+
+def _as_one_reduction(sch: Schedule, block_rv) -> None:
+    """A reduction over several axes that together walk consecutive columns of every read, such as
+    a quantized matmul's (g, j, l) over its "qdequant" stage (column g*J*L + j*L + l), rewritten as
+    one reduction axis k over those columns: the form _dense_matmul_axes takes. The GPU schedules
+    see the (g, j, l) form, in which the decode's word and scale indices simplify per loop."""
+    found = _reduction_block(sch, block_rv)
+    if found is None or len(found[2]) < 2:
+        return
+    block, spatial, reduce = found
+    extents = [iv.dom.extent for iv in reduce]
+    if not all(isinstance(e, tirx.IntImm) for e in extents):
+        return
+    inner = 1
+    for iv, extent in zip(reversed(reduce), reversed(extents)):
+        for region in block.reads:
+            last = region.region[-1].min
+            if _uses(last, iv.var) and _stride(last, iv.var) != inner:
+                return
+        inner *= extent.value
+    n_spatial = len(spatial)
+
+    def one_column(*iters):
+        column, step = None, 1
+        for it, extent in zip(reversed(iters[n_spatial:]), reversed(extents)):
+            term = it * step
+            column, step = term if column is None else column + term, step * extent.value
+        return (*iters[:n_spatial], column)
+
+    index_dtype = str(reduce[0].var.ty)
+    sch.transform_block_layout(block_rv, IndexMap.from_func(one_column, ndim=len(block.iter_vars), index_dtype=index_dtype))
+
+
+def _decode_rows_ahead(sch: Schedule, rf_block, row_block_loop) -> None:
+    """A quantized matmul over many tokens reads its weight from the "qdequant" stage
+    (quantized.qmatmul_compute): computed here for one register block of weight rows (rows x K
+    floats, in L1) right before the tokens use it, so each weight is decoded once per call, not once
+    per token. The stage's columns are split into the layouts' 32-column steps (one scale each) and
+    4-column vectors, and the GGUF types' per-sub-block scales ("qdecode_*") computed once per step."""
+    stages = [b for b in sch.get_producers(rf_block) if sch.get(b).name_hint == "qdequant"]
+    if not stages:
+        return
+    (stage,) = stages
+    sch.compute_at(stage, row_block_loop)
+    *_, column = sch.get_loops(stage)
+    step, _, lane = sch.split(column, [None, STEP_COLUMNS // LANES, LANES])
+    sch.vectorize(lane)
+    for producer in sch.get_producers(stage):
+        if sch.get(producer).name_hint.startswith("qdecode_"):
+            sch.compute_at(producer, step)
 
 
 def schedule_cpu(func: tirx.PrimFunc, threads: bool = False, rows: int | None = None,

@@ -27,6 +27,7 @@ from pathlib import Path
 import tvm
 from tvm import tirx
 from tvm.ir.prim.expr import BitwiseAnd, RShift
+from tvm.s_tir import Schedule
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 from tvm.tirx.stmt import BufferRegion
 
@@ -127,9 +128,20 @@ def _call(x, qweight, scales, mins, bits, out) -> SBlockRealize:
     return SBlockRealize([], True, block)
 
 
+def _inline_dequant_stage(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    sch = Schedule(tvm.IRModule({"main": func}))
+    try:
+        sch.compute_inline(sch.get_sblock("qdequant"))
+    except (tvm.s_tir.ScheduleError, ValueError):
+        return func  # no such stage
+    return sch.mod["main"]
+
+
 def use_int_dot(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
     """func with its 4-bit or Q8_0 matmul (a loop nest of the root block) replaced by the int-dot
-    kernel's call; None when it has none."""
+    kernel's call; None when it has none. A matmul over many tokens reads its weight from a
+    "qdequant" stage (quantized.qmatmul_compute): inlined first, it is the one-token form again."""
+    func = _inline_dequant_stage(func)
     realize = func.body
     if not isinstance(realize, SBlockRealize):
         return None

@@ -22,20 +22,32 @@ void TVMFFIErrorSetRaisedFromCStrParts(const char* kind, const char** parts, int
 // The system-library registration runs at startup; the JS side calls kernels by export name instead.
 int TVMFFIEnvModRegisterSystemLibSymbol(const char* name, void* ptr) { (void)name; (void)ptr; return 0; }
 
-// Workspace (a fused function's intermediates) is taken on the calling thread, outside parallel
-// loops: the CPU schedules keep per-task partial sums in locals, so workers never allocate.
-static int32_t in_parallel_job;  // malloc is not thread-safe: no allocation while workers run
+// Workspace (a fused function's intermediates) is taken mostly on the calling thread, outside
+// parallel loops; a quantized matmul over many tokens also takes a small tile of decoded weight
+// rows inside each parallel task (cpu_schedule._decode_rows_ahead). libc's malloc is not
+// thread-safe, so workspace calls take a lock (uncontended but for those tiles).
+static int32_t workspace_lock;
+
+static void lock_workspace(void) {
+  while (__atomic_exchange_n(&workspace_lock, 1, __ATOMIC_ACQUIRE)) {
+  }
+}
+
+static void unlock_workspace(void) { __atomic_store_n(&workspace_lock, 0, __ATOMIC_RELEASE); }
 
 void* TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes, int dtype_code, int dtype_bits) {
   (void)device_type; (void)device_id; (void)dtype_code; (void)dtype_bits;
-  if (__atomic_load_n(&in_parallel_job, __ATOMIC_SEQ_CST)) __builtin_trap();
-  return aligned_alloc(64, (nbytes + 63) & ~(uint64_t)63);
+  lock_workspace();
+  void* ptr = aligned_alloc(64, (nbytes + 63) & ~(uint64_t)63);
+  unlock_workspace();
+  return ptr;
 }
 
 int TVMBackendFreeWorkspace(int device_type, int device_id, void* ptr) {
   (void)device_type; (void)device_id;
-  if (__atomic_load_n(&in_parallel_job, __ATOMIC_SEQ_CST)) __builtin_trap();
+  lock_workspace();
   free(ptr);
+  unlock_workspace();
   return 0;
 }
 
@@ -102,7 +114,6 @@ int TVMBackendParallelLaunch(FTVMParallelLambda lambda, void* cdata, int num_tas
   job_tasks = num_task;
   __atomic_store_n(&job_done, 0, __ATOMIC_SEQ_CST);
   __atomic_store_n(&job_failed, 0, __ATOMIC_SEQ_CST);
-  __atomic_store_n(&in_parallel_job, 1, __ATOMIC_SEQ_CST);
   uint32_t seq = (__atomic_load_n(&job_state, __ATOMIC_SEQ_CST) >> 16) + 1;
   __atomic_store_n(&job_state, seq << 16, __ATOMIC_SEQ_CST);
   __atomic_fetch_add(&generation, 1, __ATOMIC_SEQ_CST);
@@ -113,7 +124,6 @@ int TVMBackendParallelLaunch(FTVMParallelLambda lambda, void* cdata, int num_tas
   // the caller may be a page's main thread, where wasm may not block on a wait: spin
   while (__atomic_load_n(&job_done, __ATOMIC_SEQ_CST) != num_task) {
   }
-  __atomic_store_n(&in_parallel_job, 0, __ATOMIC_SEQ_CST);
   return __atomic_load_n(&job_failed, __ATOMIC_SEQ_CST) ? -1 : 0;
 }
 

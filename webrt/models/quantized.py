@@ -150,22 +150,46 @@ def _decode_stages(wtype, parts: list[te.Tensor], rows: int, cols: int) -> list[
     return stages
 
 
+def _many_tokens(x: te.Tensor) -> bool:
+    """A prefill or a batch: some token axis of x has a symbolic extent (a decode step's are 1)."""
+    return any(not isinstance(extent, tirx.IntImm) for extent in x.shape[:-1])
+
+
+def qmatmul_compute(x: te.Tensor, rows: int, cols: int, weight_at, steps: tuple[int, int, int]) -> te.Tensor:
+    """x [b, s, cols] @ W^T -> [b, s, rows] where weight_at(n, g, j, l) is W[n, g*J*L + j*L + l] for
+    steps (G, J, L): the layout's reduction steps, whose innermost l walks consecutive columns.
+
+    One token (a decode GEMV): the reduction runs over (g, j, l) with the weight decoded inside it,
+    each weight read and decoded once; the CPU schedule turns l into SIMD lanes.
+    Many tokens: the weight is decoded into a stage of its own, "qdequant" [rows, cols], that the
+    matmul reads. The wasm schedule computes that stage a register block of weight rows at a time,
+    right before the token-blocked matmul uses it for every token (cpu_schedule._decode_rows_ahead),
+    so each weight is decoded once per call instead of once per token (bench/wasm_qgemv_tokens16.md);
+    the GPU schedules inline it back, which gives the one-token form's kernel."""
+    _, J, L = steps
+    g, j, l = (te.reduce_axis((0, e), name=n) for e, n in zip(steps, "gjl"))
+    if not _many_tokens(x):
+        weight = weight_at
+    else:
+        stage = te.compute((rows, cols), lambda n, c: weight_at(n, c // (J * L), c % (J * L) // L, c % L),
+                           name="qdequant")
+
+        def weight(n, g, j, l):
+            return stage[n, g * J * L + j * L + l]
+    return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
+        x[b, s, g * J * L + j * L + l].astype("float32") * weight(n, g, j, l), axis=[g, j, l]), name="qmatmul")
+
+
 def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
     """x [b, s, cols] @ W^T -> [b, s, rows], float32 (an f16 x is read as float32: the sums stay
-    f32). The reduction runs over (group, j, l) rather than one column index, so its innermost
-    axis l walks consecutive columns: the CPU schedule (webrt/compile/cpu_schedule.py) turns it
-    into SIMD lanes."""
+    f32); qmatmul_compute says how."""
     rows, cols = w.rows, w.cols
     wtype = getattr(w, "wtype", None)
     if wtype is not None:
         def compute(x: te.Tensor, *parts: te.Tensor):
-            g = te.reduce_axis((0, cols // STEP), name="g")
-            j = te.reduce_axis((0, STEP // LANES), name="j")
-            l = te.reduce_axis((0, LANES), name="l")
             stages = _decode_stages(wtype, parts, rows, cols)
-            return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-                x[b, s, g * STEP + j * LANES + l].astype("float32") * _type_weight(wtype, parts, n, g, j, l, stages),
-                axis=[g, j, l]), name="qmatmul")
+            return qmatmul_compute(x, rows, cols, lambda n, g, j, l: _type_weight(wtype, parts, n, g, j, l, stages),
+                                   (cols // STEP, STEP // LANES, LANES))
 
         return op.tensor_expr_op(compute, "qmatmul", [x, *w.tensors()])
 
@@ -173,12 +197,8 @@ def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
     words = words_per_group(bits)
 
     def compute_group(x: te.Tensor, qweight: te.Tensor, scales: te.Tensor, mins: te.Tensor):
-        g = te.reduce_axis((0, cols // GROUP), name="g")
-        j = te.reduce_axis((0, 32 // bits), name="j")
-        l = te.reduce_axis((0, words), name="l")
-        return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-            x[b, s, g * GROUP + j * words + l].astype("float32") * _dequant_at(qweight, scales, mins, bits, n, g, j, l),
-            axis=[g, j, l]), name="qmatmul")
+        return qmatmul_compute(x, rows, cols, lambda n, g, j, l: _dequant_at(qweight, scales, mins, bits, n, g, j, l),
+                               (cols // GROUP, 32 // bits, words))
 
     return op.tensor_expr_op(compute_group, "qmatmul", [x, w.qweight, w.scales, w.mins])
 
@@ -225,4 +245,4 @@ class QLinear(nn.Module):
 
 
 __all__ = ["GROUP_LAYOUT_BITS", "QLinear", "Quantized", "QuantizedWeight", "layout_of", "quantized_embed",
-           "quantized_matmul", "quantized_weights"]
+           "qmatmul_compute", "quantized_matmul", "quantized_weights"]
