@@ -64,22 +64,29 @@ class DecodeOnce(dl.gpu.Fallback):
         if infos is None:
             return None
         stages, rest = split_decode_stages(sch, infos)
-        reductions = [i for i in rest if i.is_reduction()]
-        if not stages or len(rest) != 1 or len(reductions) != 1:
+        if not stages:
             return None
-        main = reductions[0].block_rv
-        kinds = reductions[0].dom_kind()
-        loops = sch.get_loops(main)
-        s_loops = [l for l, k in zip(loops, kinds) if k == "S"]
-        r_loops = [l for l, k in zip(loops, kinds) if k == "R"]
-        if len(s_loops) + len(r_loops) != len(loops) or not s_loops or not r_loops:
+        step_loops = []
+        # as Fallback: each remaining block (the matmul, and an epilogue a reduction cannot take in:
+        # a residual add, SiLU) gets its own grid of one thread per output
+        for info in rest:
+            loops = sch.get_loops(info.block_rv)
+            kinds = info.dom_kind()
+            if len(kinds) != len(loops) or "O" in kinds:
+                return None
+            s_loops = [l for l, k in zip(loops, kinds) if k == "S"] or [sch.add_unit_loop(info.block_rv)]
+            r_loops = [l for l, k in zip(loops, kinds) if k == "R"]
+            sch.reorder(*s_loops, *r_loops)
+            bx, tx = sch.split(sch.fuse(*s_loops), [None, dl.base.max_threads_per_block(target)])
+            sch.bind(bx, "blockIdx.x")
+            sch.bind(tx, "threadIdx.x")
+            if r_loops:
+                step_loops.append((info.block_rv, r_loops[0]))
+        if len(step_loops) != 1:
             return None
-        sch.reorder(*s_loops, *r_loops)
-        bx, tx = sch.split(sch.fuse(*s_loops), [None, dl.base.max_threads_per_block(target)])
-        sch.bind(bx, "blockIdx.x")
-        sch.bind(tx, "threadIdx.x")
-        place_decode_stages(sch, stages, r_loops[0])
-        sch.decompose_reduction(main, r_loops[0])
+        main, step = step_loops[0]
+        place_decode_stages(sch, stages, step)
+        sch.decompose_reduction(main, step)
         return sch
 
 
