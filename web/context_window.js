@@ -17,7 +17,7 @@ const ROPE_TABLES = /^rope(_local)?\.(cos|sin)$/; // [context_window, head_dim],
 
 /** The window a model loads with: `requested` (an integer in [1, the artifact's]) or the default. */
 export function chooseContextWindow(manifest, requested) {
-  const most = manifest.model.config.context_window;
+  const most = manifest.model?.config?.context_window;
   if (most == null) return null; // an embedding model: no cache
   if (requested == null) return Math.min(most, DEFAULT_CONTEXT_WINDOW);
   if (!Number.isInteger(requested) || requested < 1 || requested > most) {
@@ -29,7 +29,7 @@ export function chooseContextWindow(manifest, requested) {
 
 /** Rows a tensor of the artifact needs for `window` positions: fewer for per-position tables. */
 function rowsFor(manifest, tensor, window, perPosition) {
-  const most = manifest.model.config.context_window;
+  const most = manifest.model?.config?.context_window;
   return window != null && perPosition && tensor.shape[0] === most ? window : tensor.shape[0];
 }
 

@@ -224,7 +224,7 @@ export class Model {
     this.wasmBuild = backend.wasmBuild ?? null;   // wasm only: the build's name (chooseWasmBuild)
     this.tuning = backend.tuning ?? null;         // {source, device_key, winners, candidates_timed, ...}
     // positions the KV cache holds (loadModel's contextWindow), at most config.context_window
-    this.contextWindow = backend.contextWindow ?? manifest.model.config.context_window;
+    this.contextWindow = backend.contextWindow ?? manifest.model?.config?.context_window;
     // "f16" (a q4f16 artifact's f16 kernel set, on an adapter with shader-f16) or "f32", and why
     this.precision = backend.precision;
     this.precisionReason = backend.precisionReason;

@@ -16,8 +16,10 @@ async function fileText(base, manifest, name) {
  * 262,144 tokens and 514,906 merges that held ~105 MiB of the page's JS heap (bench/gemma3_wllama.md).
  */
 function releaseParsedTables(json, tokenizer) {
-  delete json.model.vocab;
-  if (Array.isArray(json.model.merges)) json.model.merges.length = 0;
+  if (json.model) {
+    delete json.model.vocab;
+    if (Array.isArray(json.model.merges)) json.model.merges.length = 0;
+  }
   if (Array.isArray(tokenizer.model?.merges)) tokenizer.model.merges.length = 0; // its own copy in the older "a b" format
 }
 

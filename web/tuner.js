@@ -198,7 +198,7 @@ function maxError(got, ref) {
  * Inputs that make an entry run at real shapes: decode at position 64 of the cache, prefill of n
  * tokens, within the page's window (the KV cache has rows for contextWindow positions only).
  */
-function entryInputs(manifest, spec, contextWindow = manifest.model.config.context_window) {
+function entryInputs(manifest, spec, contextWindow = manifest.model?.config?.context_window) {
   const [entry, size] = spec.split(":");
   const ctx = contextWindow;
   const vocab = manifest.model.config.vocab_size;
