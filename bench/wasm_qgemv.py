@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from tests.test_weight_types import reference, synthetic_blocks  # noqa: E402
 from webrt.compile.int_dot import use_int_dot  # noqa: E402
 from webrt.compile.wasm import BUILDS, build_wasm  # noqa: E402
-from webrt.models.quantized import _decode_stages, _dequant_at, _type_weight  # noqa: E402
+from webrt.models.quantized import _decode_stages, _dequant_at, _type_weight, qmatmul_compute  # noqa: E402
 from webrt.quantize import from_gguf_blocks, words_per_group  # noqa: E402
 from webrt.weight_types import LANES, STEP, TYPES, pack  # noqa: E402
 
@@ -44,8 +44,9 @@ KERNELS_NOTE = ("The GGUF-type kernels decode each sub-block's scale and offset 
                 "the inner loop is then the group layout's: shift, mask, convert, scale, offset, multiply-add.")
 INT_DOT_NOTE = ("`*_int_dot`: the integer-dot kernel (webrt/compile/int_dot.c, `webrt compile --int-dot`), activations "
                 "rounded to int8 per 32 columns; its max abs error against the exact result is that rounding.")
-TOKENS_NOTE = ("f32 runs the token-blocked matmul (2 tokens x 4 weight rows per register block); the quantized "
-               "matmuls run the one-token register block for each token, so each token decodes the weights again.")
+TOKENS_NOTE = ("Every kernel runs the token-blocked matmul (2 tokens x 4 weight rows per register block); the "
+               "quantized ones decode a register block's weight rows once per call into a small f32 tile that "
+               "every token then reads (qmatmul_compute's qdequant stage, cpu_schedule._decode_rows_ahead).")
 
 
 def _tokens(tokens: int):
@@ -54,24 +55,23 @@ def _tokens(tokens: int):
 
 
 def gguf_gemv(name: str, N: int, K: int, tokens: int = 1):
+    """The model's quantized matmul (quantized.qmatmul_compute) over one GGUF type's layout."""
     t = TYPES[name]
     x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     parts = [te.placeholder(shape, dtype, name=p) for p, (shape, dtype) in t.part_shapes(N, K).items()]
-    g, j, l = te.reduce_axis((0, K // STEP), "g"), te.reduce_axis((0, STEP // LANES), "j"), te.reduce_axis((0, LANES), "l")
     stages = _decode_stages(t, parts, N, K)
-    y = te.compute((1, x.shape[1], N), lambda b, s, n: te.sum(
-        x[b, s, g * STEP + j * LANES + l] * _type_weight(t, parts, n, g, j, l, stages), axis=[g, j, l]), name="qmatmul")  # the model's name: int_dot.py finds it
+    y = qmatmul_compute(x, N, K, lambda n, g, j, l: _type_weight(t, parts, n, g, j, l, stages),
+                        (K // STEP, STEP // LANES, LANES))
     return te.create_prim_func([x, *parts, y])
 
 
 def group_gemv(bits: int, N: int, K: int, tokens: int = 1):
-    words = words_per_group(bits)
+    """The model's quantized matmul over the group layout (f32 scale and min per 32 columns)."""
     x = te.placeholder((1, _tokens(tokens), K), "float32", name="x")
     qw = te.placeholder((N, K * bits // 32), "uint32", name="qweight")
     sc, mn = te.placeholder((N, K // 32), "float32", name="scales"), te.placeholder((N, K // 32), "float32", name="mins")
-    g, j, l = te.reduce_axis((0, K // 32), "g"), te.reduce_axis((0, 32 // bits), "j"), te.reduce_axis((0, words), "l")
-    y = te.compute((1, x.shape[1], N), lambda b, s, n: te.sum(
-        x[b, s, g * 32 + j * words + l] * _dequant_at(qw, sc, mn, bits, n, g, j, l), axis=[g, j, l]), name="qmatmul")  # the model's name: int_dot.py finds it
+    y = qmatmul_compute(x, N, K, lambda n, g, j, l: _dequant_at(qw, sc, mn, bits, n, g, j, l),
+                        (K // 32, 32 // bits, words_per_group(bits)))
     return te.create_prim_func([x, qw, sc, mn, y])
 
 

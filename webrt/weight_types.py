@@ -33,6 +33,7 @@ import numpy as np
 
 LANES = 4   # columns per SIMD vector of codes (4 x u32 = one v128)
 STEP = 32   # columns per reduction step g: 8 vectors j of 4 lanes l
+GEMV_ROWS_ATTR = "webrt_gemv_rows"  # block annotation: a quantized GEMV's WeightType.gemv_rows (cpu_schedule)
 FIELD_BITS = {"f32": 32, "f16": 16, "u8": 8, "s8": 8}
 
 
@@ -105,6 +106,10 @@ class WeightType:
     scale: Callable      # Reader -> the scale of the reader's sub-block
     offset: Callable | None = None  # Reader -> what is added to code * scale in the sub-block
     sub_block: int = 32  # columns that share one scale and offset (16 or 32)
+    # weight rows per register block of the wasm decode GEMV (cpu_schedule._default_knobs). Two
+    # where measured faster in Chromium's relaxed-SIMD build on the real Gemma 3 270M (Q5_0 1.4-1.5x,
+    # Q8_0 LM head 1.2x, Q6_K 1.0-1.1x); Q4_K (0.91-0.97x with two) and the group layout keep four
+    gemv_rows: int = 4
 
     @property
     def parts(self) -> tuple:
@@ -361,7 +366,7 @@ TYPES: dict[str, WeightType] = {t.name: t for t in (
         # d as f16: with f32 the rows of 576 columns (padding of the 1-bit plane) would pass 1.10x
         "Q5_0", 32, 22, (Plane("lo", 4), Plane("hi", 1)), (Field("d", 32, "f16"),),
         split=lambda b: {"d": _halves(b[:, 0:2]), "hi": _bits32(b[:, 2:6]), "lo": _nibbles(b[:, 6:22], 1)},
-        code=lambda v: v.f32(v.i32(_five(v)) - 16), scale=lambda v: v.field("d")),
+        code=lambda v: v.f32(v.i32(_five(v)) - 16), scale=lambda v: v.field("d"), gemv_rows=2),
     WeightType(
         "Q5_1", 32, 24, (Plane("lo", 4), Plane("hi", 1)), (Field("d", 32, "f16"), Field("m", 32, "f16")),
         split=lambda b: {"d": _halves(b[:, 0:2]), "m": _halves(b[:, 2:4]), "hi": _bits32(b[:, 4:8]),
@@ -370,7 +375,7 @@ TYPES: dict[str, WeightType] = {t.name: t for t in (
     WeightType(
         "Q8_0", 32, 34, (Plane("q", 8, signed=True),), (Field("d", 32, "f32"),),
         split=lambda b: {"d": _f16(b[:, 0:2]), "q": b[:, 2:34]},
-        code=lambda v: v.f32(v.code("q")), scale=lambda v: v.field("d")),
+        code=lambda v: v.f32(v.code("q")), scale=lambda v: v.field("d"), gemv_rows=2),
     WeightType(
         # ggml: d * (sc & 15) * q - dmin * (sc >> 4); a - b is a + (-b) exactly
         "Q2_K", 256, 84, (Plane("q", 2),), (Field("scales", 16, "u8"), Field("d", 256, "f32"), Field("dmin", 256, "f32")),
@@ -400,7 +405,7 @@ TYPES: dict[str, WeightType] = {t.name: t for t in (
         split=lambda b: {"lo": _nibbles(b[:, 0:128], 2), "hi": _crumbs(b[:, 128:192], 2), "scales": b[:, 192:208],
                          "d": _f16(b[:, 208:210])},
         code=lambda v: v.f32(v.i32(v.code("lo") | v.code("hi", at=4)) - 32),
-        scale=lambda v: v.field("d") * v.f32(v.field("scales")), sub_block=16),
+        scale=lambda v: v.field("d") * v.f32(v.field("scales")), sub_block=16, gemv_rows=2),
 )}
 
 

@@ -33,6 +33,8 @@ from tvm.tirx.analysis import undefined_vars
 from tvm.s_tir import Schedule
 from tvm.s_tir.dlight.analysis import get_root_block
 
+from ..weight_types import GEMV_ROWS_ATTR
+
 LANES = 4          # f32 lanes in a v128
 ROWS = 4           # outputs computed together (register blocking)
 TOKEN_BLOCK = 2    # token rows of the many-token matmul's register block (x ROWS weight rows)
@@ -82,7 +84,7 @@ def _is_gemv(spatial) -> bool:
     return all(isinstance(iv.dom.extent, tirx.IntImm) and iv.dom.extent.value == 1 for iv in spatial[:-1])
 
 
-def _default_knobs(spatial, reduce) -> tuple[int, int]:
+def _default_knobs(block, spatial, reduce) -> tuple[int, int]:
     """(rows, lanes) of the shipped schedule. A GEMV (decode) streams each weight once, so memory
     order decides: one row at a time walks the weight matrix as a single sequential stream, which
     measured ~1.8x faster than four interleaved row streams on wasm (x86 prefetchers; the weights
@@ -90,12 +92,15 @@ def _default_knobs(spatial, reduce) -> tuple[int, int]:
     of the adds (bench/wasm_gemv.md; from cache the four-row block wins, which is why the tuner
     times every layer's weights). The q4/q8 GEMV (a reduction over group, code and word) is bound
     by its dequantization arithmetic instead, and a matmul over many tokens reuses each weight row
-    across them: both keep ROWS x LANES register blocking, which shares each load of x and keeps
-    ROWS sums in flight."""
+    across them: both keep register blocking (ROWS x LANES), which shares each load of x and keeps
+    several sums in flight. A quantized GEMV's block of rows is its weight type's gemv_rows where
+    quantized_matmul annotates one (webrt/weight_types.py: 2 for Q5_0, Q8_0 and Q6_K, measured)."""
     extent = reduce[-1].dom.extent
     if (_is_gemv(spatial) and len(reduce) == 1 and isinstance(extent, tirx.IntImm)
             and extent.value % GEMV_LANES == 0):
         return 1, GEMV_LANES
+    if _is_gemv(spatial) and GEMV_ROWS_ATTR in block.annotations:
+        return int(block.annotations[GEMV_ROWS_ATTR]), LANES
     return ROWS, LANES
 
 
@@ -111,7 +116,7 @@ def _schedule_vector_reduction(sch: Schedule, block_rv, threads: bool, rows: int
     inner = reduce[-1]
     extent = inner.dom.extent
     if rows is None or lanes is None:
-        rows, lanes = _default_knobs(spatial, reduce)
+        rows, lanes = _default_knobs(block, spatial, reduce)
     if not isinstance(extent, tirx.IntImm) or extent.value % lanes or not _walks_contiguously(block, inner.var):
         return False
     # the loops follow the iter vars (spatial first): split the innermost reduction into lanes

@@ -24,7 +24,7 @@ from tvm.relax.frontend.nn import op
 
 from ..errors import WebrtError
 from ..quantize import GROUP, Quantized, from_gguf_blocks, quantize_blocks, quantize_q4, row_fallback, words_per_group
-from ..weight_types import LANES, STEP, TIR_OPS, TYPES, Reader, pack
+from ..weight_types import GEMV_ROWS_ATTR, LANES, STEP, TIR_OPS, TYPES, Reader, pack
 
 # GGUF types loaded into the group layout (their blocks map onto it exactly), with their code
 # width. Q4_1's own layout (f16 scale and min, 1.00x the GGUF bytes, where the group layout's f32
@@ -155,7 +155,8 @@ def _many_tokens(x: te.Tensor) -> bool:
     return any(not isinstance(extent, tirx.IntImm) for extent in x.shape[:-1])
 
 
-def qmatmul_compute(x: te.Tensor, rows: int, cols: int, weight_at, steps: tuple[int, int, int]) -> te.Tensor:
+def qmatmul_compute(x: te.Tensor, rows: int, cols: int, weight_at, steps: tuple[int, int, int],
+                    gemv_rows: int | None = None) -> te.Tensor:
     """x [b, s, cols] @ W^T -> [b, s, rows] where weight_at(n, g, j, l) is W[n, g*J*L + j*L + l] for
     steps (G, J, L): the layout's reduction steps, whose innermost l walks consecutive columns.
 
@@ -165,11 +166,15 @@ def qmatmul_compute(x: te.Tensor, rows: int, cols: int, weight_at, steps: tuple[
     matmul reads. The wasm schedule computes that stage a register block of weight rows at a time,
     right before the token-blocked matmul uses it for every token (cpu_schedule._decode_rows_ahead),
     so each weight is decoded once per call instead of once per token (bench/wasm_qgemv_tokens16.md);
-    the GPU schedules inline it back, which gives the one-token form's kernel."""
+    the GPU schedules inline it back, which gives the one-token form's kernel. gemv_rows (the weight
+    type's) annotates the one-token block with its rows per register block for the CPU schedule."""
     _, J, L = steps
     g, j, l = (te.reduce_axis((0, e), name=n) for e, n in zip(steps, "gjl"))
+    attrs = {}
     if not _many_tokens(x):
         weight = weight_at
+        if gemv_rows is not None:
+            attrs[GEMV_ROWS_ATTR] = gemv_rows
     else:
         stage = te.compute((rows, cols), lambda n, c: weight_at(n, c // (J * L), c % (J * L) // L, c % L),
                            name="qdequant")
@@ -177,7 +182,8 @@ def qmatmul_compute(x: te.Tensor, rows: int, cols: int, weight_at, steps: tuple[
         def weight(n, g, j, l):
             return stage[n, g * J * L + j * L + l]
     return te.compute((x.shape[0], x.shape[1], rows), lambda b, s, n: te.sum(
-        x[b, s, g * J * L + j * L + l].astype("float32") * weight(n, g, j, l), axis=[g, j, l]), name="qmatmul")
+        x[b, s, g * J * L + j * L + l].astype("float32") * weight(n, g, j, l), axis=[g, j, l]), name="qmatmul",
+        attrs=attrs)
 
 
 def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
@@ -189,7 +195,7 @@ def quantized_matmul(x: nn.Tensor, w) -> nn.Tensor:
         def compute(x: te.Tensor, *parts: te.Tensor):
             stages = _decode_stages(wtype, parts, rows, cols)
             return qmatmul_compute(x, rows, cols, lambda n, g, j, l: _type_weight(wtype, parts, n, g, j, l, stages),
-                                   (cols // STEP, STEP // LANES, LANES))
+                                   (cols // STEP, STEP // LANES, LANES), wtype.gemv_rows)
 
         return op.tensor_expr_op(compute, "qmatmul", [x, *w.tensors()])
 
