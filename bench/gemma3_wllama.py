@@ -356,8 +356,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Gemma 3 270M Q4_K_M: webrt beside wllama 3.8.1 in one Chromium", "",
         f"`{r['command']}` on {r['date']} (commit {r.get('commit', '?')}), {r['wall_s']} s; load average before "
-        f"{r['load_average_before']}, after {r['load_average_after']} (2 cores shared by ~6 engineers: only ratios "
-        "within this run mean anything).", "",
+        f"{r['load_average_before']}, after {r['load_average_after']} (machines of this kind differ by up "
+        "to 2x: only ratios within one run mean anything).", "",
         f"One completion prompt (webrt.bench.native.PROMPT_TEXT, no template), greedy, {r['decode_tokens']} tokens on wasm; "
         f"WebGPU (SwiftShader) a short run: {r['webgpu_tokens']} tokens after {WEBGPU_PROMPT!r}. Each engine in its own fresh "
         "page of the shell; wllama with its defaults (n_ctx 1024, f16 KV cache, CPU), webrt with its default window "
