@@ -144,6 +144,7 @@ def test_disagreeing_tokens_flag_the_report_and_a_missed_target_is_explained():
     (["--threads", "two"], "--threads 'two'"),
     (["--models", "gpt5"], "unknown model gpt5"),
     (["--models", "llama-h64-l2", "--prompt-lens", "200"], "context window of 128"),
+    (["--models", "smollm2-q4f32", "--prompt-lens", "600"], "context window of 512"),  # compiled by the bench too
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = webrt_cli("bench", tmp_path / "r", *args, timeout=120)
