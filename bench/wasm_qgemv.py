@@ -61,7 +61,7 @@ def gguf_gemv(name: str, N: int, K: int, tokens: int = 1):
     parts = [te.placeholder(shape, dtype, name=p) for p, (shape, dtype) in t.part_shapes(N, K).items()]
     stages = _decode_stages(t, parts, N, K)
     y = qmatmul_compute(x, N, K, lambda n, g, j, l: _type_weight(t, parts, n, g, j, l, stages),
-                        (K // STEP, STEP // LANES, LANES))
+                        (K // STEP, STEP // LANES, LANES), t.gemv_rows)
     return te.create_prim_func([x, *parts, y])
 
 

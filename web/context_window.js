@@ -13,11 +13,15 @@ import { tensorBytes } from "./plan_inputs.js";
 // As wllama's default n_ctx; a page raises it with loadModel's contextWindow, up to the artifact's.
 export const DEFAULT_CONTEXT_WINDOW = 1024;
 
+/** The artifact's own window (config.context_window); null for artifacts without one: an embedding
+ * model, or a kernel-test artifact that has no model section at all. */
+export const artifactContextWindow = (manifest) => manifest.model?.config?.context_window ?? null;
+
 const ROPE_TABLES = /^rope(_local)?\.(cos|sin)$/; // [context_window, head_dim], RopeTables in webrt/models/blocks.py
 
 /** The window a model loads with: `requested` (an integer in [1, the artifact's]) or the default. */
 export function chooseContextWindow(manifest, requested) {
-  const most = manifest.model?.config?.context_window;
+  const most = artifactContextWindow(manifest);
   if (most == null) return null; // an embedding model: no cache
   if (requested == null) return Math.min(most, DEFAULT_CONTEXT_WINDOW);
   if (!Number.isInteger(requested) || requested < 1 || requested > most) {
@@ -29,7 +33,7 @@ export function chooseContextWindow(manifest, requested) {
 
 /** Rows a tensor of the artifact needs for `window` positions: fewer for per-position tables. */
 function rowsFor(manifest, tensor, window, perPosition) {
-  const most = manifest.model?.config?.context_window;
+  const most = artifactContextWindow(manifest);
   return window != null && perPosition && tensor.shape[0] === most ? window : tensor.shape[0];
 }
 

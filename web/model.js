@@ -2,7 +2,7 @@
 // run its entries through the plan executor.
 
 import { DeviceLostError, InputError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.js";
-import { chooseContextWindow, stateBytes, weightBytes } from "./context_window.js";
+import { artifactContextWindow, chooseContextWindow, stateBytes, weightBytes } from "./context_window.js";
 import { chooseKernelSet, deviceNeeds, wasmPrecision } from "./kernel_sets.js";
 import { fetchArtifact, fetchManifest, fetchShards, fetchVerified } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
@@ -224,7 +224,7 @@ export class Model {
     this.wasmBuild = backend.wasmBuild ?? null;   // wasm only: the build's name (chooseWasmBuild)
     this.tuning = backend.tuning ?? null;         // {source, device_key, winners, candidates_timed, ...}
     // positions the KV cache holds (loadModel's contextWindow), at most config.context_window
-    this.contextWindow = backend.contextWindow ?? manifest.model?.config?.context_window;
+    this.contextWindow = backend.contextWindow ?? artifactContextWindow(manifest);
     // "f16" (a q4f16 artifact's f16 kernel set, on an adapter with shader-f16) or "f32", and why
     this.precision = backend.precision;
     this.precisionReason = backend.precisionReason;

@@ -12,6 +12,7 @@
 // before it is timed; then rounds of interleaved timings, a median per candidate, and a win only
 // when it beats the default by more than the noise tolerance.
 
+import { artifactContextWindow } from "./context_window.js";
 import { DeviceError, InputError } from "./errors.js";
 import { greedyInputs } from "./generator.js";
 import { fetchVerified } from "./loader.js";
@@ -198,7 +199,7 @@ function maxError(got, ref) {
  * Inputs that make an entry run at real shapes: decode at position 64 of the cache, prefill of n
  * tokens, within the page's window (the KV cache has rows for contextWindow positions only).
  */
-function entryInputs(manifest, spec, contextWindow = manifest.model?.config?.context_window) {
+function entryInputs(manifest, spec, contextWindow = artifactContextWindow(manifest)) {
   const [entry, size] = spec.split(":");
   const ctx = contextWindow;
   const vocab = manifest.model.config.vocab_size;
