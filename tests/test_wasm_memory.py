@@ -185,3 +185,56 @@ def test_the_page_sizes_the_kv_cache_and_rope_tables_for_its_context_window(llam
     assert r["tooLarge"] == (f"InputError: contextWindow must be an integer in [1, {most}] (the artifact's context window; "
                              "compile with a larger --context-window for more), got 100000"), r["tooLarge"]
     assert r["notInteger"].startswith("InputError: contextWindow must be an integer"), r["notInteger"]
+
+
+FIT_JS = """
+async ([url, device, windows]) => {
+  const out = {};
+  for (const contextWindow of windows) {
+    try {
+      const model = await window.webrt.loadModel(url, { device, threads: 1, contextWindow: contextWindow ?? undefined });
+      out[contextWindow] = `loaded ${model.contextWindow}`;
+      model.unload();
+    } catch (err) {
+      out[contextWindow] = `${err.name}: ${err.message}`;
+    }
+  }
+  const adapter = await navigator.gpu?.requestAdapter();
+  out.limit = adapter && Math.min(adapter.limits.maxStorageBufferBindingSize, adapter.limits.maxBufferSize);
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("device", ["wasm", "webgpu"])
+def test_the_check_before_download_counts_the_rows_of_the_page_window(llama_artifact, tmp_path, device):
+    # the artifact as if compiled for millions of positions (its manifest's window and cache shapes
+    # edited): each KV cache tensor would take 4 GiB at the artifact's window, more than wasm32 or
+    # one WebGPU buffer holds; at the page's window (64, or the default 1024) the shell allocates a
+    # few KiB, and the check before download counts those rows (it had refused any window)
+    copy = Path(shutil.copytree(llama_artifact, tmp_path / "long"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    config = manifest["model"]["config"]
+    per_row = {s["name"]: 4 * math.prod(s["shape"][1:]) for s in manifest["state"]}  # float32
+    most = -(-4 * 1024 ** 3 // min(per_row.values()))
+    for s in manifest["state"]:
+        assert s["shape"][0] == config["context_window"], s  # no sliding layers: every cache has a row per position
+        s["shape"][0] = most
+    config["context_window"] = most
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with shell_page(copy) as (page, url):
+        r = evaluate(page, FIT_JS, [url, device, [64, None, most]])
+    assert r["64"] == "loaded 64", r["64"]
+    assert r["null"] == "loaded 1024", r["null"]
+    refused = r[str(most)]
+    if device == "wasm":
+        weights = sum(t["bytes"] for t in manifest["weights"]["tensors"])
+        fits = int((0.9 * 4 * 1024 ** 3 - weights) // sum(per_row.values()))
+        assert refused.startswith("OutOfMemoryError: the model needs ") and "GiB of KV cache at contextWindow" in refused, refused
+    else:
+        fits = r["limit"] // max(per_row.values())
+        assert refused.startswith("OutOfMemoryError: the model will not fit this GPU: ") and \
+            f"needs one buffer of {max(per_row.values()) * most / 2 ** 20:.1f} MiB at contextWindow" in refused, refused
+    # one line: what is needed at which window, what the device allows, and the window that would load
+    assert f"at contextWindow {most}," in refused and f"load it with contextWindow {fits} or less" in refused, refused
+    assert "\n" not in refused

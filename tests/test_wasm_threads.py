@@ -23,7 +23,8 @@ const out = {};
 const choice = chooseWasmBuild(wasm, threads ?? undefined);
 out.file = choice.build.file; out.threads = choice.threads; out.reason = choice.reason;
 try {
-  checkWasmFits({ weights: { shards: [{ bytes: 1e8 }] }, state: [{ shape: [stateBytes / 4], dtype: "float32" }] });
+  checkWasmFits({ weights: { tensors: [{ name: "w", shape: [1e8], bytes: 1e8 }] },
+                 state: [{ shape: [stateBytes / 4], dtype: "float32" }] });
   out.fits = true;
 } catch (err) {
   out.fits = false; out.error = `${err.name}: ${err.message}`;

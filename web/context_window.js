@@ -48,3 +48,19 @@ export function weightBytes(manifest, tensor, window) {
   const rows = rowsFor(manifest, tensor, window, ROPE_TABLES.test(tensor.name));
   return rows === tensor.shape[0] ? tensor.bytes : (tensor.bytes / tensor.shape[0]) * rows;
 }
+
+/**
+ * The largest window below `window` at which `fits(w)` holds, for an error to name the contextWindow
+ * that would load; null where the model has no window or not even one position fits. `fits` is
+ * monotone: a smaller window never needs more memory.
+ */
+export function largestFittingWindow(window, fits) {
+  if (window == null || window <= 1 || !fits(1)) return null;
+  let [lo, hi] = [1, window - 1]; // fits(lo) holds
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}

@@ -2,11 +2,12 @@
 // run its entries through the plan executor.
 
 import { DeviceLostError, InputError, OutOfMemoryError, WebGPUUnavailableError } from "./errors.js";
-import { artifactContextWindow, chooseContextWindow, stateBytes, weightBytes } from "./context_window.js";
+import {
+  artifactContextWindow, chooseContextWindow, largestFittingWindow, stateBytes, weightBytes,
+} from "./context_window.js";
 import { chooseKernelSet, deviceNeeds, wasmPrecision } from "./kernel_sets.js";
 import { fetchArtifact, fetchManifest, fetchShards, fetchVerified } from "./loader.js";
 import { PlanExecutor } from "./plan_executor.js";
-import { tensorBytes } from "./plan_inputs.js";
 import { WasmExecutor } from "./wasm_executor.js";
 import {
   applyWinners, findRecord, storeRecord, TuningDeviceLost, tuneWasm, tuneWebGPU, tuningOptions, wasmDeviceKey,
@@ -88,22 +89,28 @@ async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set
   }
 }
 
-/** Before any download: every weight and state buffer within the device's buffer limits. */
-export function checkWebGPUFits(manifest, limits) {
-  const buffers = [...manifest.weights.tensors.map((t) => [t.name, t.bytes]),
-    ...(manifest.state ?? []).map((s) => [s.name, tensorBytes(s.shape, s.dtype)])];
+/**
+ * Before any download: every weight and state buffer within the device's buffer limits, at the
+ * sizes loadOnWebGPU allocates for the page's `window` (a full-attention KV cache and the RoPE
+ * tables get that many rows, not the artifact's context_window).
+ */
+export function checkWebGPUFits(manifest, limits, window) {
+  const largest = (w) => [...manifest.weights.tensors.map((t) => [t.name, weightBytes(manifest, t, w)]),
+    ...(manifest.state ?? []).map((s) => [s.name, stateBytes(manifest, s, w)])].reduce((a, b) => (b[1] > a[1] ? b : a), ["", 0]);
   const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
-  const [name, bytes] = buffers.reduce((a, b) => (b[1] > a[1] ? b : a), ["", 0]);
+  const [name, bytes] = largest(window);
   if (bytes > limit) {
     const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-    throw new OutOfMemoryError(`the model will not fit this GPU: ${name} needs one buffer of ${mib(bytes)}, the ` +
-      `device allows ${mib(limit)} (maxStorageBufferBindingSize / maxBufferSize); use device "wasm", a smaller ` +
-      "--context-window, or a smaller model");
+    const smaller = largestFittingWindow(window, (w) => largest(w)[1] <= limit);
+    throw new OutOfMemoryError(`the model will not fit this GPU: ${name} needs one buffer of ${mib(bytes)}` +
+      `${window != null ? ` at contextWindow ${window}` : ""}, the device allows ${mib(limit)} ` +
+      `(maxStorageBufferBindingSize / maxBufferSize); ${smaller != null ? `load it with contextWindow ${smaller} or less, ` : ""}` +
+      'use device "wasm", or a smaller model');
   }
 }
 
 async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window) {
-  checkWebGPUFits(manifest, gpu.device.limits);
+  checkWebGPUFits(manifest, gpu.device.limits, window);
   const deviceKey = webgpuDeviceKey(gpu.adapter, gpu.device);
   const stored = tune && !tune.force ? await findRecord(base, manifest, deviceKey) : null;
   // only the kernels the chosen launches use are fetched and compiled
@@ -158,7 +165,7 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
 
 async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune, window) {
   const choice = chooseWasmBuild(manifest.wasm, threads, wasmBuild);
-  checkWasmFits(manifest);
+  checkWasmFits(manifest, window);
   // the kernels first: each weight shard is then copied into wasm memory as it arrives and
   // dropped, so the page never holds the weights twice (bench/gemma3_wllama.md)
   const module = await fetchVerified(base, choice.build.file, choice.build);

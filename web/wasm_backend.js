@@ -5,8 +5,8 @@
 //   DLTensor on wasm32 (40 bytes): data@0, device {type 1 = CPU, id}@4, ndim@12,
 //   dtype {code, bits, lanes}@16, shape*@20 (int64[ndim]), strides*@24 (null), byte_offset@32.
 
+import { largestFittingWindow, stateBytes, weightBytes } from "./context_window.js";
 import { DeviceError, OutOfMemoryError } from "./errors.js";
-import { tensorBytes } from "./plan_inputs.js";
 
 const DTYPE_CODES = { int32: [0, 32], uint32: [1, 32], float32: [2, 32] };
 const SCRATCH_BYTES = 1 << 16;
@@ -70,15 +70,29 @@ function forcedBuild(wasm, force, wanted) {
 
 const WASM32_BYTES = 4 * 1024 ** 3;
 
-/** Weights and state live in one wasm32 memory: refuse up front what cannot fit in 4 GiB. */
-export function checkWasmFits(manifest) {
-  const weights = manifest.weights.shards.reduce((sum, s) => sum + s.bytes, 0);
-  const state = (manifest.state ?? []).reduce((sum, s) => sum + tensorBytes(s.shape, s.dtype), 0);
-  if (weights + state > WASM32_BYTES * 0.9) {
-    const gib = (n) => (n / 1024 ** 3).toFixed(2);
-    throw new OutOfMemoryError(`the model needs ${gib(weights)} GiB of weights and ${gib(state)} GiB of KV cache, ` +
-      "more than the 4 GiB a wasm32 memory can hold: compile it with --quantization q4f32 or a smaller --context-window, or use WebGPU");
-  }
+/**
+ * Weights and state live in one wasm32 memory: refuse up front what cannot fit in 4 GiB, at the
+ * sizes loadWasm places for the page's `window` (a full-attention KV cache and the RoPE tables get
+ * that many rows, not the artifact's context_window).
+ */
+export function checkWasmFits(manifest, window) {
+  const need = (w) => ({
+    weights: manifest.weights.tensors.reduce((sum, t) => sum + weightBytes(manifest, t, w), 0),
+    state: (manifest.state ?? []).reduce((sum, s) => sum + stateBytes(manifest, s, w), 0),
+  });
+  const budget = WASM32_BYTES * 0.9; // the rest: the kernels, their working memory and the plan's tensors
+  const fits = (w) => {
+    const { weights, state } = need(w);
+    return weights + state <= budget;
+  };
+  if (fits(window)) return;
+  const { weights, state } = need(window);
+  const gib = (n) => (n / 1024 ** 3).toFixed(2);
+  const smaller = largestFittingWindow(window, fits);
+  throw new OutOfMemoryError(`the model needs ${gib(weights)} GiB of weights and ${gib(state)} GiB of KV cache` +
+    `${window != null ? ` at contextWindow ${window}` : ""}, more than the ${gib(budget)} GiB it may take of the 4 GiB ` +
+    `a wasm32 memory can hold: ${smaller != null ? `load it with contextWindow ${smaller} or less, ` : ""}` +
+    "compile it with --quantization q4f32 or a smaller --context-window, or use WebGPU");
 }
 
 export class WasmKernels {
