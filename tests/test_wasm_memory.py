@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,28 @@ def test_the_check_before_download_counts_the_rows_of_the_page_window(llama_arti
     # one line: what is needed at which window, what the device allows, and the window that would load
     assert f"at contextWindow {most}," in refused and f"load it with contextWindow {fits} or less" in refused, refused
     assert "\n" not in refused
+
+
+HIGH_POINTER_JS = """
+import { readFileSync } from "node:fs";
+const { WasmKernels } = await import(process.argv[1] + "/wasm_backend.js");
+const kernels = await WasmKernels.create(readFileSync(process.argv[2]));
+// the first 2 GiB taken outside the allocator: the pages it grows next lie above them
+kernels.growPages(2 ** 31 - kernels.memoryBytes, "the first 2 GiB");
+const ptr = kernels.alloc(1 << 20);
+kernels.write(ptr, Uint8Array.of(1, 2, 3, 4));
+console.log(JSON.stringify({ ptr, back: [...kernels.bytes(ptr, 4)] }));
+kernels.free(ptr);
+"""
+
+
+def test_an_allocation_above_2_gib_is_an_unsigned_offset(llama_artifact):
+    # webrt_alloc returns an i32, which JS reads as signed: an address past 2 GiB (wasm32 has 4) came
+    # back negative, and writing there threw a RangeError. In Node: untouched pages cost no memory.
+    web = Path(__file__).resolve().parent.parent / "web"
+    build = llama_artifact / json.loads((llama_artifact / "manifest.json").read_text())["wasm"]["file"]  # the SIMD one
+    result = subprocess.run(["node", "--input-type=module", "-e", HIGH_POINTER_JS, web.as_posix(), str(build)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    r = json.loads(result.stdout)
+    assert r["ptr"] >= 2 ** 31 and r["back"] == [1, 2, 3, 4], r

@@ -20,6 +20,10 @@ const RELAXED_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 
 const WORKER_STACK_BYTES = 512 * 1024;
 const MAX_PAGES = 65535; // as linked (webrt/compile/wasm.py MAX_MEMORY)
 
+// A pointer an export returns, as an offset into memory: exports return i32, which JS reads as
+// signed, so past 2 GiB of memory (wasm32 has 4) an address would come back negative.
+const wasmPointer = (value) => value >>> 0;
+
 /** Shared wasm memory is allowed: a crossOriginIsolated page, or a runtime without pages (Deno),
  * which has no such property and always allows it. */
 const sharedMemoryAllowed = () => globalThis.crossOriginIsolated ?? typeof SharedArrayBuffer === "function";
@@ -147,8 +151,8 @@ export class WasmKernels {
   }
 
   alloc(bytes) {
-    const ptr = this.x.webrt_alloc(Math.max(bytes, 4));
-    if (!ptr) throw new OutOfMemoryError(`wasm memory is exhausted allocating ${bytes} bytes (wasm32 allows 4 GiB)`);
+    const ptr = wasmPointer(this.x.webrt_alloc(Math.max(bytes, 4)));
+    if (ptr === 0) throw new OutOfMemoryError(`wasm memory is exhausted allocating ${bytes} bytes (wasm32 allows 4 GiB)`);
     return ptr;
   }
 
@@ -249,7 +253,7 @@ export class WasmKernels {
   }
 
   lastError() {
-    const ptr = this.x.webrt_last_error();
+    const ptr = wasmPointer(this.x.webrt_last_error());
     const bytes = this.bytes(ptr, 512);
     return new TextDecoder().decode(bytes.slice(0, bytes.indexOf(0)));
   }
