@@ -71,6 +71,63 @@ def test_a_shard_shorter_or_longer_than_the_manifest_is_refused_with_its_real_le
                        f"{len(data)}; the file is truncated or replaced: compile or copy the artifact again"), message
 
 
+
+def _with_blocks(artifact: Path, folder: Path, block_bytes: int | None) -> Path:
+    """A copy of `artifact` whose shards record block hashes of `block_bytes` (None: no blocks, the
+    whole-shard download of an artifact from before them)."""
+    import hashlib
+
+    copy = Path(shutil.copytree(artifact, folder))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    weights = manifest["weights"]
+    weights.pop("block_bytes", None)
+    for shard in weights["shards"]:
+        shard.pop("blocks", None)
+        if block_bytes:
+            data = (copy / shard["file"]).read_bytes()
+            shard["blocks"] = [hashlib.sha256(data[at:at + block_bytes]).hexdigest() for at in range(0, len(data), block_bytes)]
+    if block_bytes:
+        weights["block_bytes"] = block_bytes
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+LOGITS_JS = """
+async ([url, threads]) => {
+  const model = await window.webrt.loadModel(url, { device: "wasm", threads });
+  const { logits } = await model.forward([1, 2, 3, 4, 5]);
+  model.unload();
+  return logits.map((row) => Array.from(row));
+}
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shards_streamed_in_blocks_load_the_same_weights_as_whole_shards(llama_artifact, tmp_path, threads):
+    # 1000-byte blocks: blocks end inside tensors, tensors inside blocks (offsets are 64-byte aligned)
+    streamed = _with_blocks(llama_artifact, tmp_path / "blocks", 1000)
+    whole = _with_blocks(llama_artifact, tmp_path / "whole", None)
+    assert len(json.loads((streamed / "manifest.json").read_text())["weights"]["shards"][0]["blocks"]) > 10
+    logits = {}
+    for name, folder in {"streamed": streamed, "whole": whole}.items():
+        with shell_page(folder) as (page, url):
+            logits[name] = page.evaluate(LOGITS_JS, [url, threads])
+    assert logits["streamed"] == logits["whole"]
+
+
+def test_a_corrupt_block_is_refused_naming_the_block(llama_artifact, tmp_path):
+    copy = _with_blocks(llama_artifact, tmp_path / "corrupt", 1000)
+    shard = copy / "weights" / "shard-0000.bin"
+    data = bytearray(shard.read_bytes())
+    data[5500] ^= 0xFF  # in the sixth block
+    shard.write_bytes(data)
+    blocks = len(json.loads((copy / "manifest.json").read_text())["weights"]["shards"][0]["blocks"])
+    with shell_page(copy) as (page, url):
+        message = page.evaluate(LOAD_JS, url)
+    assert message.startswith(f"IntegrityError: weights/shard-0000.bin is corrupt (block 6 of {blocks}: sha256 "), message
+    assert message.endswith("compile or copy the artifact again"), message
+
+
 # what the kernels allocate themselves (TVMBackendAllocWorkspace, through the allocator) and the
 # pages the allocator grows for it: 0.6-0.8 MiB measured on this model
 KERNEL_WORKSPACE_BYTES = 1 << 20

@@ -4,6 +4,7 @@
 
 import { ArtifactFormatError, FetchError, IntegrityError } from "./errors.js";
 import { FileCache } from "./file_cache.js";
+import { askForGarbageCollection, releaseBytes } from "./memory.js";
 
 export const FORMAT = "webrt-artifact";
 export const FORMAT_VERSION = 1;
@@ -20,12 +21,7 @@ export function useFileCache(name) {
   fileCacheName = name ?? null;
 }
 
-/**
- * The body of url; onBytes(n, {cached: false}) hears about each chunk as it arrives. With its size
- * known (a manifest entry's bytes), chunks go straight into one buffer of that size: collecting
- * them and then joining held every weight shard twice while it downloaded (bench/gemma3_wllama.md).
- */
-async function fetchBytes(url, onBytes = () => {}, expectedBytes = undefined) {
+async function fetchOk(url) {
   let response;
   try {
     response = await fetch(url);
@@ -35,6 +31,16 @@ async function fetchBytes(url, onBytes = () => {}, expectedBytes = undefined) {
   if (!response.ok) {
     throw new FetchError(`fetching ${url} gave HTTP ${response.status}; check that the artifact is complete`);
   }
+  return response;
+}
+
+/**
+ * The body of url; onBytes(n, {cached: false}) hears about each chunk as it arrives. With its size
+ * known (a manifest entry's bytes), chunks go straight into one buffer of that size: collecting
+ * them and then joining held every weight shard twice while it downloaded (bench/gemma3_wllama.md).
+ */
+async function fetchBytes(url, onBytes = () => {}, expectedBytes = undefined) {
+  const response = await fetchOk(url);
   const into = Number.isSafeInteger(expectedBytes) && expectedBytes > 0 && expectedBytes < 2 ** 32 ? new Uint8Array(expectedBytes) : null;
   const chunks = []; // past the expected size (or without one): kept, so the integrity check names the real length
   let filled = 0;
@@ -63,11 +69,13 @@ async function sha256Hex(bytes) {
 }
 
 /** Why bytes are not the file the manifest describes, or null when they are. */
+function lengthProblem(file, length, expected) {
+  return `${file} has ${length} bytes, the manifest says ${expected}; ` +
+    "the file is truncated or replaced: compile or copy the artifact again";
+}
+
 async function integrityProblem(file, bytes, expected) {
-  if (bytes.byteLength !== expected.bytes && expected.bytes !== undefined) {
-    return `${file} has ${bytes.byteLength} bytes, the manifest says ${expected.bytes}; ` +
-      "the file is truncated or replaced: compile or copy the artifact again";
-  }
+  if (bytes.byteLength !== expected.bytes && expected.bytes !== undefined) return lengthProblem(file, bytes.byteLength, expected.bytes);
   const hash = await sha256Hex(bytes);
   if (hash !== expected.sha256) {
     return `${file} is corrupt (sha256 ${hash.slice(0, 12)}…, manifest ` +
@@ -123,21 +131,13 @@ export async function fetchManifest(url) {
   return { base, manifest };
 }
 
-/**
- * Fetch the weight shards, SHARDS_IN_FLIGHT at a time, with download progress; onShard(index,
- * bytes) gets each one once it is verified. A caller that copies a shard into place and drops it
- * (the wasm backend) holds at most that many shards beside the weights: with every shard in flight
- * at once, each download's buffer was allocated at its start and the page's peak held the weights
- * twice anyway (bench/gemma3_wllama.md).
- */
-export async function fetchShards(base, manifest, onShard, onProgress = () => {}) {
-  const shardInfo = manifest.weights.shards;
-  const total = shardInfo.reduce((sum, s) => sum + s.bytes, 0);
-  // progress in bytes as they arrive; `cached` counts those that came from the file cache
+/** Download progress over all shards, in bytes as they arrive; `cached`: those the file cache gave. */
+function shardProgress(manifest, onProgress) {
+  const total = manifest.weights.shards.reduce((sum, s) => sum + s.bytes, 0);
   let loaded = 0;
   let cached = 0;
   let reported = 0;
-  const onBytes = (n, from) => {
+  return (n, from) => {
     loaded += n;
     if (from.cached) cached += n;
     if (loaded - reported >= PROGRESS_STEP || loaded === total) {
@@ -145,14 +145,109 @@ export async function fetchShards(base, manifest, onShard, onProgress = () => {}
       onProgress({ stage: "download", loaded, total, cached });
     }
   };
+}
+
+/** job(index, shard) for every shard, SHARDS_IN_FLIGHT at a time. */
+async function eachShard(manifest, job) {
+  const shards = manifest.weights.shards;
   let next = 0;
   const worker = async () => {
-    for (let index = next++; index < shardInfo.length; index = next++) {
-      const shard = shardInfo[index];
-      await onShard(index, await fetchVerified(base, shard.file, shard, onBytes));
-    }
+    for (let index = next++; index < shards.length; index = next++) await job(index, shards[index]);
   };
-  await Promise.all(Array.from({ length: Math.min(SHARDS_IN_FLIGHT, shardInfo.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(SHARDS_IN_FLIGHT, shards.length) }, worker));
+}
+
+/**
+ * Fetch the weight shards, SHARDS_IN_FLIGHT at a time, with download progress; onShard(index,
+ * bytes) gets each one once it is verified.
+ */
+export async function fetchShards(base, manifest, onShard, onProgress = () => {}) {
+  const onBytes = shardProgress(manifest, onProgress);
+  await eachShard(manifest, async (index, shard) => onShard(index, await fetchVerified(base, shard.file, shard, onBytes)));
+}
+
+/**
+ * Stream the weight shards, SHARDS_IN_FLIGHT at a time: onBlock(index, offset, bytes) gets each
+ * block of shard `index` once it matches the manifest's hash for it (`blocks`, docs/ARTIFACT.md),
+ * in order; `bytes` is reused once onBlock returns, so copy it. The page holds one block per
+ * download where a whole shard is as large as its largest tensor: 80 MiB for each half of Gemma 3's
+ * embedding, two of which in flight set the page's peak (bench/gemma3_wllama.md). With the file
+ * cache on, or an artifact without block hashes, shards are fetched and checked whole, then
+ * handed on in blocks.
+ */
+export async function streamShards(base, manifest, onBlock, onProgress = () => {}) {
+  const onBytes = shardProgress(manifest, onProgress);
+  const blockBytes = manifest.weights.block_bytes;
+  await eachShard(manifest, async (index, shard) => {
+    if (blockBytes && shard.blocks && !fileCacheName) {
+      await streamVerified(new URL(shard.file, base).href, shard, blockBytes, (offset, bytes) => onBlock(index, offset, bytes), onBytes);
+      await askForGarbageCollection(); // a download's small garbage: ~45 MiB over Gemma 3's 262 MiB
+      return;
+    }
+    const bytes = await fetchVerified(base, shard.file, shard, onBytes);
+    const step = blockBytes || bytes.byteLength;
+    for (let at = 0; at < bytes.byteLength; at += step) onBlock(index, at, bytes.subarray(at, at + step));
+    releaseBytes(bytes);
+  });
+}
+
+/**
+ * One shard's body read into a single block buffer (a BYOB reader fills it in place; otherwise
+ * the chunks are copied in), each full block checked against its hash before onBlock(offset,
+ * bytes) sees it. A shard longer or shorter than the manifest says is refused with its real
+ * length, as a whole download is.
+ */
+async function streamVerified(url, shard, blockBytes, onBlock, onBytes) {
+  const body = (await fetchOk(url)).body;
+  let byob = null;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    // not a byte stream here: chunks are copied into the block instead
+  }
+  const reader = byob ?? body.getReader();
+  let block = new Uint8Array(blockBytes);
+  let pending = new Uint8Array(0); // the default reader's chunk, not yet copied
+  let filled = 0;
+  let length = 0;
+  let index = 0;
+  const blockEnd = () => (index < shard.blocks.length ? Math.min(blockBytes, shard.bytes - index * blockBytes) : blockBytes);
+  // up to `room` more bytes into block[filled...]; 0 at the end of the body
+  const read = async (room) => {
+    if (byob) {
+      const { value, done } = await byob.read(new Uint8Array(block.buffer, filled, room));
+      if (value) block = new Uint8Array(value.buffer); // the read hands the same memory back
+      return done ? 0 : value.byteLength;
+    }
+    if (!pending.byteLength) {
+      const { value, done } = await reader.read();
+      if (done) return 0;
+      pending = value;
+    }
+    const n = Math.min(room, pending.byteLength);
+    block.set(pending.subarray(0, n), filled);
+    pending = pending.subarray(n);
+    return n;
+  };
+  for (let n = await read(blockEnd()); n > 0; n = await read(blockEnd() - filled)) {
+    filled += n;
+    length += n;
+    onBytes(n, { cached: false });
+    if (filled < blockEnd()) continue;
+    if (index < shard.blocks.length) { // past the manifest's length the bytes are only counted
+      const bytes = block.subarray(0, filled);
+      const hash = await sha256Hex(bytes);
+      if (hash !== shard.blocks[index]) {
+        await reader.cancel();
+        throw new IntegrityError(`${shard.file} is corrupt (block ${index + 1} of ${shard.blocks.length}: sha256 ` +
+          `${hash.slice(0, 12)}…, manifest ${shard.blocks[index].slice(0, 12)}…): compile or copy the artifact again`);
+      }
+      onBlock(index * blockBytes, bytes);
+    }
+    index += 1;
+    filled = 0;
+  }
+  if (length !== shard.bytes) throw new IntegrityError(lengthProblem(shard.file, length, shard.bytes));
 }
 
 /**

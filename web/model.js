@@ -6,7 +6,8 @@ import {
   artifactContextWindow, chooseContextWindow, largestFittingWindow, stateBytes, weightBytes,
 } from "./context_window.js";
 import { chooseKernelSet, deviceNeeds, wasmPrecision } from "./kernel_sets.js";
-import { fetchArtifact, fetchManifest, fetchShards, fetchVerified } from "./loader.js";
+import { fetchArtifact, fetchManifest, fetchVerified, streamShards } from "./loader.js";
+import { askForGarbageCollection, releaseBytes } from "./memory.js";
 import { PlanExecutor } from "./plan_executor.js";
 import { WasmExecutor } from "./wasm_executor.js";
 import {
@@ -42,8 +43,11 @@ const PRECISIONS = ["auto", "f32"]; // auto: the f16 kernel set where the adapte
  * contextWindow: the positions the KV cache holds (default 1024, at most the artifact's
  * config.context_window; model.contextWindow): full-attention layers' caches and the RoPE tables
  * get rows for that many only (context_window.js), sliding layers keep their ring.
+ * beforeWeights(base, manifest): awaited once the model is known to fit and before the weights
+ * download (the engine parses its tokenizer there, see createEngine); a tuning retry on WebGPU
+ * does not call it again.
  */
-export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", shareDevice = false, precision = "auto", contextWindow, onProgress = () => {} } = {}) {
+export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tuning = "auto", shareDevice = false, precision = "auto", contextWindow, onProgress = () => {}, beforeWeights = async () => {} } = {}) {
   const tune = tuningOptions(tuning);
   if (threads != null && !(Number.isInteger(threads) && threads >= 1)) throw new InputError(`threads must be an integer >= 1, got ${JSON.stringify(threads)}`);
   if (!DEVICES.includes(device)) throw new InputError(`device must be one of ${DEVICES.join(", ")}, got ${JSON.stringify(device)}`);
@@ -72,16 +76,16 @@ export async function loadModel(url, { device = "webgpu", threads, wasmBuild, tu
   if (!gpu && !manifest.wasm) {
     throw new WebGPUUnavailableError("this artifact has no wasm kernels; recompile it with a webrt that builds them");
   }
-  if (!gpu) return loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune, window);
+  if (!gpu) return loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune, window, beforeWeights);
   // the f16 kernel set where the adapter has shader-f16, else the f32 one (model.precision says which and why)
   const set = chooseKernelSet(manifest, gpu.adapter, precision);
-  return loadWebGPU(base, set.manifest, gpu, onProgress, t0, reason, tune, set, window);
+  return loadWebGPU(base, set.manifest, gpu, onProgress, t0, reason, tune, set, window, beforeWeights);
 }
 
 /** Never a half-loaded model: when loading fails, the device goes, and every buffer with it. */
-async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window) {
+async function loadWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window, beforeWeights = async () => {}) {
   try {
-    return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window);
+    return await loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window, beforeWeights);
   } catch (err) {
     const lost = await lostInfo(gpu.device.lost);
     gpu.release();
@@ -109,8 +113,9 @@ export function checkWebGPUFits(manifest, limits, window) {
   }
 }
 
-async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window) {
+async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, set, window, beforeWeights) {
   checkWebGPUFits(manifest, gpu.device.limits, window);
+  await beforeWeights(base, manifest);
   const deviceKey = webgpuDeviceKey(gpu.adapter, gpu.device);
   const stored = tune && !tune.force ? await findRecord(base, manifest, deviceKey) : null;
   // only the kernels the chosen launches use are fetched and compiled
@@ -122,6 +127,9 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
     const w = weights[t.name];
     bound[t.name] = { buffer: uploadBuffer(gpu.device, w.bytes.subarray(0, weightBytes(manifest, t, window)), t.name), shape: w.shape, dtype: w.dtype };
   }
+  // the GPU buffers hold the weights now: the shards' memory goes at once (memory.js)
+  for (const buffer of new Set(Object.values(weights).map((w) => w.bytes.buffer))) releaseBytes(new Uint8Array(buffer));
+  await askForGarbageCollection();
   // state (the KV cache) starts zeroed: WebGPU zero-initializes new buffers
   for (const s of manifest.state ?? []) {
     bound[s.name] = { buffer: createBuffer(gpu.device, stateBytes(manifest, s, window), s.name), shape: s.shape, dtype: s.dtype };
@@ -163,11 +171,12 @@ async function loadOnWebGPU(base, manifest, gpu, onProgress, t0, reason, tune, s
   { load_ms: t1 - t0, pipelines_ms: t2 - t1, tuning_ms: now() - t2 });
 }
 
-async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune, window) {
+async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBuild, tune, window, beforeWeights) {
   const choice = chooseWasmBuild(manifest.wasm, threads, wasmBuild);
   checkWasmFits(manifest, window);
-  // the kernels first: each weight shard is then copied into wasm memory as it arrives and
-  // dropped, so the page never holds the weights twice (bench/gemma3_wllama.md)
+  await beforeWeights(base, manifest);
+  // the kernels first: each weight shard then streams into wasm memory block by block, so the
+  // page never holds the weights twice (bench/gemma3_wllama.md)
   const module = await fetchVerified(base, choice.build.file, choice.build);
   onProgress({ stage: "pipelines", loaded: 0, total: 1 });
   const tc = now();
@@ -181,8 +190,15 @@ async function loadWasm(base, manifest, onProgress, t0, reason, threads, wasmBui
     const loaded = (t) => weightBytes(manifest, t, window); // the RoPE tables' rows for the window only
     const ptrs = wasm.placeResident([...tensors.map((t) => ({ name: t.name, bytes: loaded(t) })),
       ...state.map((s) => ({ name: s.name, bytes: stateBytes(manifest, s, window) }))]);
-    await fetchShards(base, manifest, (index, bytes) => {
-      for (const t of tensors) if (t.shard === index) wasm.write(ptrs[t.name], bytes.subarray(t.offset, t.offset + loaded(t)));
+    // each checked block of a shard straight into its tensors' places (loader.js streamShards)
+    const inShard = manifest.weights.shards.map((_, i) => tensors.filter((t) => t.shard === i));
+    await streamShards(base, manifest, (index, offset, bytes) => {
+      const end = offset + bytes.byteLength;
+      for (const t of inShard[index]) {
+        const from = Math.max(offset, t.offset);
+        const to = Math.min(end, t.offset + loaded(t));
+        if (from < to) wasm.write(ptrs[t.name] + (from - t.offset), bytes.subarray(from - offset, to - offset));
+      }
     }, onProgress);
     for (const t of tensors) bound[t.name] = { ptr: ptrs[t.name], shape: t.shape, dtype: t.dtype };
     for (const s of state) bound[s.name] = { ptr: ptrs[s.name], shape: s.shape, dtype: s.dtype };

@@ -4,10 +4,15 @@
 import { tokenizerLibraries } from "./dependencies.js";
 import { ArtifactFormatError } from "./errors.js";
 import { fetchVerified } from "./loader.js";
+import { releaseBytes } from "./memory.js";
 
 async function fileText(base, manifest, name) {
   const entry = (manifest.files ?? []).find((f) => f.file === name);
-  return entry ? new TextDecoder().decode(await fetchVerified(base, entry.file, entry)) : null;
+  if (!entry) return null;
+  const bytes = await fetchVerified(base, entry.file, entry);
+  const text = new TextDecoder().decode(bytes);
+  releaseBytes(bytes); // Gemma 3's tokenizer.json is 14 MB
+  return text;
 }
 
 /**
