@@ -68,12 +68,13 @@ async function sha256Hex(bytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Why bytes are not the file the manifest describes, or null when they are. */
+/** The refusal of a file whose length is not the manifest's. */
 function lengthProblem(file, length, expected) {
   return `${file} has ${length} bytes, the manifest says ${expected}; ` +
     "the file is truncated or replaced: compile or copy the artifact again";
 }
 
+/** Why bytes are not the file the manifest describes, or null when they are. */
 async function integrityProblem(file, bytes, expected) {
   if (bytes.byteLength !== expected.bytes && expected.bytes !== undefined) return lengthProblem(file, bytes.byteLength, expected.bytes);
   const hash = await sha256Hex(bytes);
