@@ -1,4 +1,4 @@
-"""What int8 activations (the wasm int-dot kernels, webrt/compile/int_dot.py) change on the default
+"""What integer activations (the wasm int-dot kernels, webrt/compile/int_dot.py) change on the default
 model, against the exact f32 kernels, both on wasm with one thread:
 
   * greedy tokens of the standard chat prompts (tests/test_default_model.py) against transformers
@@ -81,7 +81,7 @@ async ([url, prompts, n, texts], stage) => {
 """
 
 
-def _compile(out: Path, int_dot: bool) -> Path:
+def _compile(out: Path, int_dot: str) -> Path:
     from webrt.build_artifact import compile_model
 
     if not (out / "manifest.json").is_file():
@@ -114,8 +114,8 @@ def main(exact: Path | None, int_dot: Path | None, out: Path) -> None:
     load_before, started = load_average(), time.time()
     runs = {}
     with tempfile.TemporaryDirectory(prefix="webrt-int-dot-") as tmp:
-        artifacts = {"exact": exact or _compile(Path(tmp) / "exact", False),
-                     "int-dot": int_dot or _compile(Path(tmp) / "int-dot", True)}
+        artifacts = {"exact": exact or _compile(Path(tmp) / "exact", "none"),
+                     "int-dot": int_dot or _compile(Path(tmp) / "int-dot", "all")}
         for label, folder in artifacts.items():
             with shell_page(folder) as (page, url):
                 runs[label] = evaluate(page, JS, [url, prompts, NEW_TOKENS, texts])
@@ -148,11 +148,11 @@ def main(exact: Path | None, int_dot: Path | None, out: Path) -> None:
 
 def _markdown(r: dict) -> str:
     p = r["perplexity"]
-    lines = [f"# int8 activations on the default model ({r['date']})", "",
+    lines = [f"# Integer-dot kernels on the default model ({r['date']})", "",
              f"Command: `{r['command']}`. Load average before {r['load_average_before']}, after "
              f"{r['load_average_after']}. SmolLM2-135M-Instruct Q4_1 GGUF as q4f32, wasm, 1 thread: the exact f32 "
-             "kernels against the int-dot kernels (`webrt compile --int-dot`: activations rounded to int8 per 32 "
-             "columns, as llama.cpp's Q8 dot products).", "",
+             "kernels against the int-dot kernels (`webrt compile --int-dot all`, every 4-bit and Q8_0 matmul: activations rounded to 16-bit "
+             "integers per 32 columns, webrt/compile/int_dot.c's LEVELS).", "",
              "## Perplexity on the fixed text set (bench/int_dot.py TEXTS, teacher-forced)", "",
              "| kernels | tokens | perplexity |", "|---|---|---|"]
     for label, v in p.items():

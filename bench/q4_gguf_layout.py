@@ -2,7 +2,7 @@
 kernels, or the group layout: GROUP_LAYOUT_BITS in webrt/models/quantized.py): a random-weight LLaMA written with every matrix in one type is compiled by webrt; the report gives
 the artifact's bytes for those matrices over the GGUF's, the greedy tokens on wasm (1 and 2
 threads) against transformers loading the same GGUF, and the same greedy run with the int-dot
-kernels (`--int-dot`, which now take Q4_0 / Q4_1 too) beside them.
+kernels on every 4-bit matmul (`--int-dot all`) beside them.
 
     python bench/q4_gguf_layout.py    # writes bench/q4_gguf_layout.json and .md
 
@@ -98,7 +98,7 @@ def main() -> None:
             expected, margins = reference(path)
             row = {"layout": layout_of(kind), "gguf_matrix_bytes": gguf_matrix_bytes, "transformers_tokens": expected,
                    "transformers_top2_margins": margins, "runs": {}}
-            for int_dot in (False, True):
+            for int_dot in ("none", "all"):
                 t0 = time.perf_counter()
                 artifact = compile_model(path, work / f"{kind}-{int_dot}", "q4f32", tuning_candidates=False,
                                          int_dot=int_dot)
@@ -107,7 +107,7 @@ def main() -> None:
                 for threads in (1, 2):
                     run = generate(artifact, [{"prompt": PROMPT, "n": NEW_TOKENS, "sampling": {"temperature": 0},
                                                "chunk": 128}], "wasm", threads)[0]
-                    key = f"wasm-{threads}" + ("-int-dot" if int_dot else "")
+                    key = f"wasm-{threads}" + ("-int-dot" if int_dot == "all" else "")
                     equal = next((i for i, (a, b) in enumerate(zip(run["tokens"], expected)) if a != b), len(expected))
                     row["runs"][key] = {"tokens": run["tokens"], "equal_prefix": equal,
                                         "margin_at_divergence": margins[equal] if equal < len(expected) else None}
@@ -126,7 +126,7 @@ def main() -> None:
              "Layout: `own` is the type's own (f16 scales, webrt/weight_types.py), `group` the group layout "
              "(f32 scale and min; GROUP_LAYOUT_BITS in webrt/models/quantized.py).", "",
              "A divergence is given with transformers' gap between its top two logits at that step (a near-tie "
-             "when small; the int-dot kernels round activations to int8, bench/int_dot.md).", "",
+             "when small; the int-dot kernels round activations, bench/int_dot.md).", "",
              "| type | layout | GGUF matrix bytes | artifact bytes | ratio | run | tokens equal to transformers | "
              "top-2 gap where they part |", "|---|---|---|---|---|---|---|---|"]
     for kind, row in report["types"].items():

@@ -11,6 +11,7 @@ import numpy as np
 
 from .artifact import check_destination, read_tuning_db, write_artifact
 from .compile import compile_module
+from .compile.int_dot import DEFAULT_INT_DOT, INT_DOT_MODES
 from .compile.schedule import SCHEDULES
 from .errors import WebrtError
 from .default_model import default_model_path
@@ -46,17 +47,20 @@ def open_checkpoint(source: Path, workdir: Path):
 def compile_model(source: Path | None, out: Path, quantization: str = "f32", context_window: int | None = None,
                   stage: Callable[[str], None] = lambda name: None, schedule: str = "portable",
                   tuning_db: Path | None = None, tuning_candidates: bool = True,
-                  max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, int_dot: bool = False) -> Path:
+                  max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, int_dot: str = DEFAULT_INT_DOT) -> Path:
     """Compile a Hugging Face folder or GGUF file (default: the default model) into an artifact at
     `out`; `stage` is told each stage's name. context_window caps the KV cache below the model's
     own context length; tuning_db (web/tuner.js format) ships with the artifact. Without
     tuning_candidates the artifact carries only the compile-time schedules: about 3x faster to
     compile (a small model), and nothing for the browser tuner to time. An embedding table or LM
-    head with a tensor over max_binding_bytes is split by rows (webrt/models/split.py). int_dot: the
-    wasm builds' 4-bit and Q8_0 matmuls round activations to int8 (webrt/compile/int_dot.py)."""
+    head with a tensor over max_binding_bytes is split by rows (webrt/models/split.py). int_dot names
+    the wasm builds' quantized matmuls that round activations to 16-bit integers for integer dot
+    products (webrt/compile/int_dot.py's INT_DOT_MODES; default: Q8_0 GEMVs)."""
     check_destination(out)  # first: a bad output path is refused before any work
     if quantization not in QUANTIZATIONS:
         raise WebrtError(f"quantization {quantization!r} is not supported; supported: {', '.join(QUANTIZATIONS)}")
+    if int_dot not in INT_DOT_MODES:
+        raise WebrtError(f"--int-dot {int_dot!r} is not known; choose one of: {', '.join(INT_DOT_MODES)}")
     if schedule not in SCHEDULES:
         raise WebrtError(f"schedule {schedule!r} is not known; choose one of: {', '.join(SCHEDULES)}")
     if tuning_db is not None:
@@ -91,7 +95,7 @@ def quantize_weights(ckpt, model) -> dict[str, np.ndarray]:
 
 def _compile(ckpt, out: Path, quantization: str, context_window: int | None, stage, schedule: str,
              tuning_db: Path | None = None, tuning_candidates: bool = True,
-             max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, int_dot: bool = False) -> Path:
+             max_binding_bytes: int = DEFAULT_MAX_BINDING_BYTES, int_dot: str = DEFAULT_INT_DOT) -> Path:
     cfg = ckpt.config
     if context_window is not None:
         if not 1 <= context_window <= cfg.context_window:

@@ -57,7 +57,7 @@ def _check_dependencies(peers: bool) -> None:
 
 def _native(out: Path, threads: list[int], decode_tokens: int, workdir: Path | None) -> None:
     from ..cli import StageReporter, console
-    from .native import compare, native_available, write_native_report
+    from .native import KERNEL_SETS, compare, native_available, write_native_report
 
     if not native_available():
         raise WebrtError("--native needs llama-cpp-python: pip install 'webrt[bench]' "
@@ -67,7 +67,7 @@ def _native(out: Path, threads: list[int], decode_tokens: int, workdir: Path | N
     reporter = StageReporter()
     with tempfile.TemporaryDirectory(prefix="webrt-bench-") as tmp:
         try:
-            result = compare(threads, decode_tokens, {"exact": None, "int-dot": None}, workdir or Path(tmp), stage=reporter)
+            result = compare(threads, decode_tokens, {label: None for label in KERNEL_SETS}, workdir or Path(tmp), stage=reporter)
         except BaseException:
             reporter.finish(ok=False)
             raise
@@ -106,7 +106,7 @@ def _browser_version() -> str:
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Keep models, ONNX exports and artifacts here and reuse them (default: a temporary folder).")
 @click.option("--native", is_flag=True,
-              help="Instead: the default model's wasm backend (exact and int-dot kernels) against native llama.cpp "
+              help="Instead: the default model's wasm backend (default and exact f32 kernels) against native llama.cpp "
                    "(llama-cpp-python) and wllama on the same GGUF, 213-token prompt, greedy, at --threads "
                    "(webrt/bench/native.py).")
 def bench_cmd(out: Path, devices: str, threads: str, peers: bool, prompt_lens: str, models: str,

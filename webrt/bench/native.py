@@ -1,8 +1,8 @@
 """`webrt bench OUT --native`: webrt's wasm backend against native llama.cpp (the PyPI package
 llama-cpp-python, a benchmark dependency: pip install 'webrt[bench]') and wllama (llama.cpp in wasm,
 npm @wllama/wllama) on the same GGUF, the same prompt tokens, greedy decoding and the same thread
-counts, in one run. webrt runs as compiled artifacts (one per kernel set, e.g. the exact f32 and
-the int-dot wasm kernels), all in one headless Chromium; native runs in this process.
+counts, in one run. webrt runs as compiled artifacts (one per kernel set of KERNEL_SETS: the default
+kernels and the exact f32 ones), all in one headless Chromium; native runs in this process.
 
 Prefill tok/s is prompt tokens / time to the first token; decode tok/s is over the tokens after it.
 """
@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 
 from ..errors import WebrtError
+
+# label -> the --int-dot mode its artifact is compiled with (webrt/compile/int_dot.py): what a user
+# gets by default (integer dot products in the Q8_0 LM head's GEMV), and the exact f32 kernels
+KERNEL_SETS = {"default": "q8_0", "exact": "none"}
 
 # A chat turn whose ChatML prompt is 213 tokens with the default model's tokenizer.
 PROMPT_TEXT = (
@@ -190,14 +194,14 @@ def _best(runs: list[dict]) -> dict:
 
 def compare(threads_list: list[int], decode_tokens: int, artifacts: dict[str, Path | None], workdir: Path,
             stage=lambda s: None, rounds: int = 2, profile: bool = True) -> dict:
-    """The whole comparison on the default model: artifacts maps "exact" / "int-dot" to a folder, or
-    None to compile one into workdir (--no-tuning-candidates). Each round runs every engine at every
+    """The whole comparison on the default model: artifacts maps labels of KERNEL_SETS to a folder,
+    or None to compile one into workdir (--no-tuning-candidates). Each round runs every engine at every
     thread count (native, then webrt and wllama in one Chromium), so all engines meet the same load."""
     from ..default_model import default_model_path
 
     gguf = default_model_path()
     prompt = chat_prompt()
-    artifacts = {label: folder or _compile(workdir / label, label == "int-dot", stage)
+    artifacts = {label: folder or _compile(workdir / label, KERNEL_SETS[label], stage)
                  for label, folder in artifacts.items()}
     load_before = load_average()
     started = time.time()
@@ -282,11 +286,11 @@ def write_native_report(result: dict, out: Path) -> Path:
     return md
 
 
-def _compile(out: Path, int_dot: bool, stage) -> Path:
+def _compile(out: Path, int_dot: str, stage) -> Path:
     from ..build_artifact import compile_model
 
     if not (out / "manifest.json").is_file():
-        stage(f"compiling the default model ({'int-dot' if int_dot else 'exact'} wasm kernels)")
+        stage(f"compiling the default model (--int-dot {int_dot})")
         compile_model(None, out, "q4f32", tuning_candidates=False, int_dot=int_dot)
     return out
 

@@ -14,6 +14,7 @@ from .kernels import Kernel, extract_kernels
 from .plan import entry_plan
 from .relax_pipeline import fusion_passes, lowering_passes, run_passes
 from .tuning import Candidate, gpu_candidates, wasm_candidates
+from .int_dot import DEFAULT_INT_DOT
 from .wasm import build_wasm_set
 
 
@@ -31,11 +32,11 @@ class CompiledModule:
 
 
 def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedule: str = "portable",
-                   wasm: bool = True, candidates: bool = True, int_dot: bool = False) -> CompiledModule:
+                   wasm: bool = True, candidates: bool = True, int_dot: str = DEFAULT_INT_DOT) -> CompiledModule:
     """entry_params maps each entry function to the external names of its parameters, in order;
     schedule names the WebGPU schedule set (see schedule.SCHEDULES); wasm adds the wasm build;
-    candidates adds the schedule candidates the browser tuner times (tuning.py); int_dot runs the
-    wasm builds' 4-bit group-layout matmuls on int8 activations (int_dot.py)."""
+    candidates adds the schedule candidates the browser tuner times (tuning.py); int_dot names the
+    wasm builds' quantized matmuls that run on 16-bit integer activations (int_dot.py's INT_DOT_MODES)."""
     target = webgpu_target()
     fused = run_passes(mod, target, fusion_passes())
     # the unscheduled TIR, kept before the GPU schedules rewrite the module's functions

@@ -3,9 +3,10 @@
 // Q4_1 and Q4_K's code plane is the same, with s and m from the matmul's decode stages, and Q4_0's
 // min -8 s) and for GGUF Q8_0's signed 8-bit codes (webrt/weight_types.py's plane: per 16 columns,
 // four words whose byte j of word l is column 4 j + l; no min), against
-// activations quantized to int8 per 32 columns on the fly, as llama.cpp's Q8 dot products do:
+// activations quantized to 16-bit integers per 32 columns on the fly (llama.cpp's Q8 dot products
+// round them to 8 bits; see LEVELS):
 //
-//   sum_c x_c (s q_c + m)  ~=  s d sum_c (a_c q_c) + m sum_c x_c,   a_c = rint(x_c / d), d = max|x| / 127
+//   sum_c x_c (s q_c + m)  ~=  s d sum_c (a_c q_c) + m sum_c x_c,   a_c = rint(x_c / d), d = max|x| / LEVELS
 //
 // The first sum is exact integer arithmetic (i32x4.dot_i16x8_s on SIMD builds); only the rounding
 // of x to a_c d differs from the f32 kernel; the min term uses the exact sum of x.
@@ -26,6 +27,12 @@ int TVMBackendFreeWorkspace(int device_type, int device_id, void* ptr);
 
 #define GROUP 32
 #define TOKENS 4  // tokens sharing each decoded weight vector (register block of a prefill)
+// Activation codes span [-LEVELS, LEVELS]. The weights are widened to int16 for i32x4.dot_i16x8_s
+// anyway, so 16-bit activations cost the same instructions as llama.cpp's 8-bit ones (LEVELS 127)
+// and round 258x finer: with 127 the default model's logits moved by up to 1.6 and 2 of 3 greedy
+// chats left transformers' tokens (bench/int_dot.md). No overflow: a lane sums 8 products of
+// |a| <= 32767 and |q| <= 128 per group, at most 3.4e7 < 2^31.
+#define LEVELS 32767.0f
 
 // One token's activations: per group, 32 int16 codes in the order the weight vectors unpack (4-bit:
 // 16 low nibbles, then 16 high nibbles; 8-bit: 16 bytes of one vector, then the next; byte b of a
@@ -61,7 +68,7 @@ static void quantize_activations(const float* x, int32_t m, int32_t groups, int 
         amax = a > amax ? a : amax;
         total += v[c];
       }
-      float d = amax / 127.0f;
+      float d = amax / LEVELS;
       float inv = d > 0.0f ? 1.0f / d : 0.0f;
       int16_t* out = codes + ((int64_t)t * groups + g) * GROUP;
       for (int p = 0; p < GROUP; p++) out[p] = (int16_t)__builtin_rintf(v[column_at(p, bits)] * inv);

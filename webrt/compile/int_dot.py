@@ -1,6 +1,7 @@
 """The integer-dot path of the wasm builds: a fused function's 4-bit or Q8_0 matmul (the `qmatmul`
 block of webrt/models/quantized.py) becomes one call of the hand-written kernel in int_dot.c, which
-quantizes the activations to int8 per 32 columns and multiplies them with integer dot products.
+quantizes the activations to 16-bit integers per 32 columns and multiplies them with integer dot
+products.
 The rest of the function (a fused add, silu or multiply, and the GGUF types' decode stages that
 give the kernel its float32 scales) stays TIR and is scheduled as before.
 
@@ -15,9 +16,19 @@ i32x4.dot_i16x8_s from the widening multiplies TVM emits; wasm_simd128.h's intri
 kernel is linked into the same module by the existing link step (wasm.py), and the plan and the
 function's signature do not change.
 
-The results differ from the exact f32 kernels by the activations' rounding (bench/int_dot.md
-measures it on the default model), so the path is chosen at compile time: `int_dot=True` in
-compile_module, `--int-dot` on the command line.
+Which matmuls take the kernel is chosen at compile time (`int_dot=` in compile_module, `--int-dot`
+on the command line), by measurement (bench/int_dot.md):
+  q8_0  the default: one-token (decode) matmuls of Q8_0 matrices. The f32 GEMV is bound by its
+        i8 -> f32 conversions there, and the int-dot kernel runs Gemma 3's LM head 2.6x faster (1
+        thread; 2.2x at 2). A matmul over many tokens decodes each weight once for all of them
+        (the qdequant stage), so the conversions are not its bound;
+  all   4-bit matrices and many-token matmuls too: no faster than the f32 kernels, which decode
+        4-bit codes as cheaply (0.89-0.99x on Gemma 3's Q4_K GEMVs), and the default model's
+        prefill took 1.9x as long (bench/native.md of 2026-12-02);
+  none  the exact f32 kernels everywhere.
+The results differ from the exact f32 kernels only by the activations' 16-bit rounding: on the
+default model a perplexity change of 0.005%, and the same greedy tokens as transformers on both
+real models (bench/int_dot.md, bench/gemma3_270m_int_dot.md).
 """
 
 from __future__ import annotations
@@ -36,6 +47,9 @@ from ..quantize import GROUP
 INT_DOT_C = Path(__file__).with_name("int_dot.c")
 EXTERN = "webrt_int_dot"
 CODE_BITS = {"offset": 4, "minus8": 4, "int8": 8}  # _weight_form -> bits per code
+# --int-dot -> (the code widths that take the kernel, whether many-token matmuls do)
+INT_DOT_MODES = {"q8_0": ((8,), False), "all": ((4, 8), True), "none": ((), False)}
+DEFAULT_INT_DOT = "q8_0"
 
 
 def _int_dot_block(block: SBlock):
@@ -99,14 +113,16 @@ def _same(a, b) -> bool:
     return a.same_as(b) or (isinstance(a, tirx.IntImm) and isinstance(b, tirx.IntImm) and a.value == b.value)
 
 
-def _find(stmt):
-    """The qualifying qmatmul block's buffers inside a loop nest, or None."""
+def _find(stmt, widths: tuple[int, ...]):
+    """The buffers of a qmatmul block inside a loop nest that qualifies with codes of one of these
+    widths, or None."""
     if isinstance(stmt, tirx.For):
-        return _find(stmt.body)
+        return _find(stmt.body, widths)
     if isinstance(stmt, tirx.SeqStmt):
-        return next((found for s in stmt.seq if (found := _find(s)) is not None), None)
+        return next((found for s in stmt.seq if (found := _find(s, widths)) is not None), None)
     if isinstance(stmt, SBlockRealize):
-        return _int_dot_block(stmt.block) or _find(stmt.block.body)
+        found = _int_dot_block(stmt.block)
+        return found if found is not None and found[4] in widths else _find(stmt.block.body, widths)
     return None
 
 
@@ -137,18 +153,25 @@ def _inline_dequant_stage(func: tirx.PrimFunc) -> tirx.PrimFunc:
     return sch.mod["main"]
 
 
-def use_int_dot(func: tirx.PrimFunc) -> tirx.PrimFunc | None:
+def use_int_dot(func: tirx.PrimFunc, mode: str = "all") -> tirx.PrimFunc | None:
     """func with its 4-bit or Q8_0 matmul (a loop nest of the root block) replaced by the int-dot
-    kernel's call; None when it has none. A matmul over many tokens reads its weight from a
-    "qdequant" stage (quantized.qmatmul_compute): inlined first, it is the one-token form again."""
-    func = _inline_dequant_stage(func)
+    kernel's call, where mode (INT_DOT_MODES) takes its code width; None when it has none. A matmul
+    over many tokens reads its weight from a "qdequant" stage (quantized.qmatmul_compute): inlined
+    first, it is the one-token form again."""
+    widths, many_tokens = INT_DOT_MODES[mode]
+    if not widths:
+        return None
+    inlined = _inline_dequant_stage(func)
+    if inlined is not func and not many_tokens:
+        return None
+    func = inlined
     realize = func.body
     if not isinstance(realize, SBlockRealize):
         return None
     root = realize.block
     nests = list(root.body.seq) if isinstance(root.body, tirx.SeqStmt) else [root.body]
     for i, nest in enumerate(nests):
-        if isinstance(nest, tirx.For) and (found := _find(nest)) is not None:
+        if isinstance(nest, tirx.For) and (found := _find(nest, widths)) is not None:
             nests[i] = _call(*found)
             body = tirx.SeqStmt(nests) if len(nests) > 1 else nests[0]
             new_root = SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, body, root.init,

@@ -32,7 +32,7 @@ from tvm import relax, tirx
 
 from ..errors import WebrtError
 from .cpu_schedule import schedule_cpu
-from .int_dot import INT_DOT_C, use_int_dot
+from .int_dot import DEFAULT_INT_DOT, INT_DOT_C, use_int_dot
 
 SUPPORT_C = Path(__file__).with_name("wasm_support.c")
 MAX_MEMORY = 65535 * 65536     # wasm32 allows 65536 pages; zig's linker flag parses a u32
@@ -79,7 +79,7 @@ def _zig(*args: str, cwd: Path) -> None:
 
 
 def build_wasm_set(unscheduled: tvm.IRModule, functions: list[str], candidates: dict[str, list[dict]] | None = None,
-                   int_dot: bool = False) -> dict[str, tuple[WasmBuild, bytes]]:
+                   int_dot: str = DEFAULT_INT_DOT) -> dict[str, tuple[WasmBuild, bytes]]:
     """Every build of BUILDS (name -> (build, .wasm bytes)) but the relaxed builds that came out
     identical to their base; arguments as build_wasm's."""
     scheduled = {}
@@ -95,20 +95,20 @@ def build_wasm_set(unscheduled: tvm.IRModule, functions: list[str], candidates: 
 
 
 def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild = BUILDS[0],
-               candidates: dict[str, list[dict]] | None = None, int_dot: bool = False) -> bytes:
+               candidates: dict[str, list[dict]] | None = None, int_dot: str = DEFAULT_INT_DOT) -> bytes:
     """Compile `functions` (fused, unscheduled PrimFuncs) into one linked .wasm. candidates: function
     -> [{id, knobs}] schedule variants (tuning.wasm_candidates), exported as `<function>__<id>`
     besides the default, for the browser tuner; SIMD builds only (the knobs are SIMD widths).
-    int_dot: 4-bit group-layout matmuls run the integer-dot kernel (int_dot.py) instead of the
-    exact f32 one; a function's candidates stay exact f32 schedules."""
+    int_dot: which quantized matmuls run the integer-dot kernel (int_dot.py's INT_DOT_MODES) instead
+    of the exact f32 one; a function's candidates stay exact f32 schedules."""
     return _link(*_schedule(unscheduled, functions, build, candidates, int_dot), build)
 
 
 def _schedule(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild,
-              candidates: dict[str, list[dict]] | None, int_dot: bool) -> tuple[tvm.IRModule, list[str]]:
+              candidates: dict[str, list[dict]] | None, int_dot: str) -> tuple[tvm.IRModule, list[str]]:
     """The scheduled module of `functions` (and candidates) for the build's threads and SIMD, with
     the names it exports."""
-    chosen = {gv: (int_dot and use_int_dot(f)) or f for gv, f in unscheduled.functions.items()
+    chosen = {gv: use_int_dot(f, int_dot) or f for gv, f in unscheduled.functions.items()
               if isinstance(f, tirx.PrimFunc) and gv.name_hint in functions}
     prim_funcs = {gv: schedule_cpu(f, threads=build.threads) for gv, f in chosen.items()}
     exported = list(functions)
