@@ -172,6 +172,25 @@ def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
 
+# the x86 vector extensions native llama.cpp's -DGGML_NATIVE build picks from, in /proc/cpuinfo's names
+VECTOR_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI", "amx_int8": "AMX"}
+
+
+def cpu_description() -> str:
+    """This machine's CPU as the report names it: the model and which of VECTOR_FLAGS it has (machines
+    of one kind differ: native's speed depends on them, and wasm reaches none past SIMD128)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    # the first processor's block; keys are padded with tabs ("model name\t: ...")
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in info.split("\n\n")[0].splitlines()
+                                                 if ":" in line)}
+    model = " ".join(fields.get("model name", "unknown CPU").split())
+    flags = set(fields.get("flags", "").split())
+    return f"{model} ({', '.join(v for k, v in VECTOR_FLAGS.items() if k in flags) or 'no AVX2'})"
+
+
 TARGETS = {"decode": 0.6, "prefill": 0.5}  # webrt / native (issue 20)
 
 
@@ -251,7 +270,7 @@ def compare(threads_list: list[int], decode_tokens: int, artifacts: dict[str, Pa
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_before,
             "load_average_after": load_average(), "wall_s": round(time.time() - started), "gguf": gguf.name,
             "prompt_tokens": len(prompt_ids), "decode_tokens": decode_tokens, "rounds": rounds,
-            "native": with_native, "rows": rows, "where_time_goes": where}
+            "native": with_native, "cpu": cpu_description(), "rows": rows, "where_time_goes": where}
 
 
 def _where_time_goes(artifacts: dict[str, Path], prompt_tokens: int, workdir: Path, stage) -> dict:
@@ -302,8 +321,9 @@ def _markdown(r: dict) -> str:
              f"Load average before {r['load_average_before']}, after {r['load_average_after']}; {r['wall_s']} s.",
              f"{r.get('rounds', 1)} rounds, each running every engine at every thread count; each speed is the "
              "best round's (all rounds in the JSON's `runs`). Native is llama-cpp-python 0.3.36 built with "
-             "-DGGML_NATIVE=ON (AVX-512 and VNNI on this Xeon), loaded without ggml's extra buffer types: its AMX "
-             "matmul segfaults here (webrt/bench/native.py). wllama 3.8.1 in the same Chromium as webrt.", "",
+             f"-DGGML_NATIVE=ON on this machine's {r.get('cpu', 'CPU')}, loaded without ggml's extra buffer types "
+             "(on a Xeon with AMX, its AMX matmul segfaulted: webrt/bench/native.py). wllama 3.8.1 in the same "
+             "Chromium as webrt.", "",
              *([] if r.get("native", True) else
                ["", "**Native llama.cpp was not measured in this run**: llama-cpp-python was not installed yet.", ""]),
              "| engine | threads | prefill tok/s | decode tok/s | prefill / native | decode / native | "
@@ -339,7 +359,8 @@ def _where_markdown(r: dict) -> list[str]:
                   f"{w['prefill_flops'] / 1e9:.1f} GFLOP per {r['prompt_tokens']}-token prefill. Decode is bound by "
                   f"bytes (roof {roofs['gbs'] / gb_token:.0f} tok/s), prefill by FLOPs (roof "
                   f"{roofs['gflops'] * 1e9 / w['prefill_flops'] * r['prompt_tokens']:.0f} tok/s, f32 arithmetic; "
-                  "integer dot products are not bound by it). Native uses AVX-512, which wasm cannot reach.", "",
+                  "integer dot products are not bound by it). Native uses this CPU's widest vectors "
+                  f"({r.get('cpu', 'not recorded')}); wasm has 128-bit SIMD only.", "",
                   "| engine | threads | prefill GFLOP/s | share of the f32 roof | decode GB/s | share of the stream roof |",
                   "|---|---|---|---|---|---|"]
         for row in r["rows"]:
