@@ -9,7 +9,12 @@ import { askForGarbageCollection, releaseBytes } from "./memory.js";
 export const FORMAT = "webrt-artifact";
 export const FORMAT_VERSION = 1;
 const PROGRESS_STEP = 1 << 20; // bytes between download progress reports
-const SHARDS_IN_FLIGHT = 2; // parallel downloads, yet the page never holds many shards at once
+// One download at a time. Measured on Gemma 3 270M, wasm, 2 threads, PSS every 0.03 s
+// (bench/page_memory_timeline.py): with two in flight the page's memory had bursts of 20-60 MiB
+// outside the JS heap during the download (peaks 516-557 MiB over ten loads), with one it stays
+// at 516-524 MiB; the localhost download is ~0.5 s slower (3.6 against 3.1 s), a real network's
+// bandwidth is filled by one stream as well.
+const SHARDS_IN_FLIGHT = 1;
 
 let fileCacheName = null;
 
@@ -172,7 +177,7 @@ export async function fetchShards(base, manifest, onShard, onProgress = () => {}
  * block of shard `index` once it matches the manifest's hash for it (`blocks`, docs/ARTIFACT.md),
  * in order; `bytes` is reused once onBlock returns, so copy it. The page holds one block per
  * download where a whole shard is as large as its largest tensor: 80 MiB for each half of Gemma 3's
- * embedding, two of which in flight set the page's peak (bench/gemma3_wllama.md). With the file
+ * embedding, two of which in flight had set the page's peak (bench/gemma3_wllama.md). With the file
  * cache on, or an artifact without block hashes, shards are fetched and checked whole, then
  * handed on in blocks.
  */
