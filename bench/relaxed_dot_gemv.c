@@ -70,31 +70,44 @@ static inline float lanes_sum(v128_t v) {
          wasm_f32x4_extract_lane(v, 3);
 }
 
-// relaxed-SIMD rows, ROWS at a time: with split, 15-bit activations as two dot chains; else 8-bit ones
-static inline __attribute__((always_inline)) void relaxed_rows(const float* x, const uint8_t* q, const float* s,
-                                                               const float* m, float* out, int32_t n, int32_t k,
-                                                               const int split, const int ROWS) {
+enum { WIDE16, SPLIT15, BYTE8 };  // activation codes: int16 (int_dot.c's), 15 bits as two bytes, 8 bits
+
+// one group's dot product of 32 nibbles (packed) with the activation codes of group g
+static inline __attribute__((always_inline)) v128_t group_dot(v128_t packed, int32_t g, const int MODE) {
+  const v128_t nl = wasm_v128_and(packed, wasm_i8x16_splat(15)), nh = wasm_u8x16_shr(packed, 4);
+  const v128_t zero = wasm_i32x4_splat(0);
+  if (MODE == WIDE16) {
+    const int16_t* a = wide_codes + g * GROUP;
+    return wasm_i32x4_add(
+        wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(nl), wasm_v128_load(a)),
+                       wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(nl), wasm_v128_load(a + 8))),
+        wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(nh), wasm_v128_load(a + 16)),
+                       wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(nh), wasm_v128_load(a + 24))));
+  }
+  const int8_t* h = hi_codes + g * GROUP;
+  v128_t dot = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(h), nl, zero);
+  dot = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(h + 16), nh, dot);
+  if (MODE == BYTE8) return dot;
+  const int8_t* l = lo_codes + g * GROUP;
+  v128_t los = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(l), nl, zero);
+  los = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(wasm_v128_load(l + 16), nh, los);
+  return wasm_i32x4_add(wasm_i32x4_shl(dot, 7), los);  // a = 128 hi + lo
+}
+
+// ROWS rows at a time (n a multiple of ROWS): the activation codes of a group stay in cache for them
+static inline __attribute__((always_inline)) void gemv(const float* x, const uint8_t* q, const float* s,
+                                                       const float* m, float* out, int32_t n, int32_t k,
+                                                       const int MODE, const int ROWS) {
   const int32_t groups = k / GROUP;
-  quantize(x, groups, split ? 16383.0f : 127.0f, split);
-  const v128_t low = wasm_i8x16_splat(15), zero = wasm_i32x4_splat(0);
+  quantize(x, groups, MODE == WIDE16 ? 32767.0f : MODE == SPLIT15 ? 16383.0f : 127.0f, MODE == SPLIT15);
   for (int32_t row = 0; row < n; row += ROWS) {
     v128_t acc[4];
     float mins[4];
     for (int r = 0; r < ROWS; r++) acc[r] = wasm_f32x4_splat(0.0f), mins[r] = 0.0f;
     for (int32_t g = 0; g < groups; g++) {
-      const v128_t h0 = wasm_v128_load(hi_codes + g * GROUP), h1 = wasm_v128_load(hi_codes + g * GROUP + 16);
-      const v128_t l0 = wasm_v128_load(lo_codes + g * GROUP), l1 = wasm_v128_load(lo_codes + g * GROUP + 16);
       for (int r = 0; r < ROWS; r++) {
         const int64_t at = (int64_t)(row + r) * groups + g;
-        const v128_t packed = wasm_v128_load(q + at * 16);
-        const v128_t nl = wasm_v128_and(packed, low), nh = wasm_u8x16_shr(packed, 4);
-        v128_t dot = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(h0, nl, zero);
-        dot = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(h1, nh, dot);
-        if (split) {
-          v128_t los = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(l0, nl, zero);
-          los = wasm_i32x4_relaxed_dot_i8x16_i7x16_add(l1, nh, los);
-          dot = wasm_i32x4_add(wasm_i32x4_shl(dot, 7), los);
-        }
+        const v128_t dot = group_dot(wasm_v128_load(q + at * 16), g, MODE);
         acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(dot), wasm_f32x4_splat(s[at] * group_scale[g])));
         mins[r] += m[at] * group_sum[g];
       }
@@ -103,44 +116,15 @@ static inline __attribute__((always_inline)) void relaxed_rows(const float* x, c
   }
 }
 
-#define KERNEL(name, split, rows) \
+#define KERNEL(name, mode, rows) \
   void name(const float* x, const uint8_t* q, const float* s, const float* m, float* out, int32_t n, int32_t k) { \
-    relaxed_rows(x, q, s, m, out, n, k, split, rows);                                                          \
+    gemv(x, q, s, m, out, n, k, mode, rows);                                                                   \
   }
-KERNEL(relaxed_r1, 1, 1)
-KERNEL(relaxed_r4, 1, 4)
-KERNEL(relaxed_i8_r1, 0, 1)
-KERNEL(relaxed_i8_r4, 0, 4)
-
-#define ROWS 4
-void i16_r4(const float* x, const uint8_t* q, const float* s, const float* m, float* out, int32_t n, int32_t k) {
-  const int32_t groups = k / GROUP;
-  quantize(x, groups, 32767.0f, 0);
-  const v128_t low = wasm_i8x16_splat(15);
-  for (int32_t row = 0; row < n; row += ROWS) {
-    v128_t acc[ROWS];
-    float mins[ROWS];
-    for (int r = 0; r < ROWS; r++) acc[r] = wasm_f32x4_splat(0.0f), mins[r] = 0.0f;
-    for (int32_t g = 0; g < groups; g++) {
-      const int16_t* a = wide_codes + g * GROUP;
-      const v128_t a0 = wasm_v128_load(a), a1 = wasm_v128_load(a + 8), a2 = wasm_v128_load(a + 16),
-                   a3 = wasm_v128_load(a + 24);
-      for (int r = 0; r < ROWS; r++) {
-        const int64_t at = (int64_t)(row + r) * groups + g;
-        const v128_t packed = wasm_v128_load(q + at * 16);
-        const v128_t nl = wasm_v128_and(packed, low), nh = wasm_u8x16_shr(packed, 4);
-        const v128_t dot = wasm_i32x4_add(
-            wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(nl), a0),
-                           wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(nl), a1)),
-            wasm_i32x4_add(wasm_i32x4_dot_i16x8(wasm_u16x8_extend_low_u8x16(nh), a2),
-                           wasm_i32x4_dot_i16x8(wasm_u16x8_extend_high_u8x16(nh), a3)));
-        acc[r] = wasm_f32x4_add(acc[r], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(dot), wasm_f32x4_splat(s[at] * group_scale[g])));
-        mins[r] += m[at] * group_sum[g];
-      }
-    }
-    for (int r = 0; r < ROWS; r++) out[row + r] = lanes_sum(acc[r]) + mins[r];
-  }
-}
+KERNEL(i16_r4, WIDE16, 4)
+KERNEL(relaxed_r1, SPLIT15, 1)
+KERNEL(relaxed_r4, SPLIT15, 4)
+KERNEL(relaxed_i8_r1, BYTE8, 1)
+KERNEL(relaxed_i8_r4, BYTE8, 4)
 
 // the shipped kernel on the same bytes, read in its own layout (int_dot.c's header); one token
 void shipped(const float* x, const uint8_t* q, const float* s, const float* m, float* out, int32_t n, int32_t k) {

@@ -11,7 +11,6 @@ Not a timed test: the load average is recorded with the numbers.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import click
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from webrt.bench.native import cpu_description, load_average  # noqa: E402
 from webrt.compile.wasm import _zig  # noqa: E402
 
 KERNELS = ("shipped", "i16_r4", "relaxed_r1", "relaxed_r4", "relaxed_i8_r1", "relaxed_i8_r4")
@@ -50,7 +50,7 @@ def build(out: Path) -> Path:
 @click.option("--cache-mb", default=32, show_default=True, help="the last-level cache; weights cycle through 4x it")
 @click.option("--out", type=click.Path(path_type=Path), default=ROOT / "bench" / "relaxed_dot_gemv")
 def main(rounds: int, cache_mb: int, out: Path) -> None:
-    load_before = [round(v, 2) for v in os.getloadavg()]
+    load_before = load_average()
     started = time.time()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +63,7 @@ def main(rounds: int, cache_mb: int, out: Path) -> None:
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "command": "python bench/relaxed_dot_gemv.py " + " ".join(sys.argv[1:]),
               "node": node, "rounds": rounds, "cache_mb": cache_mb, "load_average_before": load_before,
-              "load_average_after": [round(v, 2) for v in os.getloadavg()], "wall_s": round(time.time() - started),
+              "load_average_after": load_average(), "cpu": cpu_description(), "wall_s": round(time.time() - started),
               "shapes": results}
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     out.with_suffix(".md").write_text(markdown(report))
@@ -72,7 +72,7 @@ def main(rounds: int, cache_mb: int, out: Path) -> None:
 
 def markdown(r: dict) -> str:
     lines = [f"# 4-bit decode GEMV candidates on wasm ({r['date']})", "",
-             f"Command: `{r['command']}`. Node {r['node']} (V8), {r['rounds']} interleaved rounds, each cycling "
+             f"Command: `{r['command']}`. Node {r['node']} (V8) on {r['cpu']}, {r['rounds']} interleaved rounds, each cycling "
              f"weight copies 4x a {r['cache_mb']} MB last-level cache; the median round's time per call. Load average "
              f"before {r['load_average_before']}, after {r['load_average_after']}. GB/s counts the codes and the f32 "
              "scale and min per group of 32 (0.75 bytes a weight); the error is against f32 on the same dequantized "

@@ -12,8 +12,8 @@ const PROGRESS_STEP = 1 << 20; // bytes between download progress reports
 // One download at a time. Measured on Gemma 3 270M, wasm, 2 threads, PSS every 0.03 s
 // (bench/page_memory_timeline.py): with two in flight the page's memory had bursts of 20-60 MiB
 // outside the JS heap during the download (peaks 516-557 MiB over ten loads), with one it stays
-// at 516-524 MiB; the localhost download is ~0.5 s slower (3.6 against 3.1 s), a real network's
-// bandwidth is filled by one stream as well.
+// at 516-524 MiB; the localhost download is ~0.5 s slower (3.6 against 3.1 s). Not measured on a
+// real network, where one stream usually fills the bandwidth.
 const SHARDS_IN_FLIGHT = 1;
 
 let fileCacheName = null;
