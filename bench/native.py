@@ -1,7 +1,7 @@
 """webrt's wasm backend against native llama.cpp and wllama on the default model's GGUF, in one run:
 the same 213-token chat prompt, greedy decoding, 1 and 2 threads (webrt/bench/native.py; the same
 as `webrt bench bench/native --native`). webrt runs twice: with its default kernels (integer dot
-products in the Q8_0 LM head's GEMV, --int-dot q8_0) and with the exact f32 kernels (--int-dot none).
+products in the decode step's 4-bit and Q8_0 GEMVs, --int-dot decode) and with the exact f32 kernels (--int-dot none).
 
     python bench/native.py [--default DIR --exact DIR]   # writes bench/native.json and native.md
 
@@ -26,7 +26,7 @@ from webrt.bench.native import compare, write_native_report  # noqa: E402
 @click.command()
 @click.option("--exact", type=click.Path(path_type=Path), default=None, help="artifact with the exact f32 kernels (--int-dot none)")
 @click.option("--default", "default", type=click.Path(path_type=Path), default=None,
-              help="artifact compiled with the default kernels (--int-dot q8_0)")
+              help="artifact compiled with the default kernels (--int-dot decode)")
 @click.option("--threads", default="1,2", show_default=True)
 @click.option("--decode-tokens", default=64, show_default=True)
 @click.option("--rounds", default=2, show_default=True, help="every engine runs once per round; the best round counts")

@@ -137,20 +137,43 @@ def _fused_qmatmuls(tokens) -> dict:
     return {gv.name_hint: f for gv, f in fused.functions_items() if hasattr(f, "body") and "qmatmul" in gv.name_hint}
 
 
-def test_the_default_takes_only_the_q8_0_gemvs():
-    """--int-dot q8_0 (the default) replaces one-token Q8_0 matmuls only: not the 4-bit ones, nor a
-    many-token matmul (it decodes each weight once for all tokens); none replaces nothing."""
-    assert DEFAULT_INT_DOT == "q8_0"
+def test_the_modes_take_the_one_token_matmuls_of_their_widths():
+    """--int-dot decode (the default) replaces every one-token 4-bit and Q8_0 matmul, q8_0 only the
+    Q8_0 ones, neither a many-token matmul (it decodes each weight once for all tokens); all takes
+    those too; none replaces nothing."""
+    assert DEFAULT_INT_DOT == "decode"
     option = next(p for p in compile_cmd.params if p.name == "int_dot")
     assert list(option.type.choices) == list(INT_DOT_MODES) and option.default == DEFAULT_INT_DOT
     for tokens in (1, "n"):
         funcs = _fused_qmatmuls(tokens)
         assert len(funcs) == len(SPEC), f"fused qmatmul functions: {sorted(funcs)}"
-        taken = sorted(name for name, f in funcs.items() if use_int_dot(f, "q8_0") is not None)
         # the kernel call's bits argument: 8 for the Q8_0 entries' functions, 4 for the others
         eight_bit = sorted(name for name, f in funcs.items() if ", 0, 8, " in use_int_dot(f, "all").script())
-        assert len(eight_bit) == 2 and taken == (eight_bit if tokens == 1 else []), (tokens, taken)
-        assert all(use_int_dot(f, "none") is None for f in funcs.values())
+        assert len(eight_bit) == 2
+        taken = {mode: sorted(name for name, f in funcs.items() if use_int_dot(f, mode) is not None)
+                 for mode in INT_DOT_MODES}
+        assert taken["q8_0"] == (eight_bit if tokens == 1 else []), (tokens, taken)
+        assert taken["decode"] == (sorted(funcs) if tokens == 1 else []), (tokens, taken)
+        assert taken["all"] == sorted(funcs) and taken["none"] == []
+
+
+@pytest.mark.parametrize("mode", ["decode", "q8_0", "none"])
+def test_the_other_kernel_of_a_gemv_is_a_tuner_candidate(mode):
+    """Whether the int-dot or the exact f32 kernel is faster depends on the CPU (int_dot.py), so
+    each one-token 4-bit or Q8_0 matmul ships the kernel its default does not use as a candidate;
+    a many-token matmul has none, and the candidate runs what its knob says."""
+    from webrt.compile.tuning import wasm_candidate_func, wasm_candidates
+
+    for tokens in (1, "n"):
+        for name, f in _fused_qmatmuls(tokens).items():
+            found = [c for c in wasm_candidates(name, f, mode) if "int_dot" in c["knobs"]]
+            if tokens != 1:
+                assert found == [], name
+                continue
+            default_is_int_dot = use_int_dot(f, mode) is not None
+            assert [c["knobs"] for c in found] == [{"int_dot": not default_is_int_dot}], name
+            script = wasm_candidate_func(f, found[0]["knobs"], threads=0).script()
+            assert ("webrt_int_dot" in script) == (not default_is_int_dot), name
 
 
 def _weights(entry: str, rng: np.random.Generator):

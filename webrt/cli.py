@@ -68,11 +68,12 @@ def cli():
               show_default=True, help="Bytes one WebGPU buffer binding may hold (maxStorageBufferBindingSize; "
                    "the default is WebGPU's default limit): an embedding table or LM head over it is split by rows.")
 # the choices are webrt/compile/int_dot.py's INT_DOT_MODES (not imported here: it loads TVM)
-@click.option("--int-dot", type=click.Choice(["q8_0", "all", "none"]), default="q8_0", show_default=True,
+@click.option("--int-dot", type=click.Choice(["decode", "q8_0", "all", "none"]), default="decode", show_default=True,
               help="wasm: which quantized matmuls round their activations to 16-bit integers per 32 columns "
-                   "and use integer dot products: q8_0, the decode GEMVs of Q8_0 matrices (an LM head 2.6x "
-                   "faster); all, 4-bit and prefill matmuls too (no faster); none, the exact f32 kernels "
-                   "everywhere. Results differ by the rounding only (bench/int_dot.md).")
+                   "and use integer dot products: decode, the one-token matmuls of 4-bit and Q8_0 matrices "
+                   "(the other kernel ships as a tuner candidate); q8_0, those of Q8_0 matrices only; all, "
+                   "prefill matmuls too (slower); none, the exact f32 kernels everywhere. Results differ by "
+                   "the rounding only (bench/int_dot.md).")
 @click.option("--verbose", is_flag=True, help="Also show TVM's and LLVM's own messages (held back by default).")
 def compile_cmd(model: Path | None, out: Path | None, quantization: str | None, context_window: int | None, schedule: str,
                 tuning_db: Path | None, tuning_candidates: bool, max_binding_bytes: int, int_dot: str, verbose: bool):

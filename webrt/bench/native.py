@@ -17,8 +17,8 @@ from pathlib import Path
 from ..errors import WebrtError
 
 # label -> the --int-dot mode its artifact is compiled with (webrt/compile/int_dot.py): what a user
-# gets by default (integer dot products in the Q8_0 LM head's GEMV), and the exact f32 kernels
-KERNEL_SETS = {"default": "q8_0", "exact": "none"}
+# gets by default (integer dot products in the decode step's 4-bit and Q8_0 GEMVs), and the exact f32 kernels
+KERNEL_SETS = {"default": "decode", "exact": "none"}
 
 # A chat turn whose ChatML prompt is 213 tokens with the default model's tokenizer.
 PROMPT_TEXT = (

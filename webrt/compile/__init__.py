@@ -50,7 +50,7 @@ def compile_module(mod: tvm.IRModule, entry_params: dict[str, list[str]], schedu
     if candidates:
         space = {name: found for name in used
                  if (found := gpu_candidates(name, unscheduled[name], functions[name], target))}
-        wasm_space = {name: found for name in used if wasm and (found := wasm_candidates(name, unscheduled[name]))}
+        wasm_space = {name: found for name in used if wasm and (found := wasm_candidates(name, unscheduled[name], int_dot))}
         for name, found in wasm_space.items():
             functions[name] = {**functions[name], "wasm_candidates": found}
     builds = build_wasm_set(unscheduled, used, wasm_space, int_dot) if wasm else None

@@ -17,15 +17,17 @@ kernel is linked into the same module by the existing link step (wasm.py), and t
 function's signature do not change.
 
 Which matmuls take the kernel is chosen at compile time (`int_dot=` in compile_module, `--int-dot`
-on the command line), by measurement (bench/int_dot.md):
-  q8_0  the default: one-token (decode) matmuls of Q8_0 matrices. The f32 GEMV is bound by its
-        i8 -> f32 conversions there, and the int-dot kernel runs Gemma 3's LM head 2.6x faster (1
-        thread; 2.2x at 2). A matmul over many tokens decodes each weight once for all of them
-        (the qdequant stage), so the conversions are not its bound;
-  all   4-bit matrices and many-token matmuls too: no faster than the f32 kernels, which decode
-        4-bit codes as cheaply (0.89-0.99x on Gemma 3's Q4_K GEMVs), and the default model's
-        prefill took 1.9x as long (bench/native.md of 2026-12-02);
-  none  the exact f32 kernels everywhere.
+on the command line), by measurement; which is faster depends on the CPU, so the other kernel of
+each one-token matmul also ships as a tuner candidate (tuning.wasm_candidates):
+  decode  the default: every one-token (decode) matmul of 4-bit or Q8_0 codes. On a Zen 3 EPYC the
+          default model's decode step took 1.7x as long with the f32 kernels (bench/native.md of
+          2026-12-03 afternoon); on a Zen 4 one the 4-bit GEMVs ran 0.89-0.99x as fast as the f32
+          ones, and Q8_0's 2.2-2.6x as fast. A matmul over many tokens decodes each weight once for
+          all of them (the qdequant stage), so the conversions are not its bound;
+  q8_0    one-token matmuls of Q8_0 matrices only (the LM head of both real models);
+  all     many-token matmuls too: the default model's prefill took 1.9x as long (bench/native.md
+          of 2026-12-02);
+  none    the exact f32 kernels everywhere.
 The results differ from the exact f32 kernels only by the activations' 16-bit rounding: on the
 default model a perplexity change of 0.005%, and the same greedy tokens as transformers on both
 real models (bench/int_dot.md, bench/gemma3_270m_int_dot.md).
@@ -48,8 +50,8 @@ INT_DOT_C = Path(__file__).with_name("int_dot.c")
 EXTERN = "webrt_int_dot"
 CODE_BITS = {"offset": 4, "minus8": 4, "int8": 8}  # _weight_form -> bits per code
 # --int-dot -> (the code widths that take the kernel, whether many-token matmuls do)
-INT_DOT_MODES = {"q8_0": ((8,), False), "all": ((4, 8), True), "none": ((), False)}
-DEFAULT_INT_DOT = "q8_0"
+INT_DOT_MODES = {"decode": ((4, 8), False), "q8_0": ((8,), False), "all": ((4, 8), True), "none": ((), False)}
+DEFAULT_INT_DOT = "decode"
 
 
 def _int_dot_block(block: SBlock):

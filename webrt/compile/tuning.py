@@ -29,6 +29,7 @@ from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.tirx.analysis import undefined_vars
 
 from .cpu_schedule import _walks_contiguously, schedule_cpu
+from .int_dot import DEFAULT_INT_DOT, use_int_dot
 from .kernels import Kernel, extract_kernels
 from .schedule import DECODE_PREFIX, place_decode_stages, split_decode_stages
 
@@ -194,11 +195,17 @@ WASM_SPACE = ((1, 4), (1, 8), (1, 16), (2, 8), (4, 4), (8, 4), (4, 8))
 # x @ W^T over many tokens: (token rows, weight rows) of the token-blocked register block
 # (cpu_schedule._schedule_token_blocked_matmul; the default is 2 x 4)
 WASM_TOKEN_SPACE = ((4, 2), (4, 3))
+# the one-token matmuls whose int-dot or exact kernel is a candidate: 4-bit and Q8_0 codes
+INT_DOT_CANDIDATE = "decode"
 
 
-def wasm_candidates(name: str, func: tirx.PrimFunc) -> list[dict]:
+def wasm_candidates(name: str, func: tirx.PrimFunc, int_dot: str = DEFAULT_INT_DOT) -> list[dict]:
     """[{id, knobs}] of the CPU schedule variants of `name` that differ from its default schedule
-    (and from each other): exported by the SIMD wasm builds as `<name>__<id>`."""
+    (and from each other): exported by the SIMD wasm builds as `<name>__<id>`. A one-token matmul
+    the int-dot kernel can run also gets the kernel its default does not use ({"int_dot": True}:
+    the int-dot kernel; False: the exact f32 one, default schedule): which of the two is faster
+    depends on the CPU (int_dot.py), and the two agree to the activations' 16-bit rounding, well
+    inside the tuner's tolerance. Its f32 schedule variants stay f32."""
     seen = [schedule_cpu(func)]
     if seen[0].same_as(func):
         return []  # no rule applies: nothing to vary
@@ -211,7 +218,17 @@ def wasm_candidates(name: str, func: tirx.PrimFunc) -> list[dict]:
             continue
         seen.append(variant)
         out.append({"id": f"w{len(out) + 1}", "knobs": knobs})
+    if use_int_dot(func, INT_DOT_CANDIDATE) is not None:
+        out.append({"id": f"w{len(out) + 1}", "knobs": {"int_dot": use_int_dot(func, int_dot) is None}})
     return out
+
+
+def wasm_candidate_func(func: tirx.PrimFunc, knobs: dict, threads: int) -> tirx.PrimFunc:
+    """The scheduled PrimFunc of a wasm candidate (wasm_candidates' knobs) of unscheduled `func`."""
+    knobs = dict(knobs)
+    if knobs.pop("int_dot", False):
+        func = use_int_dot(func, INT_DOT_CANDIDATE)
+    return schedule_cpu(func, threads=threads, **knobs)
 
 
 def space_hash(functions: dict, kernels: dict) -> str:

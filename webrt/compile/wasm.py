@@ -33,6 +33,7 @@ from tvm import relax, tirx
 from ..errors import WebrtError
 from .cpu_schedule import schedule_cpu
 from .int_dot import DEFAULT_INT_DOT, INT_DOT_C, use_int_dot
+from .tuning import wasm_candidate_func
 
 SUPPORT_C = Path(__file__).with_name("wasm_support.c")
 MAX_MEMORY = 65535 * 65536     # wasm32 allows 65536 pages; zig's linker flag parses a u32
@@ -100,7 +101,8 @@ def build_wasm(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild
     -> [{id, knobs}] schedule variants (tuning.wasm_candidates), exported as `<function>__<id>`
     besides the default, for the browser tuner; SIMD builds only (the knobs are SIMD widths).
     int_dot: which quantized matmuls run the integer-dot kernel (int_dot.py's INT_DOT_MODES) instead
-    of the exact f32 one; a function's candidates stay exact f32 schedules."""
+    of the exact f32 one; a function's candidates are f32 schedule variants and, for a one-token
+    4-bit or Q8_0 matmul, the kernel its default does not use (tuning.wasm_candidates)."""
     return _link(*_schedule(unscheduled, functions, build, candidates, int_dot), build)
 
 
@@ -116,7 +118,7 @@ def _schedule(unscheduled: tvm.IRModule, functions: list[str], build: WasmBuild,
         for name, found in candidates.items():
             for c in found:
                 symbol = f"{name}__{c['id']}"
-                prim_funcs[tvm.ir.GlobalVar(symbol)] = schedule_cpu(unscheduled[name], threads=build.threads, **c["knobs"])
+                prim_funcs[tvm.ir.GlobalVar(symbol)] = wasm_candidate_func(unscheduled[name], c["knobs"], build.threads)
                 exported.append(symbol)
     mod = relax.transform.AttachGlobalSymbol()(tvm.IRModule(prim_funcs))
     # with a system-lib prefix, calls into the runtime become plain imports the support file defines
