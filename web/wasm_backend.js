@@ -99,6 +99,14 @@ export function checkWasmFits(manifest, window) {
     "compile it with --quantization q4f32 or a smaller --context-window, or use WebGPU");
 }
 
+/**
+ * Bytes of a call's argument block (WasmKernels.pack) for its arguments: null for an integer, a
+ * tensor's rank otherwise. A multiple of 16, so blocks placed one after another stay aligned.
+ */
+export function argBlockBytes(ranks) {
+  return (16 * ranks.length + 16 + ranks.reduce((sum, rank) => sum + (rank === null ? 0 : 40 + 8 * rank), 0) + 15) & ~15;
+}
+
 export class WasmKernels {
   /** bytes: the chosen build; threads > 1 only with the threads build (see chooseWasmBuild). */
   static async create(bytes, { threads = 1 } = {}) {
@@ -210,13 +218,22 @@ export class WasmKernels {
 
   /** Call function `name` with args: tensors {ptr, shape, dtype} or integers. */
   call(name, args) {
-    const fn = this.x[`__tvm_ffi_${name}`];
-    if (!fn) throw new DeviceError(`kernels.wasm has no function ${name}`);
+    if (argBlockBytes(args.map((a) => (typeof a === "number" ? null : a.shape.length))) > SCRATCH_BYTES) {
+      throw new DeviceError(`too many arguments for ${name}`);
+    }
+    this.pack(args, this.scratch);
+    this.invoke(name, this.scratch, args.length);
+  }
+
+  /**
+   * Write the argument block of a call at `base` (argBlockBytes long): TVM's packed-call slots
+   * (16 bytes an argument, then the result's), then each tensor's DLTensor and its int64 shape.
+   */
+  pack(args, base) {
     const view = new DataView(this.memory.buffer);
-    const argBase = this.scratch;
-    let at = argBase + 16 * args.length + 16; // after the args array and the result slot
+    let at = base + 16 * args.length + 16; // after the args array and the result slot
     args.forEach((arg, i) => {
-      const slot = argBase + 16 * i;
+      const slot = base + 16 * i;
       view.setInt32(slot + 4, 0, true);
       view.setUint32(slot + 12, 0, true);
       if (typeof arg === "number") {
@@ -242,10 +259,15 @@ export class WasmKernels {
       view.setInt32(slot, 7, true);
       view.setUint32(slot + 8, dl, true);
     });
-    if (at > argBase + SCRATCH_BYTES) throw new DeviceError(`too many arguments for ${name}`);
+  }
+
+  /** Run function `name` on the argument block pack() wrote at `base` for `count` arguments. */
+  invoke(name, base, count) {
+    const fn = this.x[`__tvm_ffi_${name}`];
+    if (!fn) throw new DeviceError(`kernels.wasm has no function ${name}`);
     let rc;
     try {
-      rc = fn(0, argBase, args.length, argBase + 16 * args.length);
+      rc = fn(0, base, count, base + 16 * count);
     } catch (err) {
       throw new DeviceError(`wasm kernel ${name} trapped: ${err.message}`);
     }

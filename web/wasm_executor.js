@@ -5,8 +5,15 @@
 // places its storage at offsets from the arena's start. One allocation per storage (zig's libc
 // malloc rounds each large one up to a power of two) held once per program had made the real
 // Gemma 3 270M's wasm memory 88 MiB larger after one prompt (bench/gemma3_wllama.md).
+//
+// Each call's argument block (the packed-call slots and DLTensors the kernel reads) also lies in
+// the arena, written once while the program holds it: only the calls whose shapes or integers
+// depend on the shape variables (a decode step's cache length) are packed again per run. Packing
+// all ~490 calls of the default model's decode step per run cost about as much as its
+// attention kernels.
 
 import { InputError } from "./errors.js";
+import { argBlockBytes } from "./wasm_backend.js";
 import { bindShapeVars, product, ProgramCache, resolveLater, tensorBytes, TYPED_ARRAY } from "./plan_inputs.js";
 import { evaluate, evaluateShape } from "./shape_expr.js";
 
@@ -26,11 +33,17 @@ export class WasmExecutor {
   /** As PlanExecutor.run; `profile` (an object) gets milliseconds added per function. */
   async run(entryName, inputs, { readback, profile } = {}) {
     // a `later` input (the grammar's mask) is asked for first: the kernels run on this thread
-    const { plan, program, calls, shaped } = this.callsOf(entryName, await resolveLater(inputs));
-    for (const call of calls) {
+    const { plan, env, program, shaped } = this.bind(entryName, await resolveLater(inputs));
+    const base = this.arena.ptr;
+    const repackAll = program.packedAt !== base;
+    for (const step of program.calls) {
+      if (repackAll || !step.fixed) this.kernels.pack(this.argsOf(step, env, shaped), base + step.argsAt);
+    }
+    program.packedAt = base;
+    for (const step of program.calls) {
       const t0 = profile ? performance.now() : 0;
-      this.kernels.call(this.exportOf[call.func] ?? call.func, call.args);
-      if (profile) profile[call.func] = (profile[call.func] ?? 0) + performance.now() - t0;
+      this.kernels.invoke(this.exportOf[step.func] ?? step.func, base + step.argsAt, step.order.length);
+      if (profile) profile[step.func] = (profile[step.func] ?? 0) + performance.now() - t0;
     }
     const wanted = readback ?? plan.outputs.map((_, i) => i);
     return plan.outputs.map((id, i) => {
@@ -41,12 +54,15 @@ export class WasmExecutor {
     });
   }
 
-  /**
-   * Write an entry's inputs; returns {plan, env, program, calls, shaped} where each call is {func,
-   * step (its plan step index), args (the function's arguments in parameter order)}. The tuner
-   * (tuner.js) runs these calls one by one.
-   */
-  callsOf(entryName, inputs) {
+  /** A call step's arguments in the function's parameter order: tensors and integers interleaved. */
+  argsOf(step, env, shaped) {
+    const tensors = step.args.map(shaped);
+    const scalars = step.scalars.map((s) => evaluate(s, env));
+    return step.order.map((isScalar) => (isScalar ? scalars.shift() : tensors.shift()));
+  }
+
+  /** Bind the shape variables, take the program into the arena and write the entry's inputs. */
+  bind(entryName, inputs) {
     const plan = this.manifest.entries[entryName];
     if (!plan) throw new InputError(`the artifact has no entry ${entryName}; it has ${Object.keys(this.manifest.entries)}`);
     const env = bindShapeVars(plan, inputs, this.bound);
@@ -61,12 +77,17 @@ export class WasmExecutor {
       if (input.name in this.bound || input.values) continue;
       this.kernels.write(ptrOf(program.tensors[input.id]), inputs[input.name].data);
     }
-    // arguments in the function's parameter order: tensors and integers interleaved
-    const calls = program.calls.map((step) => {
-      const tensors = step.args.map(shaped);
-      const scalars = step.scalars.map((s) => evaluate(s, env));
-      return { func: step.func, step: step.index, args: step.order.map((isScalar) => (isScalar ? scalars.shift() : tensors.shift())) };
-    });
+    return { plan, env, program, shaped };
+  }
+
+  /**
+   * Write an entry's inputs; returns {plan, env, program, calls, shaped} where each call is {func,
+   * step (its plan step index), args (the function's arguments in parameter order)}. The tuner
+   * (tuner.js) runs these calls one by one.
+   */
+  callsOf(entryName, inputs) {
+    const { plan, env, program, shaped } = this.bind(entryName, inputs);
+    const calls = program.calls.map((step) => ({ func: step.func, step: step.index, args: this.argsOf(step, env, shaped) }));
     return { plan, env, program, calls, shaped };
   }
 
@@ -107,7 +128,14 @@ export class WasmExecutor {
       }
       else throw new Error(`unknown plan step ${step.op}`);
     }
-    return { tensors, calls, bytes };
+    for (const call of calls) {
+      const ranks = [...call.args.map((id) => tensors[id].shape.length), ...call.scalars.map(() => null)];
+      call.argsAt = place(argBlockBytes(ranks));
+      // fixed: no shape or integer argument depends on a shape variable, so one packing serves every run
+      call.fixed = call.args.every((id) => tensors[id].shape.every((d) => typeof d === "number")) &&
+        call.scalars.every((s) => typeof s === "number");
+    }
+    return { tensors, calls, bytes, packedAt: null };
   }
 
   /**
@@ -125,7 +153,10 @@ export class WasmExecutor {
       this.arena.bytes = Math.ceil(program.bytes / 65536) * 65536;
       this.inArena = null;
     }
-    if (this.inArena !== program) this.kernels.zero(this.arena.ptr, program.bytes);
+    if (this.inArena !== program) {
+      this.kernels.zero(this.arena.ptr, program.bytes);
+      program.packedAt = null; // its argument blocks are gone with the rest
+    }
     this.inArena = program;
   }
 
