@@ -101,10 +101,10 @@ export function checkWasmFits(manifest, window) {
 
 /**
  * Bytes of a call's argument block (WasmKernels.pack) for its arguments: null for an integer, a
- * tensor's rank otherwise. A multiple of 16, so blocks placed one after another stay aligned.
+ * tensor's rank otherwise.
  */
 export function argBlockBytes(ranks) {
-  return (16 * ranks.length + 16 + ranks.reduce((sum, rank) => sum + (rank === null ? 0 : 40 + 8 * rank), 0) + 15) & ~15;
+  return 16 * ranks.length + 16 + ranks.reduce((sum, rank) => sum + (rank === null ? 0 : 40 + 8 * rank), 0);
 }
 
 export class WasmKernels {
